@@ -1,0 +1,50 @@
+"""landscape: loss landscapes of trained neural networks, exact, fast and scalable.
+
+The pipeline, one module per step:
+checkpoint -> directions -> grid -> evaluate -> store -> render.
+
+Heavy modules are imported on first use, so `import landscape` is cheap.
+
+Example:
+    >>> import landscape
+    >>> landscape.list_models("resnet*")[:2]
+    ['resnet110', 'resnet110_noshort']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+from .errors import LandscapeError
+
+# public name -> module that defines it (imported lazily on first attribute access)
+_EXPORTS = {
+    "list_models": "models",
+    "create_model": "models",
+    "register_model": "models",
+    "load_dataset": "data",
+    "Dataset": "data",
+    "Checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "build_model": "checkpoint",
+    "TrainConfig": "train",
+    "train": "train",
+}
+
+__all__ = ["__version__", "LandscapeError", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'landscape' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

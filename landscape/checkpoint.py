@@ -1,0 +1,215 @@
+"""Checkpoints that carry their own metadata; loading of bare state dicts and the paper's files.
+
+Format (`torch.save` of a plain dict, loadable with `weights_only=True`):
+`format="landscape-checkpoint"`, `version`, `model` (registry name or import path),
+`model_kwargs`, `state_dict`, `data` (dataset name, split seed, normalization), `epoch`,
+`metrics` (train/test loss and accuracy).
+
+Example:
+    >>> ckpt = load_checkpoint("ckpts/resnet20.pt")
+    >>> model = build_model(ckpt)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import LandscapeError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "build_model",
+    "load_into",
+    "clean_state_dict",
+    "file_sha256",
+]
+
+CHECKPOINT_FORMAT = "landscape-checkpoint"
+CHECKPOINT_VERSION = 1
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class Checkpoint:
+    """A model's weights plus everything needed to rebuild and evaluate it."""
+
+    model: str | None
+    state_dict: dict[str, torch.Tensor]
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    epoch: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    version: int = CHECKPOINT_VERSION
+    path: str | None = None
+    source: str = CHECKPOINT_FORMAT  # or "state_dict", "paper"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": self.version,
+            "model": self.model,
+            "model_kwargs": dict(self.model_kwargs),
+            "state_dict": self.state_dict,
+            "data": dict(self.data),
+            "epoch": self.epoch,
+            "metrics": dict(self.metrics),
+        }
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
+    """Write atomically (temporary file, then rename) so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in ckpt.state_dict.items()}
+    payload = ckpt.to_dict() | {"state_dict": state}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def clean_state_dict(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Strip `module.` (DataParallel) and `_orig_mod.` (torch.compile) prefixes."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        k = key
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _PREFIXES:
+                if k.startswith(prefix):
+                    k, changed = k[len(prefix) :], True
+            k = k.replace("._orig_mod.", ".")
+        out[k] = value
+    return out
+
+
+def _torch_load(path: Path) -> Any:
+    if not path.exists():
+        raise LandscapeError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise LandscapeError(f"checkpoint {path} is a directory, expected a file written by torch.save")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise LandscapeError(f"checkpoint {path} is not readable (permission denied)") from None
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" in str(e) or "weights_only" in str(e):
+            raise LandscapeError(
+                f"checkpoint {path} holds pickled Python objects, which are not loaded for safety; "
+                "re-save it as a state dict (torch.save(model.state_dict(), path))"
+            ) from None
+        raise LandscapeError(
+            f"cannot read checkpoint {path} ({type(e).__name__}: {first[:200]}); "
+            "expected a file written by torch.save"
+        ) from None
+
+
+def load_checkpoint(
+    path: str | Path, model: str | None = None, model_kwargs: dict[str, Any] | None = None
+) -> Checkpoint:
+    """Load a landscape checkpoint, a bare state dict, or a paper-style `{'state_dict': ...}`.
+
+    `model`/`model_kwargs` name the architecture for files that do not carry it, and override
+    the recorded ones otherwise.
+    """
+    path = Path(path)
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        ckpt = Checkpoint(
+            model=obj.get("model"),
+            state_dict=clean_state_dict(obj["state_dict"]),
+            model_kwargs=dict(obj.get("model_kwargs") or {}),
+            data=dict(obj.get("data") or {}),
+            epoch=obj.get("epoch"),
+            metrics=dict(obj.get("metrics") or {}),
+            version=int(obj.get("version", 1)),
+        )
+    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        ckpt = Checkpoint(model=None, state_dict=clean_state_dict(obj["state_dict"]), source="paper")
+        ckpt.epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        ckpt = Checkpoint(model=None, state_dict=clean_state_dict(obj), source="state_dict")
+    else:
+        raise LandscapeError(
+            f"{path} is not a checkpoint: expected a landscape checkpoint, a state dict, or a dict "
+            "with a 'state_dict' entry"
+        )
+    if model is not None:
+        ckpt.model = model
+    if model_kwargs:
+        ckpt.model_kwargs = {**ckpt.model_kwargs, **model_kwargs}
+    if ckpt.model is None:
+        raise LandscapeError(
+            f"{path} is a bare state dict with no model name; pass --model NAME (see 'landscape models')"
+        )
+    ckpt.path = str(path)
+    return ckpt
+
+
+def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str = "checkpoint") -> None:
+    """Load strictly; on mismatch raise one line naming missing and unexpected keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and state_dict[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_short(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch {_short(shapes)}")
+        raise LandscapeError(
+            f"{what} does not fit model {type(model).__name__}: {'; '.join(parts)} "
+            "(is --model right?)"
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _short(items: list[str], n: int = 4) -> str:
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def build_model(ckpt: Checkpoint) -> nn.Module:
+    """Create the checkpoint's architecture, load its weights, and put it in eval mode."""
+    from .models import create_model
+
+    kwargs = dict(ckpt.model_kwargs)
+    model = create_model(ckpt.model, **kwargs)
+    load_into(model, ckpt.state_dict, what=f"checkpoint {ckpt.path or ''}".strip())
+    return model.eval()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

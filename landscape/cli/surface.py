@@ -1,0 +1,114 @@
+"""`landscape surface` (and `scripts/surface.py`, which `mpirun` launches)."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import positive_int
+
+HELP = """compute (or resume) a loss surface around a checkpoint
+
+examples:
+  landscape surface --ckpt ckpts/resnet20.pt --x=-1:1:51 --y=-1:1:51
+  landscape surface --ckpt ckpts/resnet20.pt --x=-1:1:51                 (1D curve)
+  landscape surface --ckpt a.pt --ckpt2 b.pt --x=-0.5:1.5:401             (interpolation)
+  mpirun -n 4 python scripts/surface.py --ckpt ckpts/resnet56.pt --x=-1:1:51 --y=-1:1:51
+"""
+
+
+def add_surface_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `landscape surface`; shared with `scripts/surface.py`."""
+    p.add_argument("--ckpt", required=True, help="checkpoint at the centre of the surface")
+    p.add_argument("--model", default=None, help="architecture, for bare state dicts")
+    p.add_argument("--x", default="-1:1:51", help="x grid MIN:MAX:NUM (default -1:1:51)")
+    p.add_argument("--y", default=None, help="y grid MIN:MAX:NUM (omit for a 1D curve)")
+    g = p.add_argument_group("directions")
+    g.add_argument("--dir-type", choices=("weights", "states"), default="weights",
+                   help="move the parameters only, or BatchNorm running statistics too")
+    g.add_argument("--norm", choices=("filter", "layer", "weight", "none"), default=None,
+                   help="direction normalization (default filter; none for --ckpt2/--pca)")
+    g.add_argument("--ignore", choices=("biasbn", "none"), default=None,
+                   help="zero 1-D tensors (biases, BatchNorm) (default biasbn; none for --ckpt2)")
+    g.add_argument("--seed", type=int, default=0, help="random direction seed (default 0)")
+    g.add_argument("--same-dir", action="store_true", help="y direction equal to x")
+    g.add_argument("--ckpt2", default=None, help="x = ckpt2 - ckpt (line through two checkpoints)")
+    g.add_argument("--ckpt3", default=None, help="y = ckpt3 - ckpt (plane through three checkpoints)")
+    g.add_argument("--pca", nargs="+", default=(), metavar="SNAPSHOT",
+                   help="PCA directions of a trajectory (landscape train --save-every)")
+    g.add_argument("--dirs", default=None,
+                   help="'hessian' (top two Hessian eigenvectors), or a surface file or the "
+                   "paper's direction file whose directions to reuse")
+    d = p.add_argument_group("data and evaluation")
+    d.add_argument("--data", default=None, help="data set (default: the checkpoint's own)")
+    d.add_argument("--data-root", default=None, help="directory with CIFAR python-pickle files")
+    d.add_argument("--data-test", default=None, help="test split for --data path.npz/.pt (arrays x, y)")
+    d.add_argument("--splits", default="train,test", help="train, test or train,test (default)")
+    d.add_argument("--max-samples", type=positive_int, default=None, help="first N samples per split")
+    d.add_argument("--batch-size", type=positive_int, default=None, help="samples per pass (default: chosen)")
+    d.add_argument("--points-per-pass", type=positive_int, default=None,
+                   help="grid points per pass (default: chosen per device and model)")
+    d.add_argument("--strategy", choices=("sequential", "vmap"), default=None,
+                   help="override the engine's choice")
+    d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    d.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32",
+                   help="fp32 (exact, default), or tf32/bf16 (faster; error recorded)")
+    d.add_argument("--bn", choices=("eval", "recompute"), default="eval",
+                   help="BatchNorm with the checkpoint's statistics, or re-estimated per point")
+    d.add_argument("--loss", default="cross_entropy",
+                   help="cross_entropy (default), mse, or package.module:fn (outputs, targets)")
+    d.add_argument("--curvature", action="store_true",
+                   help="also map the largest and smallest Hessian eigenvalue at every point")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default=None, help="surface file (default surfaces/<checkpoint>.h5)")
+    o.add_argument("--force", action="store_true", help="start afresh even if --out exists")
+    o.add_argument("--comm", choices=("auto", "serial", "mpi"), default="auto",
+                   help="auto: MPI when launched by mpirun with >1 rank")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, imported lazily)
+    """Build the SurfaceConfig from parsed options."""
+    from ..compute import SurfaceConfig
+
+    return SurfaceConfig(
+        ckpt=args.ckpt,
+        model=args.model,
+        x=args.x,
+        y=args.y,
+        dir_type=args.dir_type,
+        norm=args.norm,
+        ignore=args.ignore,
+        seed=args.seed,
+        same_dir=args.same_dir,
+        ckpt2=args.ckpt2,
+        ckpt3=args.ckpt3,
+        pca=tuple(args.pca),
+        dirs=args.dirs,
+        data=args.data,
+        data_root=args.data_root,
+        data_test=args.data_test,
+        loss=args.loss,
+        curvature=args.curvature,
+        splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()),
+        max_samples=args.max_samples,
+        batch_size=args.batch_size,
+        points_per_pass=args.points_per_pass,
+        strategy=args.strategy,
+        device=args.device,
+        precision=args.precision,
+        bn=args.bn,
+        out=args.out,
+        force=args.force,
+        comm=args.comm,
+        quiet=args.quiet,
+    )
+
+
+def run_surface(args: argparse.Namespace) -> int:
+    from ..compute import compute_surface
+
+    compute_surface(config_from_args(args))
+    return 0
+
+
+COMMANDS = [("surface", HELP, add_surface_arguments, run_surface)]

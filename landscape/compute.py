@@ -1,0 +1,495 @@
+"""Computing a surface: checkpoint -> directions -> grid -> evaluate -> store.
+
+`compute_surface(SurfaceConfig(...))` is what `landscape surface` and `scripts/surface.py`
+run. It resolves the configuration into a `SurfaceJob` (model, directions, grid, data, file
+settings) and runs the job: pending points are evaluated in chunks and appended to the
+surface file as they are computed, so a killed run resumes where it stopped.
+
+Example:
+    >>> cfg = SurfaceConfig(ckpt="ckpts/resnet20.pt", x="-1:1:21", y="-1:1:21", out="surfaces/r20.h5")
+    >>> path = compute_surface(cfg)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._version import __version__
+from .checkpoint import Checkpoint, build_model, file_sha256, load_checkpoint
+from .data import Dataset, dataset_from_meta, load_dataset
+from .device import resolve_device
+from .directions import (
+    DIR_TYPES,
+    IGNORES,
+    NORMS,
+    Directions,
+    directions_from_tensors,
+    interpolation_directions,
+    pca_directions,
+    random_directions,
+)
+from .errors import LandscapeError
+from .evaluate import BN_MODES, PRECISIONS, EvalPlan, PointEvaluator, plan_evaluation
+from .grid import Axis, Grid
+from .progress import Progress, format_seconds
+from .storage import (
+    SurfaceWriter,
+    create_surface,
+    open_surface,
+    read_directions,
+    update_attrs,
+)
+
+__all__ = ["SurfaceConfig", "SurfaceJob", "compute_surface", "prepare_job", "run_job", "select_splits"]
+
+
+@dataclass(frozen=True)
+class SurfaceConfig:
+    """Everything `landscape surface` takes (see `landscape surface --help`)."""
+
+    ckpt: str
+    x: str = "-1:1:51"
+    y: str | None = None
+    out: str | None = None
+    model: str | None = None  # architecture for bare state dicts
+    dir_type: str = "weights"
+    norm: str | None = None  # default: filter for random directions, none otherwise
+    ignore: str | None = None  # default: biasbn for random/PCA directions, none otherwise
+    seed: int = 0
+    same_dir: bool = False
+    ckpt2: str | None = None
+    ckpt3: str | None = None
+    pca: tuple[str, ...] = ()
+    dirs: str | None = None
+    data: str | None = None  # default: the checkpoint's own data set
+    data_root: str | None = None
+    data_test: str | None = None
+    splits: tuple[str, ...] = ("train", "test")
+    max_samples: int | None = None
+    batch_size: int | None = None
+    points_per_pass: int | None = None
+    strategy: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    bn: str = "eval"
+    loss: str = "cross_entropy"
+    curvature: bool = False
+    comm: str = "auto"
+    force: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        for value, choices, option in (
+            (self.dir_type, DIR_TYPES, "--dir-type"),
+            (self.norm or "filter", NORMS, "--norm"),
+            (self.ignore or "biasbn", IGNORES, "--ignore"),
+            (self.precision, PRECISIONS, "--precision"),
+            (self.bn, BN_MODES, "--bn"),
+        ):
+            if value not in choices:
+                raise LandscapeError(f"{option} {value!r} is not one of {', '.join(choices)}")
+        kinds = sum(bool(v) for v in (self.ckpt2, self.pca, self.dirs))
+        if kinds > 1:
+            raise LandscapeError("give only one of --ckpt2/--ckpt3, --pca and --dirs")
+        if self.ckpt3 and not self.ckpt2:
+            raise LandscapeError("--ckpt3 needs --ckpt2 (the plane through three checkpoints)")
+        if self.ckpt3 and self.y is None:
+            raise LandscapeError("--ckpt3 makes a plane: give --y as well")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise LandscapeError(f"--max-samples must be at least 1, got {self.max_samples}")
+        bad = [s for s in self.splits if s not in ("train", "test")]
+        if bad or not self.splits:
+            raise LandscapeError(f"--splits {','.join(self.splits)!r}: use train, test or train,test")
+
+
+@dataclass
+class SurfaceJob:
+    """A resolved surface computation: what to evaluate, where, and how to store it."""
+
+    model: nn.Module
+    directions: Directions
+    grid: Grid
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    out: Path | None
+    device: torch.device
+    attrs: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    loss: Any = "cross_entropy"
+    metric: Any = "accuracy"
+    bn_mode: str = "eval"
+    bn_data: torch.Tensor | None = None
+    precision: str = "fp32"
+    strategy: str | None = None
+    points_per_pass: int | None = None
+    batch_size: int | None = None
+    trajectory: dict[str, Any] | None = None
+    curvature: bool = False  # also store max_eig / min_eig maps (landscape.curvature)
+    extra_evaluators: list[Callable[[np.ndarray], dict[str, np.ndarray]]] = field(default_factory=list)
+    extra_arrays: list[str] = field(default_factory=list)
+    quiet: bool = False
+    force: bool = False
+
+    @property
+    def array_names(self) -> list[str]:
+        names = []
+        for split in self.splits:
+            names.append(f"{split}_loss")
+            if self.metric is not None:
+                names.append(f"{split}_acc")
+        if self.curvature:
+            names += ["max_eig", "min_eig"]
+        return names + list(self.extra_arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# preparing a job from a configuration
+
+
+def select_splits(
+    ds: Dataset, splits: Sequence[str], max_samples: int | None
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The requested splits, each cut to its first `max_samples` samples."""
+    out = {}
+    for name in splits:
+        x, y = ds.split(name)
+        if max_samples is not None:
+            x, y = x[:max_samples], y[:max_samples]
+        out[name] = (x, y)
+    return out
+
+
+def _load_data(cfg: SurfaceConfig, ckpt: Checkpoint) -> Dataset:
+    if cfg.data is None:
+        if not ckpt.data:
+            raise LandscapeError(
+                f"checkpoint {cfg.ckpt} records no data set; pass --data (e.g. --data digits)"
+            )
+        return dataset_from_meta(ckpt.data, root=cfg.data_root)
+    if cfg.data_test is not None:
+        return load_dataset(cfg.data, root=cfg.data_root, test=cfg.data_test)
+    return load_dataset(cfg.data, root=cfg.data_root)
+
+
+def _default_norm_ignore(cfg: SurfaceConfig) -> tuple[str, str]:
+    if cfg.ckpt2:
+        return cfg.norm or "none", cfg.ignore or "none"
+    if cfg.pca:
+        return cfg.norm or "none", cfg.ignore or "biasbn"
+    return cfg.norm or "filter", cfg.ignore or "biasbn"
+
+
+def make_directions(
+    cfg: SurfaceConfig,
+    model: nn.Module,
+    splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+) -> Directions:
+    """Directions for a configuration: random, interpolation, PCA, Hessian, or from a file."""
+    two_d = cfg.y is not None
+    norm, ignore = _default_norm_ignore(cfg)
+    if cfg.dirs == "hessian":
+        from .hessian import hessian_directions
+
+        return hessian_directions(
+            model, splits, device, two_d=two_d, dir_type=cfg.dir_type,
+            norm=cfg.norm or "none", ignore=cfg.ignore or "none", seed=cfg.seed, loss=cfg.loss,
+        )
+    if cfg.dirs:
+        x, y, meta = read_directions(cfg.dirs)
+        if two_d and y is None:
+            raise LandscapeError(f"--dirs {cfg.dirs} holds only an x direction; drop --y for a 1D curve")
+        d = directions_from_tensors(model, x, y if two_d else None, cfg.dirs, meta)
+        return d
+    if cfg.ckpt2:
+        s2 = load_checkpoint(cfg.ckpt2, model=cfg.model).state_dict
+        s3 = load_checkpoint(cfg.ckpt3, model=cfg.model).state_dict if cfg.ckpt3 else None
+        d = interpolation_directions(model, s2, s3, cfg.dir_type)
+        if not two_d:
+            d.y = None
+        return d
+    if cfg.pca:
+        snaps = [load_checkpoint(p, model=cfg.model) for p in cfg.pca]
+        epochs = [s.epoch if s.epoch is not None else i for i, s in enumerate(snaps)]
+        d = pca_directions(model, [s.state_dict for s in snaps], cfg.dir_type, ignore, epochs)
+        if not two_d:
+            d.y = None
+        return d
+    return random_directions(model, cfg.seed, cfg.dir_type, norm, ignore, two_d, cfg.same_dir)
+
+
+def _trajectory_losses(
+    model: nn.Module, paths: Sequence[str], cfg: SurfaceConfig, split: tuple[torch.Tensor, torch.Tensor]
+) -> np.ndarray:
+    """Actual loss of each snapshot along a PCA trajectory (not the plane's interpolated value)."""
+    import copy
+
+    from .train import evaluate_model
+
+    losses = []
+    probe = copy.deepcopy(model)
+    for p in paths:
+        probe.load_state_dict(load_checkpoint(p, model=cfg.model).state_dict)
+        losses.append(evaluate_model(probe, *split)[0])
+    return np.array(losses)
+
+
+def _sources(cfg: SurfaceConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if cfg.ckpt2:
+        out["ckpt2_sha256"] = file_sha256(cfg.ckpt2)
+    if cfg.ckpt3:
+        out["ckpt3_sha256"] = file_sha256(cfg.ckpt3)
+    if cfg.pca:
+        out["pca_sha256"] = [file_sha256(p) for p in cfg.pca]
+    if cfg.dirs and cfg.dirs != "hessian":
+        out["dirs_file"] = str(Path(cfg.dirs).resolve())
+    return out
+
+
+def default_out(cfg: SurfaceConfig) -> Path:
+    """`surfaces/<checkpoint stem>.h5` (metadata lives inside the file, not in its name)."""
+    stem = Path(cfg.ckpt).stem
+    return Path("surfaces") / f"{stem}{'_1d' if cfg.y is None else ''}.h5"
+
+
+def prepare_job(cfg: SurfaceConfig, local_rank: int = 0) -> SurfaceJob:
+    """Resolve a configuration: load the checkpoint and data, make the directions and settings."""
+    grid = Grid(Axis.parse(cfg.x, "x"), Axis.parse(cfg.y, "y") if cfg.y is not None else None)
+    ckpt = load_checkpoint(cfg.ckpt, model=cfg.model)
+    model = build_model(ckpt)
+    ds = _load_data(cfg, ckpt)
+    splits = select_splits(ds, cfg.splits, cfg.max_samples)
+    _check_fits(model, splits, ckpt)
+    device = resolve_device(cfg.device, local_rank)
+    out = Path(cfg.out) if cfg.out else default_out(cfg)
+    directions = make_directions(cfg, model, splits, device)
+    trajectory = None
+    if directions.trajectory is not None:
+        trajectory = {k: v for k, v in directions.trajectory.items() if v is not None}
+        first = next(iter(splits.values()))
+        trajectory["loss"] = _trajectory_losses(model, cfg.pca, cfg, first)
+    data_meta = ds.meta()
+    data_meta.update({f"n_{s}": int(len(v[0])) for s, v in splits.items()})
+    dir_settings = {**directions.meta(), **_sources(cfg)}
+    dir_settings.pop("explained_variance", None)
+    dir_settings.pop("singular_values", None)
+    settings = {
+        "grid": {"x": grid.x.spec(), "y": grid.y.spec() if grid.y else None},
+        "model": ckpt.model,
+        "model_kwargs": ckpt.model_kwargs,
+        "checkpoint_sha256": file_sha256(cfg.ckpt),
+        "data": {k: data_meta.get(k) for k in ("name", "split_seed", "n_train", "n_test") if k in data_meta},
+        "splits": list(splits),
+        "directions": dir_settings,
+        "bn": cfg.bn,
+        "precision": cfg.precision,
+        "loss": cfg.loss,
+        "curvature": bool(cfg.curvature),
+    }
+    attrs = {
+        "software": f"landscape {__version__}",
+        "torch_version": torch.__version__,
+        "model": ckpt.model,
+        "model_kwargs": ckpt.model_kwargs,
+        "checkpoint": str(cfg.ckpt),
+        "checkpoint_sha256": settings["checkpoint_sha256"],
+        "checkpoint_epoch": -1 if ckpt.epoch is None else ckpt.epoch,
+        "checkpoint_metrics": ckpt.metrics,
+        "dataset": data_meta,
+        "splits": list(splits),
+        **{f"n_{s}": int(len(v[0])) for s, v in splits.items()},
+        "dir_kind": directions.kind,
+        "dir_type": directions.dir_type,
+        "norm": directions.norm,
+        "ignore": directions.ignore,
+        "seed": -1 if directions.seed is None else directions.seed,
+        "directions": directions.meta(),
+        "bn": cfg.bn,
+        "precision": cfg.precision,
+        "loss": cfg.loss,
+    }
+    return SurfaceJob(
+        model=model,
+        directions=directions,
+        grid=grid,
+        splits=splits,
+        out=out,
+        device=device,
+        attrs=attrs,
+        settings=settings,
+        loss=cfg.loss,
+        metric="accuracy" if cfg.loss == "cross_entropy" else None,
+        bn_mode=cfg.bn,
+        bn_data=ds.x_train if cfg.bn == "recompute" else None,
+        precision=cfg.precision,
+        strategy=cfg.strategy,
+        points_per_pass=cfg.points_per_pass,
+        batch_size=cfg.batch_size,
+        trajectory=trajectory,
+        curvature=cfg.curvature,
+        quiet=cfg.quiet,
+        force=cfg.force,
+    )
+
+
+def _check_fits(model: nn.Module, splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]], ckpt: Checkpoint) -> None:
+    """Fail early, in one line, when the data do not fit the model."""
+    x = next(iter(splits.values()))[0][:2]
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    except Exception as e:
+        raise LandscapeError(
+            f"data of shape {tuple(x.shape[1:])} do not fit model {ckpt.model} "
+            f"({str(e).strip().splitlines()[0][:160]}); check --data"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# running a job
+
+
+def _prepare_file(job: SurfaceJob) -> np.ndarray:
+    """Create the file, or check an existing one's settings; return the pending flat indices."""
+    assert job.out is not None
+    if job.out.exists() and not job.force:
+        open_surface(job.out, job.settings)
+        from .storage import read_directions as _rd
+
+        x, y, _ = _rd(job.out)  # resume with the stored directions, bit for bit
+        job.directions.x = {k: v.to(job.directions.x[k].dtype) for k, v in x.items()}
+        if y is not None and job.directions.y is not None:
+            job.directions.y = {k: v.to(job.directions.y[k].dtype) for k, v in y.items()}
+    else:
+        create_surface(
+            job.out, job.grid, job.array_names, job.directions, job.attrs, job.settings, job.trajectory
+        )
+    with SurfaceWriter(job.out) as w:
+        return w.pending()
+
+
+def make_evaluator(job: SurfaceJob, n_points: int) -> tuple[PointEvaluator, EvalPlan]:
+    """The evaluator for a job, with the plan chosen for its device and model.
+
+    With `job.curvature`, a curvature evaluator (max/min Hessian eigenvalue per point) is
+    added to `job.extra_evaluators`.
+    """
+    first = next(iter(job.splits.values()))[0]
+    plan = plan_evaluation(
+        job.model, job.device, n_points, job.precision, job.bn_mode, job.strategy,
+        job.points_per_pass, job.batch_size, sample=first,
+    )
+    ev = PointEvaluator(
+        job.model, job.directions, job.splits, plan, job.loss, job.metric, job.bn_mode, job.bn_data
+    )
+    if job.curvature and not any(getattr(e, "is_curvature", False) for e in job.extra_evaluators):
+        from .curvature import CurvatureEvaluator
+
+        job.extra_evaluators.append(CurvatureEvaluator(job))
+    return ev, ev.plan
+
+
+def _evaluate_all(job: SurfaceJob, ev: PointEvaluator, coords: np.ndarray) -> dict[str, np.ndarray]:
+    values = ev(coords)
+    for extra in job.extra_evaluators:
+        values.update(extra(coords))
+    return values
+
+
+def precision_error(job: SurfaceJob, ev: PointEvaluator) -> float:
+    """Largest relative loss error of the chosen precision against fp32, at the centre."""
+    if job.precision == "fp32":
+        return 0.0
+    from dataclasses import replace
+
+    ref_plan = replace(ev.plan, precision="fp32")
+    ref = PointEvaluator(job.model, job.directions, job.splits, ref_plan, job.loss, job.metric, job.bn_mode, job.bn_data)
+    c = np.zeros((1, job.grid.ndim))
+    a, b = ev(c), ref(c)
+    return max(
+        float(abs(a[k][0] - b[k][0]) / max(abs(b[k][0]), 1e-12)) for k in a if k.endswith("_loss")
+    )
+
+
+def chunk_points(seconds_per_point: float, points_per_pass: int, target_seconds: float = 2.0) -> int:
+    """Points per chunk: whole passes, about `target_seconds` of work, at most 4096."""
+    passes = max(1, math.ceil(target_seconds / max(seconds_per_point * points_per_pass, 1e-9)))
+    return int(min(points_per_pass * passes, 4096))
+
+
+def run_job(job: SurfaceJob) -> Path:
+    """Evaluate every pending point of a job (serially) and store the results."""
+    pending = _prepare_file(job)
+    total = job.grid.num_points
+    ev, plan = make_evaluator(job, max(len(pending), 1))
+    err = precision_error(job, ev) if len(pending) else 0.0
+    bar = Progress(total, desc="surface", unit="pt", enabled=not job.quiet, initial=total - len(pending))
+    start = time.perf_counter()
+    done, chunk = 0, plan.points_per_pass
+    while done < len(pending):
+        idx = pending[done : done + chunk]
+        t0 = time.perf_counter()
+        values = _evaluate_all(job, ev, job.grid.coords_of(idx))
+        dt = time.perf_counter() - t0
+        with SurfaceWriter(job.out) as w:
+            w.write_points(idx, values, dt / len(idx), rank=0)
+        done += len(idx)
+        bar.update(len(idx))
+        chunk = chunk_points(dt / len(idx), plan.points_per_pass)
+    bar.enabled = bar.enabled and len(pending) > 0
+    bar.close()
+    seconds = time.perf_counter() - start
+    _finish_run(job, plan, len(pending), seconds, ranks=1, precision_err=err)
+    return job.out
+
+
+def _finish_run(job: SurfaceJob, plan: EvalPlan, points: int, seconds: float, ranks: int, precision_err: float) -> None:
+    """Record the run (timing, plan, precision error) and scalar metrics; print the final line."""
+    run = {
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+        "points": int(points),
+        "seconds": round(seconds, 4),
+        "points_per_second": round(points / seconds, 4) if seconds > 0 else 0.0,
+        "ranks": ranks,
+        "host": socket.gethostname(),
+        "device": str(job.device),
+        "threads": torch.get_num_threads(),
+        "plan": plan.meta(),
+    }
+    attrs: dict[str, Any] = {"plan": plan.meta()}
+    if job.precision != "fp32":
+        attrs["precision_max_rel_error"] = precision_err
+    from .metrics import surface_metrics
+    from .storage import read_surface
+
+    if points:
+        attrs["metrics"] = surface_metrics(read_surface(job.out))
+    update_attrs(job.out, attrs, append_run=run if points else None)
+    if not job.quiet:
+        rate = f"{points / seconds:.3g} points/s" if seconds > 0 and points else "nothing to do"
+        print(f"wrote {job.out}: {points} points in {format_seconds(seconds)} ({rate})", flush=True)
+
+
+def compute_surface(cfg: SurfaceConfig) -> Path:
+    """Compute (or resume) the surface a configuration describes; return the file path."""
+    from .distributed import run_distributed, want_mpi
+
+    if want_mpi(cfg.comm):
+        return run_distributed(cfg)
+    job = prepare_job(cfg)
+    return run_job(job)
+
+
+def settings_json(job: SurfaceJob) -> str:
+    return json.dumps(job.settings, sort_keys=True)

@@ -1,0 +1,316 @@
+"""Datasets as tensors loaded once: built-in digits, local CIFAR-10/100, synthetic, user arrays.
+
+Every dataset is normalized once, at load time, with constants that are part of its
+definition and are recorded in checkpoints and surface files, so that evaluation uses exactly
+the preprocessing that training used. Nothing is downloaded, and nothing is transformed per pass.
+
+Example:
+    >>> ds = load_dataset("digits")
+    >>> ds.x_train.shape, ds.num_classes
+    (torch.Size([1437, 1, 8, 8]), 10)
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import LandscapeError
+
+__all__ = [
+    "Dataset",
+    "Normalization",
+    "BUILTIN_DATASETS",
+    "load_dataset",
+    "dataset_from_meta",
+    "write_cifar_like",
+]
+
+BUILTIN_DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel affine normalization: x <- (x / scale - mean) / std."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float = 1.0  # raw value that maps to 1.0 (16 for digits, 255 for CIFAR)
+
+    def apply(self, x: np.ndarray) -> torch.Tensor:
+        """Normalize raw images [N, C, H, W] into a float32 tensor."""
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) / self.scale
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return (t - mean) / std
+
+
+DIGITS_NORM = Normalization(mean=(0.3053,), std=(0.3760,), scale=16.0)
+CIFAR10_NORM = Normalization(mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), scale=255.0)
+CIFAR100_NORM = Normalization(mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), scale=255.0)
+
+
+@dataclass
+class Dataset:
+    """Train and test splits as preloaded tensors plus the metadata that defines them."""
+
+    name: str
+    x_train: torch.Tensor  # [N, C, H, W] float32, normalized (or any tensor for user data)
+    y_train: torch.Tensor  # [N] int64 class labels (or regression targets)
+    x_test: torch.Tensor | None
+    y_test: torch.Tensor | None
+    num_classes: int
+    normalization: Normalization | None = None
+    split_seed: int = 0
+    root: str | None = None
+    augment: str = "none"  # training-time augmentation that suits the data: none|shift|crop-flip
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1]) if self.x_train.dim() == 4 else 1
+
+    @property
+    def image_size(self) -> int:
+        return int(self.x_train.shape[-1])
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (x, y) of split `train` or `test`."""
+        if name == "train":
+            return self.x_train, self.y_train
+        if name == "test" and self.x_test is not None and self.y_test is not None:
+            return self.x_test, self.y_test
+        raise LandscapeError(
+            f"dataset '{self.name}' has no '{name}' split; available: {', '.join(self.splits)}"
+        )
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("train", "test") if self.x_test is not None else ("train",)
+
+    def meta(self) -> dict[str, Any]:
+        """Plain metadata (no tensors) for checkpoints and surface files."""
+        meta: dict[str, Any] = {
+            "name": self.name,
+            "split_seed": self.split_seed,
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "n_train": int(self.x_train.shape[0]),
+            "n_test": int(self.x_test.shape[0]) if self.x_test is not None else 0,
+        }
+        if self.normalization is not None:
+            meta["normalization"] = {
+                "mean": list(self.normalization.mean),
+                "std": list(self.normalization.std),
+                "scale": self.normalization.scale,
+            }
+        if self.root is not None:
+            meta["root"] = self.root
+        meta.update(self.extra)
+        return meta
+
+
+def load_dataset(
+    name: str = "digits",
+    root: str | Path | None = None,
+    split_seed: int = 0,
+    **kwargs: Any,
+) -> Dataset:
+    """Load a dataset by name (`digits`, `cifar10`, `cifar100`, `synthetic`).
+
+    `root` is the local directory holding CIFAR in the python-pickle layout. Extra keyword
+    arguments go to the synthetic generator (`n_train`, `n_test`, `in_channels`, `image_size`,
+    `num_classes`).
+    """
+    if name == "digits":
+        return _load_digits(split_seed)
+    if name in ("cifar10", "cifar100"):
+        if root is None:
+            raise LandscapeError(
+                f"dataset '{name}' needs --data-root: a directory holding the python-pickle "
+                f"files ({_cifar_expected(name)})"
+            )
+        return _load_cifar(name, Path(root))
+    if name == "synthetic":
+        return _make_synthetic(split_seed, **kwargs)
+    if name.endswith((".npz", ".pt", ".pth")) or ":" in name:
+        from .userdata import load_user_data
+
+        return load_user_data(name, **kwargs)
+    import difflib
+
+    close = difflib.get_close_matches(name, BUILTIN_DATASETS, n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise LandscapeError(
+        f"unknown dataset '{name}'{hint} Built-in: {', '.join(BUILTIN_DATASETS)}; or give a "
+        "path.npz / path.pt with arrays x, y, or an import path package.module:factory"
+    )
+
+
+def dataset_from_meta(meta: dict[str, Any], root: str | Path | None = None) -> Dataset:
+    """Rebuild the dataset a checkpoint was trained on, from its recorded metadata."""
+    name = meta.get("name", "digits")
+    kwargs: dict[str, Any] = {}
+    if name == "synthetic":
+        kwargs = {
+            k: meta[k]
+            for k in ("n_train", "n_test", "in_channels", "image_size", "num_classes")
+            if k in meta
+        }
+    return load_dataset(name, root=root or meta.get("root"), split_seed=meta.get("split_seed", 0), **kwargs)
+
+
+def _load_digits(split_seed: int) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1797 images), stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = bunch.images.reshape(-1, 1, 8, 8)
+    labels = bunch.target.astype(np.int64)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(labels)), test_size=0.2, random_state=split_seed, stratify=labels
+    )
+    idx_train.sort()
+    idx_test.sort()
+    return Dataset(
+        name="digits",
+        x_train=DIGITS_NORM.apply(images[idx_train]),
+        y_train=torch.from_numpy(labels[idx_train]),
+        x_test=DIGITS_NORM.apply(images[idx_test]),
+        y_test=torch.from_numpy(labels[idx_test]),
+        num_classes=10,
+        normalization=DIGITS_NORM,
+        split_seed=split_seed,
+        augment="shift",
+    )
+
+
+def _cifar_expected(name: str) -> str:
+    if name == "cifar10":
+        return "cifar-10-batches-py/data_batch_1..5 and test_batch"
+    return "cifar-100-python/train and test"
+
+
+def _read_pickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="bytes")
+    except FileNotFoundError:
+        raise LandscapeError(f"missing CIFAR file {path}") from None
+    except Exception as e:  # corrupt or foreign file
+        raise LandscapeError(
+            f"cannot read CIFAR file {path} ({type(e).__name__}: {e}); expected a python pickle "
+            "of a dict with 'data' and labels"
+        ) from None
+    if not isinstance(obj, dict):
+        raise LandscapeError(f"CIFAR file {path} does not hold a dict (not the python-pickle layout)")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _cifar_arrays(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = _read_pickle(path)
+    if "data" not in batch or label_key not in batch:
+        raise LandscapeError(
+            f"CIFAR file {path} lacks 'data' or '{label_key}' (keys: {sorted(batch)[:6]})"
+        )
+    try:
+        data = np.asarray(batch["data"], dtype=np.uint8)
+    except (TypeError, ValueError) as e:
+        raise LandscapeError(
+            f"CIFAR file {path}: 'data' is not an array of pixels ({e}), expected [N, 3072] uint8"
+        ) from None
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise LandscapeError(f"CIFAR file {path}: 'data' has shape {data.shape}, expected [N, 3072]")
+    labels = np.asarray(batch[label_key], dtype=np.int64)
+    if len(labels) != len(data):
+        raise LandscapeError(f"CIFAR file {path}: {len(data)} images but {len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _load_cifar(name: str, root: Path) -> Dataset:
+    """CIFAR-10/100 from the standard python-pickle files under `root`."""
+    sub = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    base = root / sub if (root / sub).is_dir() else root
+    if not base.is_dir():
+        raise LandscapeError(
+            f"--data-root {root} is not a directory; expected {_cifar_expected(name)} inside it"
+        )
+    if name == "cifar10":
+        train_files = [base / f"data_batch_{i}" for i in range(1, 6)]
+        test_files, label_key, norm, classes = [base / "test_batch"], "labels", CIFAR10_NORM, 10
+    else:
+        train_files, test_files = [base / "train"], [base / "test"]
+        label_key, norm, classes = "fine_labels", CIFAR100_NORM, 100
+    missing = [p.name for p in train_files + test_files if not p.is_file()]
+    if missing:
+        raise LandscapeError(
+            f"{base} is missing {', '.join(missing)}; expected {_cifar_expected(name)} "
+            "(the python version of the data set, unpacked)"
+        )
+    xs, ys = zip(*(_cifar_arrays(p, label_key) for p in train_files))
+    x_test, y_test = _cifar_arrays(test_files[0], label_key)
+    return Dataset(
+        name=name,
+        x_train=norm.apply(np.concatenate(xs)),
+        y_train=torch.from_numpy(np.concatenate(ys)),
+        x_test=norm.apply(x_test),
+        y_test=torch.from_numpy(y_test),
+        num_classes=classes,
+        normalization=norm,
+        root=str(root),
+        augment="crop-flip",
+    )
+
+
+def write_cifar_like(root: Path, name: str = "cifar10", n_per_file: int = 20, seed: int = 0) -> Path:
+    """Write tiny random files in the CIFAR python-pickle layout (for tests and demos)."""
+    rng = np.random.default_rng(seed)
+    if name == "cifar10":
+        base = root / "cifar-10-batches-py"
+        files, key, classes = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], "labels", 10
+    else:
+        base = root / "cifar-100-python"
+        files, key, classes = ["train", "test"], "fine_labels", 100
+    base.mkdir(parents=True, exist_ok=True)
+    for fname in files:
+        batch = {
+            b"data": rng.integers(0, 256, size=(n_per_file, 3072), dtype=np.uint8),
+            key.encode(): rng.integers(0, classes, size=n_per_file).tolist(),
+        }
+        with open(base / fname, "wb") as f:
+            pickle.dump(batch, f)
+    return base
+
+
+def _make_synthetic(
+    split_seed: int = 0,
+    n_train: int = 256,
+    n_test: int = 128,
+    in_channels: int = 3,
+    image_size: int = 8,
+    num_classes: int = 10,
+) -> Dataset:
+    """Seeded Gaussian images labelled by a fixed random linear teacher (learnable, tiny)."""
+    g = torch.Generator().manual_seed(split_seed)
+    n = n_train + n_test
+    x = torch.randn(n, in_channels, image_size, image_size, generator=g)
+    teacher = torch.randn(in_channels * image_size * image_size, num_classes, generator=g)
+    y = (x.flatten(1) @ teacher).argmax(1)
+    return Dataset(
+        name="synthetic",
+        x_train=x[:n_train].contiguous(),
+        y_train=y[:n_train].contiguous(),
+        x_test=x[n_train:].contiguous(),
+        y_test=y[n_train:].contiguous(),
+        num_classes=num_classes,
+        normalization=None,
+        split_seed=split_seed,
+        extra={"n_train": n_train, "n_test": n_test},
+    )

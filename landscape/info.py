@@ -1,0 +1,82 @@
+"""`landscape info`: a readable summary of a checkpoint or a surface file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import LandscapeError
+
+__all__ = ["describe", "is_hdf5"]
+
+
+def is_hdf5(path: str | Path) -> bool:
+    """True when the file starts with the HDF5 signature."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def describe(
+    path: str | Path,
+    model: str | None = None,
+    as_json: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+) -> str:
+    """Summarize `path` (checkpoint or surface file) as text or JSON."""
+    path = Path(path)
+    if not path.exists():
+        raise LandscapeError(f"{path} does not exist")
+    if is_hdf5(path):
+        from .storage import surface_summary
+
+        info = surface_summary(path)
+    else:
+        info = _checkpoint_summary(path, model, model_kwargs)
+    if as_json:
+        return json.dumps(info, indent=2, default=str)
+    return _format(info)
+
+
+def _checkpoint_summary(
+    path: Path, model: str | None, model_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, model=model, model_kwargs=model_kwargs)
+    if model is not None or model_kwargs:
+        # the user named the architecture: check that the weights fit it (raises one line)
+        from .checkpoint import build_model
+
+        build_model(ckpt)
+    n_params = sum(v.numel() for k, v in ckpt.state_dict.items() if v.is_floating_point())
+    return {
+        "file": str(path),
+        "kind": "checkpoint",
+        "source": ckpt.source,
+        "version": ckpt.version,
+        "model": ckpt.model,
+        "model_kwargs": ckpt.model_kwargs,
+        "epoch": ckpt.epoch,
+        "data": ckpt.data,
+        "metrics": ckpt.metrics,
+        "state_entries": len(ckpt.state_dict),
+        "state_floats": n_params,
+    }
+
+
+def _format(info: dict[str, Any], indent: int = 0) -> str:
+    lines = []
+    pad = "  " * indent
+    for key, value in info.items():
+        if isinstance(value, dict) and value:
+            lines.append(f"{pad}{key}:")
+            lines.append(_format(value, indent + 1))
+        elif isinstance(value, float):
+            lines.append(f"{pad}{key}: {value:.6g}")
+        else:
+            lines.append(f"{pad}{key}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,511 @@
+"""The surface file: a versioned HDF5 schema (v1) that is safe to resume and to read while written.
+
+Layout (a superset of the paper code's, so that its readers keep working):
+
+- `xcoordinates` float64 [nx] and, for 2D, `ycoordinates` [ny];
+- per split s: `s_loss`, `s_acc` float64 [nx] or [nx, ny], value [i, j] at (x[i], y[j]), NaN until
+  computed; optional curvature maps `max_eig`, `min_eig`;
+- `computed` uint8 (1 where a point is done: a diverged point is a real result, never "missing"),
+  `point_seconds` float64 (evaluation time per point) and `point_rank` int16 (who computed it);
+- groups `directions/x`, `directions/y`: one float32 dataset per state-dict key;
+- optional group `trajectory` (projected PCA path and the loss along it);
+- root attributes: format, version, provenance, settings, plans, run timings, scalar metrics.
+
+Safety: a file is created whole in a temporary file and renamed into place. Every dataset is
+allocated at creation, so results are written in place as raw data, values before their
+`computed` flags, flushed per chunk: a process killed at any moment leaves a file that opens and
+resumes. Attributes are only changed by copy-and-rename. Files are opened without HDF5 file
+locks, so another process can read (and plot) a surface while it is being computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import LandscapeError
+from .grid import Axis, Grid
+
+__all__ = [
+    "SURFACE_FORMAT",
+    "SURFACE_VERSION",
+    "Surface",
+    "SurfaceWriter",
+    "create_surface",
+    "open_surface",
+    "read_surface",
+    "read_directions",
+    "surface_summary",
+    "update_attrs",
+    "settings_difference",
+]
+
+SURFACE_FORMAT = "landscape-surface"
+SURFACE_VERSION = 1
+_BOOKKEEPING = ("computed", "point_seconds", "point_rank")
+
+
+def _h5():
+    import h5py
+
+    return h5py
+
+
+def _open(path: str | Path, mode: str):
+    """Open without HDF5 file locks (a reader may look at a file that is being written)."""
+    h5py = _h5()
+    try:
+        return h5py.File(path, mode, locking=False)
+    except FileNotFoundError:
+        raise LandscapeError(f"{path} does not exist") from None
+    except OSError as e:
+        raise LandscapeError(f"{path} is not a readable HDF5 surface file ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return str(o)
+
+
+def _attr_value(value: Any) -> Any:
+    """Store dicts and lists as JSON strings, scalars as they are."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=_json_default)
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return str(value)  # plain str (h5py refuses str subclasses such as torch's version)
+    return value
+
+
+def _read_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{" or value == "null":
+        try:
+            return json.loads(value)
+        except (json.JSONDecodeError, TypeError):
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass
+class Surface:
+    """A surface read from disk: coordinates, arrays ([nx] or [nx, ny]), metadata."""
+
+    path: str
+    x: np.ndarray
+    y: np.ndarray | None
+    arrays: dict[str, np.ndarray]
+    computed: np.ndarray  # bool, grid shape
+    attrs: dict[str, Any] = field(default_factory=dict)
+    trajectory: dict[str, np.ndarray] | None = None
+    source: str = SURFACE_FORMAT  # or "paper"
+
+    @property
+    def ndim(self) -> int:
+        return 1 if self.y is None else 2
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.computed.shape
+
+    @property
+    def done(self) -> int:
+        return int(self.computed.sum())
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.attrs.get("metrics") or {})
+
+    def title(self) -> str:
+        """Short label from the metadata: model, data, directions."""
+        a = self.attrs
+        model = a.get("model") or Path(self.path).stem
+        data = (a.get("dataset") or {}).get("name") if isinstance(a.get("dataset"), dict) else None
+        parts = [str(model)]
+        if data:
+            parts.append(str(data))
+        if a.get("dir_kind"):
+            parts.append(f"{a.get('dir_kind')} {a.get('norm', '')}".strip())
+        return " · ".join(parts)
+
+    def surfaces(self) -> list[str]:
+        return [k for k in self.arrays if k.endswith(("_loss", "_acc")) or k in ("max_eig", "min_eig")]
+
+    def plot(self, surf: str | None = None, kind: str = "auto", ax: Any = None, **kwargs: Any) -> Any:
+        """Draw with matplotlib (see `landscape.plotting.plot_surface`)."""
+        from .plotting import plot_surface
+
+        return plot_surface(self, surf=surf, kind=kind, ax=ax, **kwargs)
+
+    def to_html(self, path: str | Path | None = None) -> str:
+        """Self-contained interactive report (see `landscape.report.write_report`)."""
+        from .report import report_html
+
+        html = report_html([self])
+        if path is not None:
+            Path(path).write_text(html, encoding="utf-8")
+        return html
+
+
+def read_surface(path: str | Path) -> Surface:
+    """Read a landscape surface file (any schema version so far) or one written by the paper's code."""
+    path = Path(path)
+    if not path.exists():
+        raise LandscapeError(f"{path} does not exist")
+    with _open(path, "r") as f:
+        if "xcoordinates" not in f:
+            raise LandscapeError(
+                f"{path} is not a surface file (no 'xcoordinates' dataset; datasets: "
+                f"{', '.join(list(f.keys())[:6]) or 'none'})"
+            )
+        fmt = _read_attr(f.attrs.get("format", ""))
+        if fmt == SURFACE_FORMAT:
+            version = int(f.attrs.get("version", 0))
+            if version > SURFACE_VERSION:
+                raise LandscapeError(
+                    f"{path} has surface schema version {version}; this landscape reads up to "
+                    f"{SURFACE_VERSION} (upgrade: pip install -U nn-landscape)"
+                )
+            return _read_ours(f, path)
+        return _read_paper(f, path)
+
+
+def _read_ours(f: Any, path: Path) -> Surface:
+    x = f["xcoordinates"][()]
+    y = f["ycoordinates"][()] if "ycoordinates" in f else None
+    arrays = {
+        k: f[k][()]
+        for k in f.keys()
+        if k not in ("xcoordinates", "ycoordinates", *_BOOKKEEPING) and not hasattr(f[k], "keys")
+    }
+    computed = f["computed"][()].astype(bool)
+    for k in ("point_seconds", "point_rank"):
+        if k in f:
+            arrays[k] = f[k][()]
+    attrs = {k: _read_attr(v) for k, v in f.attrs.items()}
+    traj = None
+    if "trajectory" in f:
+        traj = {k: f["trajectory"][k][()] for k in f["trajectory"].keys()}
+    return Surface(str(path), x, y, arrays, computed, attrs, traj)
+
+
+def _read_paper(f: Any, path: Path) -> Surface:
+    """The paper's layout: -1 for missing, points flattened in meshgrid (y-major) order."""
+    x = f["xcoordinates"][()]
+    y = f["ycoordinates"][()] if "ycoordinates" in f else None
+    arrays: dict[str, np.ndarray] = {}
+    computed = None
+    for k in f.keys():
+        if k in ("xcoordinates", "ycoordinates") or hasattr(f[k], "keys"):
+            continue
+        v = np.asarray(f[k][()], dtype=np.float64)
+        if v.dtype.kind not in "fi" or v.size != (len(x) * (len(y) if y is not None else 1)):
+            continue
+        if y is not None:
+            v = v.ravel().reshape(len(y), len(x)).T.copy()  # paper: flat = j * nx + i
+        missing = v == -1 if k != "min_eig" else v == 1
+        v = np.where(missing, np.nan, v)
+        arrays[k] = v
+        if k.endswith("_loss"):
+            computed = ~missing if computed is None else computed | ~missing
+    if not arrays:
+        raise LandscapeError(f"{path} has coordinates but no loss or accuracy arrays")
+    if computed is None:
+        computed = np.isfinite(next(iter(arrays.values())))
+    dir_file = f["dir_file"][()] if "dir_file" in f and not hasattr(f["dir_file"], "keys") else ""
+    attrs = {"format": "paper", "dir_file": _read_attr(dir_file)}
+    return Surface(str(path), x, y, arrays, computed, attrs, None, source="paper")
+
+
+def _read_direction_group(group: Any) -> dict[str, Any]:
+    import torch
+
+    return {k: torch.from_numpy(group[k][()]) for k in json.loads(group.attrs["order"])}
+
+
+def read_directions(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    """Direction tensors from a surface file (by key) or a paper direction file (by order).
+
+    Returns (x, y or None, metadata). x and y are dicts (ours) or lists (the paper's).
+    """
+    import torch
+
+    path = Path(path)
+    with _open(path, "r") as f:
+        if "directions" in f and "x" in f["directions"]:
+            g = f["directions"]
+            x = _read_direction_group(g["x"])
+            y = _read_direction_group(g["y"]) if "y" in g else None
+            attrs = {k: _read_attr(v) for k, v in f.attrs.items()}
+            meta = {
+                "kind": attrs.get("dir_kind", "file"),
+                "dir_type": attrs.get("dir_type"),
+                "norm": attrs.get("norm"),
+                "ignore": attrs.get("ignore"),
+                "seed": attrs.get("seed"),
+            }
+            return x, y, meta
+        if "xdirection" in f:
+            def ordered(group: Any) -> list[Any]:
+                return [torch.from_numpy(np.asarray(group[str(i)][()])) for i in range(len(group))]
+
+            x = ordered(f["xdirection"])
+            y = ordered(f["ydirection"]) if "ydirection" in f else None
+            meta = {"kind": "file"}
+            if "explained_variance_ratio_" in f:
+                meta["explained_variance_ratio"] = f["explained_variance_ratio_"][()].tolist()
+            return x, y, meta
+    raise LandscapeError(
+        f"{path} holds no directions (expected a landscape surface file with a 'directions' "
+        "group, or a direction file of the paper's code with 'xdirection')"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def settings_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = "") -> str | None:
+    """Name the first setting that differs, as `name: stored vs wanted`, or None."""
+    for key in sorted(set(stored) | set(wanted)):
+        a, b = stored.get(key, "<unset>"), wanted.get(key, "<unset>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diff = settings_difference(a, b, f"{prefix}{key}.")
+            if diff:
+                return diff
+        elif _jsonable(a) != _jsonable(b):
+            return f"{prefix}{key}: file has {a!r}, this run asks {b!r}"
+    return None
+
+
+def create_surface(
+    path: str | Path,
+    grid: Grid,
+    arrays: Sequence[str],
+    directions: Any,
+    attrs: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    trajectory: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a new, empty surface file atomically (temporary file, then rename)."""
+    h5py = _h5()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w", locking=False) as f:
+            f.create_dataset("xcoordinates", data=grid.x.coords())
+            if grid.y is not None:
+                f.create_dataset("ycoordinates", data=grid.y.coords())
+            for name in arrays:
+                f.create_dataset(name, data=np.full(grid.shape, np.nan, dtype=np.float64))
+            f.create_dataset("computed", data=np.zeros(grid.shape, dtype=np.uint8))
+            f.create_dataset("point_seconds", data=np.full(grid.shape, np.nan, dtype=np.float64))
+            f.create_dataset("point_rank", data=np.full(grid.shape, -1, dtype=np.int16))
+            g = f.create_group("directions")
+            for axis, d in (("x", directions.x), ("y", directions.y)):
+                if d is None:
+                    continue
+                sub = g.create_group(axis)
+                sub.attrs["order"] = json.dumps(list(d))
+                for key, t in d.items():
+                    sub.create_dataset(key, data=t.detach().cpu().float().numpy())
+            if trajectory is not None:
+                t = f.create_group("trajectory")
+                for key, value in trajectory.items():
+                    if value is not None:
+                        t.create_dataset(key, data=np.asarray(value))
+            base = {
+                "format": SURFACE_FORMAT,
+                "version": SURFACE_VERSION,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "x_spec": grid.x.spec(),
+                "settings": dict(settings),
+                "runs": [],
+            }
+            if grid.y is not None:
+                base["y_spec"] = grid.y.spec()
+            for key, value in {**base, **attrs}.items():
+                f.attrs[key] = _attr_value(value)
+            f.flush()
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise LandscapeError(f"cannot write surface file {path}: {_first_line(e)}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def open_surface(path: str | Path, settings: Mapping[str, Any]) -> None:
+    """Check that an existing file was made with the same settings; raise naming the difference."""
+    path = Path(path)
+    with _open(path, "r") as f:
+        if _read_attr(f.attrs.get("format", "")) != SURFACE_FORMAT:
+            raise LandscapeError(
+                f"{path} exists and is not a landscape surface file; choose another --out "
+                "(or --force to replace it)"
+            )
+        stored = _read_attr(f.attrs.get("settings", "{}"))
+    diff = settings_difference(stored, settings)
+    if diff:
+        raise LandscapeError(
+            f"{path} was computed with other settings ({diff}); use another --out, or --force "
+            "to start afresh"
+        )
+
+
+class SurfaceWriter:
+    """Appends computed points to an existing surface file, chunk by chunk (one writer)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.f = _open(self.path, "r+")
+        self.shape = self.f["computed"].shape
+
+    def pending(self) -> np.ndarray:
+        """Flat indices of the points not yet computed, in order."""
+        return np.flatnonzero(self.f["computed"][()].ravel() == 0)
+
+    def write_points(
+        self,
+        flat: np.ndarray,
+        values: Mapping[str, np.ndarray],
+        seconds: np.ndarray | float | None = None,
+        rank: int = 0,
+    ) -> None:
+        """Write one chunk: values first, flushed, then their `computed` flags, flushed."""
+        flat = np.asarray(flat, dtype=np.int64)
+        if not len(flat):
+            return
+        idx = np.unravel_index(flat, self.shape)
+        # h5py fancy indexing wants increasing indices along one axis: write point by point
+        # through a sorted, de-duplicated order on the flat view when the grid is 2D.
+        for name, vals in values.items():
+            if name not in self.f:
+                raise LandscapeError(f"{self.path} has no dataset {name!r} to store results in")
+            self._put(name, idx, np.asarray(vals, dtype=self.f[name].dtype))
+        if seconds is not None:
+            self._put("point_seconds", idx, np.broadcast_to(np.asarray(seconds, dtype=np.float64), flat.shape))
+        self._put("point_rank", idx, np.full(flat.shape, rank, dtype=np.int16))
+        self.f.flush()
+        self._put("computed", idx, np.ones(flat.shape, dtype=np.uint8))
+        self.f.flush()
+
+    def _put(self, name: str, idx: tuple[np.ndarray, ...], vals: np.ndarray) -> None:
+        ds = self.f[name]
+        data = ds[()]
+        data[idx] = vals
+        lo = [int(i.min()) for i in idx]
+        hi = [int(i.max()) + 1 for i in idx]
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+        ds[sl] = data[sl]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.f.close()
+
+    def __enter__(self) -> SurfaceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def update_attrs(path: str | Path, attrs: Mapping[str, Any], append_run: Mapping[str, Any] | None = None) -> None:
+    """Change root attributes by copy-and-rename, so a crash never damages the file."""
+    h5py = _h5()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+", locking=False) as f:
+            for key, value in attrs.items():
+                f.attrs[key] = _attr_value(value)
+            if append_run is not None:
+                runs = _read_attr(f.attrs.get("runs", "[]")) or []
+                runs.append(dict(append_run))
+                f.attrs["runs"] = _attr_value(runs)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise LandscapeError(f"cannot update {path}: {_first_line(e)}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def writer(path: str | Path) -> Iterator[SurfaceWriter]:
+    w = SurfaceWriter(path)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def surface_summary(path: str | Path) -> dict[str, Any]:
+    """Metadata and progress of a surface file, for `landscape info`."""
+    s = read_surface(path)
+    info: dict[str, Any] = {"file": str(path), "kind": "surface", "source": s.source}
+    info["grid"] = "x".join(str(n) for n in s.shape) + f" ({'1D' if s.ndim == 1 else '2D'})"
+    info["x"] = f"{s.x[0]:g}..{s.x[-1]:g} ({len(s.x)})"
+    if s.y is not None:
+        info["y"] = f"{s.y[0]:g}..{s.y[-1]:g} ({len(s.y)})"
+    info["points done"] = f"{s.done}/{s.computed.size} ({100.0 * s.done / s.computed.size:.1f}%)"
+    info["arrays"] = ", ".join(s.surfaces())
+    skip = {"settings", "runs", "metrics", "format"}
+    for k, v in s.attrs.items():
+        if k not in skip:
+            info[k] = v
+    if s.metrics:
+        info["metrics"] = s.metrics
+    runs = s.attrs.get("runs") or []
+    if runs:
+        info["runs"] = {
+            f"run {i + 1}": f"{r.get('points', '?')} points in {r.get('seconds', 0):.1f}s "
+            f"({r.get('points_per_second', 0):.3g} points/s) on {r.get('ranks', 1)} rank(s), "
+            f"{r.get('device', '?')}"
+            for i, r in enumerate(runs)
+        }
+    return info
+
+
+def grid_of(surface: Surface) -> Grid:
+    """The Grid a surface was computed on."""
+    x = Axis(float(surface.x[0]), float(surface.x[-1]), len(surface.x))
+    y = Axis(float(surface.y[0]), float(surface.y[-1]), len(surface.y)) if surface.y is not None else None
+    return Grid(x, y)

@@ -1,0 +1,286 @@
+"""Benchmark: the paper's per-point algorithm against the landscape engine, side by side.
+
+Measured in one run, on the same model, data and grid:
+
+1. resnet20 on 2,048 32x32x3 images: the paper's algorithm (per point: write the weights into
+   the model, a DataLoader with per-image normalization from uint8 images at batch 128, the
+   whole result arrays rewritten per point), the engine at fp32 and bf16 (full pipeline with
+   HDF5 writes), the engine forced to batch grid points with vmap (to show why it does not on a
+   CPU), and the engine's GFLOP/s against the practical limit: the model's own convolution
+   shapes timed alone (same dtype and layout, batch 256).
+2. densenet_bc40 on the same data: the paper's algorithm against the engine at fp32.
+3. a small MLP on digits over a 101x101 grid: the paper's algorithm (timed on a sample of the
+   points: its per-point cost does not depend on which point) against the engine on all points.
+
+Usage: python scripts/bench.py [--quick] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from landscape.compute import SurfaceJob, run_job
+from landscape.directions import Directions, random_directions
+from landscape.grid import Axis, Grid
+from landscape.models import create_model
+
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper's algorithm, written from its description (REFERENCE.md), not its code
+
+
+class _UInt8Images(torch.utils.data.Dataset):
+    """Images stored as uint8 HWC, converted and normalized one image at a time (ToTensor+Normalize)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: tuple, std: tuple, scale: float) -> None:
+        self.images, self.labels, self.scale = images, labels, scale
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img = torch.from_numpy(self.images[i]).permute(2, 0, 1).float().div(self.scale)
+        return (img - self.mean) / self.std, int(self.labels[i])
+
+
+def paper_surface(model: nn.Module, d: Directions, dataset: torch.utils.data.Dataset,
+                  coords: np.ndarray, grid_shape: tuple[int, ...], path: Path) -> float:
+    """Per point: weights = w + a*dx + b*dy written into the model, a full DataLoader pass,
+    and the whole loss/accuracy arrays rewritten into the HDF5 file. Returns seconds."""
+    model = model.eval()
+    names = [n for n, _ in model.named_parameters()]
+    params = dict(model.named_parameters())
+    w0 = {n: params[n].detach().clone() for n in names}
+    # the paper keeps directions as HDF5 datasets and re-reads them per point
+    with h5py.File(path.with_suffix(".dirs.h5"), "w") as f:
+        for axis, dd in (("x", d.x), ("y", d.y)):
+            if dd is not None:
+                for i, n in enumerate(names):
+                    f.create_dataset(f"{axis}/{i}", data=dd[n].numpy())
+    losses = -np.ones(grid_shape)
+    accs = -np.ones(grid_shape)
+    with h5py.File(path, "w") as f:
+        f["train_loss"] = losses
+        f["train_acc"] = accs
+    loader = DataLoader(dataset, batch_size=128, shuffle=False, num_workers=0)
+    start = time.perf_counter()
+    fd = h5py.File(path.with_suffix(".dirs.h5"), "r")
+    for flat, c in enumerate(coords):
+        with torch.no_grad():
+            for i, n in enumerate(names):
+                step = torch.from_numpy(fd[f"x/{i}"][()]) * float(c[0])
+                if len(c) > 1 and d.y is not None:
+                    step = step + torch.from_numpy(fd[f"y/{i}"][()]) * float(c[1])
+                params[n].data = w0[n] + step
+            total, correct, n_seen = 0.0, 0, 0
+            for xb, yb in loader:
+                out = model(xb)
+                total += F.cross_entropy(out, yb, reduction="sum").item()
+                correct += (out.argmax(1) == yb).sum().item()
+                n_seen += len(yb)
+        losses.ravel()[flat] = total / n_seen
+        accs.ravel()[flat] = 100.0 * correct / n_seen
+        with h5py.File(path, "r+") as f:  # whole arrays rewritten after every point
+            f["train_loss"][...] = losses
+            f["train_acc"][...] = accs
+            f.flush()
+    fd.close()
+    for n in names:
+        params[n].data = w0[n]
+    return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# the engine
+
+
+def engine_surface(model: nn.Module, d: Directions, x: torch.Tensor, y: torch.Tensor, grid: Grid,
+                   path: Path, **plan: object) -> tuple[float, dict]:
+    """The full pipeline (plan, evaluate, HDF5 chunk writes). Returns (seconds, file attrs)."""
+    job = SurfaceJob(model=model, directions=d, grid=grid, splits={"train": (x, y)}, out=path,
+                     device=torch.device("cpu"), quiet=True, force=True,
+                     settings={"bench": True}, **plan)
+    start = time.perf_counter()
+    run_job(job)
+    seconds = time.perf_counter() - start
+    with h5py.File(path, "r") as f:
+        attrs = {k: f.attrs[k] for k in f.attrs}
+        loss = f["train_loss"][()]
+    return seconds, {"attrs": attrs, "loss": loss}
+
+
+def model_flops(model: nn.Module, x: torch.Tensor) -> float:
+    """Forward FLOPs (2 x multiply-adds of convolutions and matmuls) for the input batch."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(x)
+    return float(counter.get_total_flops())
+
+
+def conv_limit(model: nn.Module, sample: torch.Tensor, dtype: torch.dtype, batch: int = 256) -> float:
+    """GFLOP/s of the model's own convolution shapes timed alone (channels-last, `batch` images)."""
+    shapes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append((m, i[0].shape)))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model.eval()(sample[:1])
+    for h in hooks:
+        h.remove()
+    total_flops, total_time = 0.0, 0.0
+    for conv, shape in shapes:
+        xin = torch.randn(batch, *shape[1:]).to(dtype).contiguous(memory_format=torch.channels_last)
+        w = conv.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last)
+        b = torch.zeros(conv.out_channels, dtype=dtype)
+        args = (xin, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+        with torch.no_grad():
+            out = F.conv2d(*args)
+            best = float("inf")
+            for _ in range(5):  # best of 5 timed blocks of >= 3 calls
+                reps, t = 0, time.perf_counter()
+                while reps < 3 or time.perf_counter() - t < 0.1:
+                    F.conv2d(*args)
+                    reps += 1
+                best = min(best, (time.perf_counter() - t) / reps)
+        k = conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+        total_flops += 2.0 * out.numel() * k
+        total_time += best
+    return total_flops / total_time / 1e9
+
+
+def _dirs(model: nn.Module) -> Directions:
+    return random_directions(model, seed=1, norm="filter", ignore="biasbn", two_d=True)
+
+
+def _grid(n: int) -> Grid:
+    return Grid(Axis(-1, 1, n), Axis(-1, 1, n))
+
+
+def bench_cnn(name: str, n_images: int, grid_n: int, tmp: Path, extra: bool) -> dict:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n_images, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n_images)
+    ds = _UInt8Images(images, labels, MEAN, STD, 255.0)
+    x = torch.stack([ds[i][0] for i in range(n_images)])
+    y = torch.from_numpy(labels)
+    model = create_model(name).eval()
+    d = _dirs(model)
+    grid = _grid(grid_n)
+    coords = grid.coords_of(np.arange(grid.num_points))
+    res: dict = {"model": name, "images": n_images, "points": grid.num_points}
+    paper_s = paper_surface(model, d, ds, coords, grid.shape, tmp / f"{name}_paper.h5")
+    res["paper_s_per_point"] = paper_s / grid.num_points
+    s, out = engine_surface(model, d, x, y, grid, tmp / f"{name}_fp32.h5")
+    res["engine_fp32_s_per_point"] = s / grid.num_points
+    res["plan_fp32"] = json.loads(out["attrs"]["plan"])
+    res["fp32_speedup"] = res["paper_s_per_point"] / res["engine_fp32_s_per_point"]
+    if extra:
+        s16, out16 = engine_surface(model, d, x, y, grid, tmp / f"{name}_bf16.h5", precision="bf16")
+        res["engine_bf16_s_per_point"] = s16 / grid.num_points
+        res["bf16_speedup"] = res["paper_s_per_point"] / res["engine_bf16_s_per_point"]
+        rel = np.abs(out16["loss"] - out["loss"]) / np.abs(out["loss"])
+        res["bf16_max_rel_loss_error"] = float(rel.max())
+        sv, _ = engine_surface(model, d, x, y, grid, tmp / f"{name}_vmap.h5", strategy="vmap", points_per_pass=4)
+        res["engine_vmap4_s_per_point"] = sv / grid.num_points
+        flops = model_flops(model, x)
+        res["gflop_per_point"] = flops / 1e9
+        res["engine_fp32_gflops"] = flops / 1e9 / res["engine_fp32_s_per_point"]
+        res["conv_limit_fp32_gflops"] = conv_limit(model, x, torch.float32)
+        res["fp32_fraction_of_limit"] = res["engine_fp32_gflops"] / res["conv_limit_fp32_gflops"]
+        res["engine_bf16_gflops"] = flops / 1e9 / res["engine_bf16_s_per_point"]
+        res["conv_limit_bf16_gflops"] = conv_limit(model, x, torch.bfloat16)
+    return res
+
+
+def bench_mlp(grid_n: int, paper_points: int, tmp: Path) -> dict:
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    digits = load_digits()
+    images = digits.images.astype(np.uint8).reshape(-1, 8, 8, 1)  # values 0..16
+    ds = _UInt8Images(images, digits.target, (0.3053,), (0.3760,), 16.0)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    y = torch.from_numpy(digits.target)
+    model = create_model("mlp", in_channels=1, num_classes=10).eval()
+    d = _dirs(model)
+    grid = _grid(grid_n)
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(grid.num_points, size=min(paper_points, grid.num_points), replace=False))
+    coords = grid.coords_of(sample)
+    paper_s = paper_surface(model, d, ds, coords, grid.shape, tmp / "mlp_paper.h5")
+    res: dict = {"model": "mlp", "images": len(x), "points": grid.num_points, "paper_points_timed": len(sample)}
+    res["paper_s_per_point"] = paper_s / len(sample)
+    s, out = engine_surface(model, d, x, y, grid, tmp / "mlp_engine.h5")
+    res["engine_s_per_point"] = s / grid.num_points
+    res["plan"] = json.loads(out["attrs"]["plan"])
+    res["speedup"] = res["paper_s_per_point"] / res["engine_s_per_point"]
+    s_seq, _ = engine_surface(model, d, x, y, grid, tmp / "mlp_seq.h5", strategy="sequential")
+    res["engine_sequential_s_per_point"] = s_seq / grid.num_points
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller grids (a smoke run, not the record)")
+    ap.add_argument("--json", default=None, help="also write the results as JSON here")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores", flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        n_img = 512 if args.quick else 2048
+        g = 2 if args.quick else 3
+        r = bench_cnn("resnet20", n_img, g, tmp, extra=True)
+        results["resnet20"] = r
+        print(f"\nresnet20, {r['images']} images 32x32x3, {r['points']} points")
+        print(f"  paper's algorithm      {r['paper_s_per_point']:8.3f} s/point")
+        print(f"  engine fp32            {r['engine_fp32_s_per_point']:8.3f} s/point   {r['fp32_speedup']:5.2f}x faster"
+              f"   (plan: {r['plan_fp32']['plan_strategy']}, batch {r['plan_fp32']['plan_batch_size']},"
+              f" channels_last {r['plan_fp32']['plan_channels_last']}, fold_bn {r['plan_fp32']['plan_fold_bn']})")
+        print(f"  engine bf16            {r['engine_bf16_s_per_point']:8.3f} s/point   {r['bf16_speedup']:5.2f}x faster"
+              f"   max rel loss error vs fp32 {r['bf16_max_rel_loss_error']:.2e}")
+        print(f"  engine forced vmap x4  {r['engine_vmap4_s_per_point']:8.3f} s/point   "
+              f"({r['engine_vmap4_s_per_point'] / r['engine_fp32_s_per_point']:.2f}x slower than the chosen plan on this CPU)")
+        print(f"  engine fp32 {r['engine_fp32_gflops']:.1f} GFLOP/s = {100 * r['fp32_fraction_of_limit']:.0f}% of the "
+              f"practical limit {r['conv_limit_fp32_gflops']:.1f} GFLOP/s (conv shapes alone, fp32 channels-last, batch 256);"
+              f" bf16 {r['engine_bf16_gflops']:.1f} of {r['conv_limit_bf16_gflops']:.1f} GFLOP/s", flush=True)
+        r = bench_cnn("densenet_bc40", n_img, g, tmp, extra=False)
+        results["densenet_bc40"] = r
+        print(f"\ndensenet_bc40, {r['images']} images 32x32x3, {r['points']} points")
+        print(f"  paper's algorithm      {r['paper_s_per_point']:8.3f} s/point")
+        print(f"  engine fp32            {r['engine_fp32_s_per_point']:8.3f} s/point   {r['fp32_speedup']:5.2f}x faster", flush=True)
+        r = bench_mlp(31 if args.quick else 101, 100 if args.quick else 300, tmp)
+        results["mlp"] = r
+        print(f"\nmlp on digits ({r['images']} images), {r['points']} points")
+        print(f"  paper's algorithm      {1e3 * r['paper_s_per_point']:8.2f} ms/point (timed on {r['paper_points_timed']} points)")
+        print(f"  engine (chosen: {r['plan']['plan_strategy']} x{r['plan']['plan_points_per_pass']})"
+              f" {1e3 * r['engine_s_per_point']:6.2f} ms/point   {r['speedup']:5.1f}x faster")
+        print(f"  engine forced sequential {1e3 * r['engine_sequential_s_per_point']:6.2f} ms/point", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Shared fixtures: a tiny trained checkpoint and a runner for the installed `landscape` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+# The test machine has two cores shared with other jobs: more than one intra-op thread per
+# process makes tiny models much slower (threads wait for each other), never faster.
+torch.set_num_threads(1)
+
+# (exit code, stdout, stderr) of one run of the command
+CliResult = tuple[int, str, str]
+RunCli = Callable[..., CliResult]
+
+# Training settings of `tiny_ckpt`, so tests can rebuild the same data and model independently.
+TINY_MODEL = "mlp"
+TINY_MODEL_KWARGS = {"hidden": 16}
+TINY_DATA = "digits"
+TINY_EPOCHS = 2
+
+
+def landscape_command() -> str:
+    """The installed console script: next to this interpreter in the venv, else on PATH."""
+    beside = Path(sys.executable).with_name("landscape")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("landscape")
+    if found is None:
+        pytest.skip("the `landscape` console script is not installed")
+    return found
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of every CLI run: no CUDA device, few threads (the machine is shared)."""
+    env = dict(os.environ)
+    env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    return env
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> RunCli:
+    """Run `landscape ARGS...` in a subprocess (cwd: a fresh tmp dir); return (code, out, err).
+
+    Example:
+        code, out, err = run_cli("models", "resnet*")
+    """
+
+    def run(
+        *args: str | os.PathLike[str], cwd: Path | None = None, timeout: float = 120
+    ) -> CliResult:
+        proc = subprocess.run(
+            [landscape_command(), *map(str, args)],
+            cwd=cwd or tmp_path,
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of `mlp` (hidden 16) trained for 2 epochs on digits, written once per session.
+
+    Treat it as read-only; copy it before changing it.
+    """
+    from landscape.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_ckpt") / "mlp_digits.pt"
+    config = TrainConfig(
+        model=TINY_MODEL,
+        model_kwargs=dict(TINY_MODEL_KWARGS),
+        data=TINY_DATA,
+        epochs=TINY_EPOCHS,
+        seed=0,
+        device="cpu",
+        out=str(out),
+        quiet=True,
+    )
+    train(config)
+    return out
+
+
+# Training settings of `tiny_resnet_ckpt`: the real ResNet-8 at width 4 (BatchNorm, convolutions,
+# a projection shortcut), with a snapshot per epoch for interpolation and PCA directions.
+RESNET_MODEL = "resnet8"
+RESNET_MODEL_KWARGS = {"width": 4}
+RESNET_EPOCHS = 2
+
+
+def _train_tiny(
+    out: Path, model: str, model_kwargs: dict, epochs: int, save_every: int = 0
+) -> Path:
+    from landscape.train import TrainConfig, train
+
+    config = TrainConfig(
+        model=model,
+        model_kwargs=dict(model_kwargs),
+        data=TINY_DATA,
+        epochs=epochs,
+        seed=0,
+        device="cpu",
+        out=str(out),
+        save_every=save_every,
+        quiet=True,
+    )
+    train(config)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`resnet8` (width 4) trained 2 epochs on digits, with snapshots epoch_0000..0002.pt.
+
+    The snapshots are in `landscape.train.snapshot_dir(path)`; epoch_0002.pt is the final
+    model. Treat all of them as read-only.
+    """
+    out = tmp_path_factory.mktemp("tiny_resnet") / "resnet8_digits.pt"
+    return _train_tiny(out, RESNET_MODEL, RESNET_MODEL_KWARGS, RESNET_EPOCHS, save_every=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_traj_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`mlp` (hidden 16) trained 3 epochs on digits with a snapshot per epoch (for --pca)."""
+    out = tmp_path_factory.mktemp("tiny_traj") / "mlp_traj.pt"
+    return _train_tiny(out, TINY_MODEL, TINY_MODEL_KWARGS, 3, save_every=1)
+
+
+def plain_evaluate(
+    model: str,
+    model_kwargs: dict,
+    state: dict,
+    splits: dict,
+    batch_size: int = 97,
+) -> dict[str, float]:
+    """Independent reference: mean cross-entropy and accuracy (%) of a state dict, plain PyTorch.
+
+    A fresh model gets `state` through `load_state_dict`, runs in eval mode batch by batch;
+    losses are summed (`F.cross_entropy(..., reduction="sum")`) and divided by the sample count.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from landscape.models import create_model
+
+    net = create_model(model, **model_kwargs)
+    net.load_state_dict(state)
+    net.eval()
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        for name, (x, y) in splits.items():
+            total, correct = 0.0, 0
+            for i in range(0, len(x), batch_size):
+                logits = net(x[i : i + batch_size])
+                total += float(F.cross_entropy(logits, y[i : i + batch_size], reduction="sum"))
+                correct += int((logits.argmax(1) == y[i : i + batch_size]).sum())
+            out[f"{name}_loss"] = total / len(x)
+            out[f"{name}_acc"] = 100.0 * correct / len(x)
+    return out
+
+
+def digits_splits(max_samples: int | None = None) -> dict:
+    """The digits train/test tensors (split seed 0), each cut to its first `max_samples`."""
+    from landscape.data import load_dataset
+
+    ds = load_dataset("digits")
+    n = max_samples
+    return {
+        "train": (ds.x_train[:n], ds.y_train[:n]),
+        "test": (ds.x_test[:n], ds.y_test[:n]),
+    }
