@@ -32,6 +32,16 @@ _EXPORTS = {
     "build_model": "checkpoint",
     "TrainConfig": "train",
     "train": "train",
+    # the notebook API (landscape/api.py)
+    "surface": "api",
+    "load_model": "api",
+    "make_directions": "api",
+    "evaluate_points": "api",
+    "write_surface": "api",
+    "read_surface": "api",
+    "Surface": "api",
+    "Directions": "directions",
+    "Axis": "grid",
 }
 
 __all__ = ["__version__", "LandscapeError", *_EXPORTS]

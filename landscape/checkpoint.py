@@ -51,6 +51,7 @@ class Checkpoint:
     data: dict[str, Any] = field(default_factory=dict)
     epoch: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)  # training hyper-parameters, if trained here
     version: int = CHECKPOINT_VERSION
     path: str | None = None
     source: str = CHECKPOINT_FORMAT  # or "state_dict", "paper"
@@ -65,6 +66,7 @@ class Checkpoint:
             "data": dict(self.data),
             "epoch": self.epoch,
             "metrics": dict(self.metrics),
+            "train": dict(self.train),
         }
 
 
@@ -78,6 +80,9 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; follow the umask instead
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -134,6 +139,13 @@ def load_checkpoint(
     the recorded ones otherwise.
     """
     path = Path(path)
+    from .hooks import is_torchscript, load_torchscript
+
+    if is_torchscript(path):  # a whole model saved with torch.jit.save: no --model needed
+        module = load_torchscript(path)
+        state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        name = getattr(module, "original_name", None) or "torchscript"
+        return Checkpoint(model=name, state_dict=state, path=str(path), source="torchscript")
     obj = _torch_load(path)
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         ckpt = Checkpoint(
@@ -143,6 +155,7 @@ def load_checkpoint(
             data=dict(obj.get("data") or {}),
             epoch=obj.get("epoch"),
             metrics=dict(obj.get("metrics") or {}),
+            train=dict(obj.get("train") or {}),
             version=int(obj.get("version", 1)),
         )
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
@@ -201,6 +214,12 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
     """Create the checkpoint's architecture, load its weights, and put it in eval mode."""
     from .models import create_model
 
+    if ckpt.source == "torchscript" and ckpt.path is not None:
+        from .hooks import load_torchscript
+
+        module = load_torchscript(ckpt.path)
+        module.load_state_dict(ckpt.state_dict)
+        return module
     kwargs = dict(ckpt.model_kwargs)
     model = create_model(ckpt.model, **kwargs)
     load_into(model, ckpt.state_dict, what=f"checkpoint {ckpt.path or ''}".strip())

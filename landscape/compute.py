@@ -40,7 +40,16 @@ from .directions import (
     random_directions,
 )
 from .errors import LandscapeError
-from .evaluate import BN_MODES, PRECISIONS, EvalPlan, PointEvaluator, plan_evaluation
+from .evaluate import (
+    BN_MODES,
+    PRECISIONS,
+    EvalPlan,
+    LoaderEvaluator,
+    PointEvaluator,
+    is_batched_split,
+    plan_evaluation,
+    resolve_loss,
+)
 from .grid import Axis, Grid
 from .progress import Progress, format_seconds
 from .storage import (
@@ -63,7 +72,7 @@ class SurfaceConfig:
     y: str | None = None
     out: str | None = None
     model: str | None = None  # architecture for bare state dicts
-    dir_type: str = "weights"
+    dir_type: str | None = None  # default: states for --ckpt2 (BatchNorm statistics move too), else weights
     norm: str | None = None  # default: filter for random directions, none otherwise
     ignore: str | None = None  # default: biasbn for random/PCA directions, none otherwise
     seed: int = 0
@@ -91,7 +100,7 @@ class SurfaceConfig:
 
     def __post_init__(self) -> None:
         for value, choices, option in (
-            (self.dir_type, DIR_TYPES, "--dir-type"),
+            (self.dir_type or "weights", DIR_TYPES, "--dir-type"),
             (self.norm or "filter", NORMS, "--norm"),
             (self.ignore or "biasbn", IGNORES, "--ignore"),
             (self.precision, PRECISIONS, "--precision"),
@@ -106,11 +115,17 @@ class SurfaceConfig:
             raise LandscapeError("--ckpt3 needs --ckpt2 (the plane through three checkpoints)")
         if self.ckpt3 and self.y is None:
             raise LandscapeError("--ckpt3 makes a plane: give --y as well")
+        if self.ckpt2 and not self.ckpt3 and self.y is not None:
+            raise LandscapeError(
+                "--ckpt2 alone gives a line (one direction): drop --y, or add --ckpt3 for the "
+                "plane through three checkpoints"
+            )
         if self.max_samples is not None and self.max_samples < 1:
             raise LandscapeError(f"--max-samples must be at least 1, got {self.max_samples}")
         bad = [s for s in self.splits if s not in ("train", "test")]
         if bad or not self.splits:
             raise LandscapeError(f"--splits {','.join(self.splits)!r}: use train, test or train,test")
+        resolve_loss(self.loss)  # a bad --loss (or import path) fails before any file is made
 
 
 @dataclass
@@ -202,7 +217,7 @@ def make_directions(
         from .hessian import hessian_directions
 
         return hessian_directions(
-            model, splits, device, two_d=two_d, dir_type=cfg.dir_type,
+            model, splits, device, two_d=two_d, dir_type=cfg.dir_type or "weights",
             norm=cfg.norm or "none", ignore=cfg.ignore or "none", seed=cfg.seed, loss=cfg.loss,
         )
     if cfg.dirs:
@@ -214,18 +229,18 @@ def make_directions(
     if cfg.ckpt2:
         s2 = load_checkpoint(cfg.ckpt2, model=cfg.model).state_dict
         s3 = load_checkpoint(cfg.ckpt3, model=cfg.model).state_dict if cfg.ckpt3 else None
-        d = interpolation_directions(model, s2, s3, cfg.dir_type)
+        d = interpolation_directions(model, s2, s3, cfg.dir_type or "states")
         if not two_d:
             d.y = None
         return d
     if cfg.pca:
         snaps = [load_checkpoint(p, model=cfg.model) for p in cfg.pca]
         epochs = [s.epoch if s.epoch is not None else i for i, s in enumerate(snaps)]
-        d = pca_directions(model, [s.state_dict for s in snaps], cfg.dir_type, ignore, epochs)
+        d = pca_directions(model, [s.state_dict for s in snaps], cfg.dir_type or "weights", ignore, epochs)
         if not two_d:
             d.y = None
         return d
-    return random_directions(model, cfg.seed, cfg.dir_type, norm, ignore, two_d, cfg.same_dir)
+    return random_directions(model, cfg.seed, cfg.dir_type or "weights", norm, ignore, two_d, cfg.same_dir)
 
 
 def _trajectory_losses(
@@ -284,6 +299,9 @@ def prepare_job(cfg: SurfaceConfig, local_rank: int = 0) -> SurfaceJob:
     dir_settings = {**directions.meta(), **_sources(cfg)}
     dir_settings.pop("explained_variance", None)
     dir_settings.pop("singular_values", None)
+    dir_settings.pop("source", None)  # --dirs as typed; `dirs_file` holds the resolved path
+    for key in ("eigenvalues", "residuals", "lanczos_iterations"):  # Hessian directions: floats
+        dir_settings.pop(key, None)  # from an iterative solver, not settings to match on resume
     settings = {
         "grid": {"x": grid.x.spec(), "y": grid.y.spec() if grid.y else None},
         "model": ckpt.model,
@@ -331,7 +349,8 @@ def prepare_job(cfg: SurfaceConfig, local_rank: int = 0) -> SurfaceJob:
         loss=cfg.loss,
         metric="accuracy" if cfg.loss == "cross_entropy" else None,
         bn_mode=cfg.bn,
-        bn_data=ds.x_train if cfg.bn == "recompute" else None,
+        # statistics are re-estimated on the training samples evaluated (--max-samples applies)
+        bn_data=select_splits(ds, ("train",), cfg.max_samples)["train"][0] if cfg.bn == "recompute" else None,
         precision=cfg.precision,
         strategy=cfg.strategy,
         points_per_pass=cfg.points_per_pass,
@@ -385,6 +404,12 @@ def make_evaluator(job: SurfaceJob, n_points: int) -> tuple[PointEvaluator, Eval
     With `job.curvature`, a curvature evaluator (max/min Hessian eigenvalue per point) is
     added to `job.extra_evaluators`.
     """
+    if any(is_batched_split(s) for s in job.splits.values()):  # DataLoaders, dict inputs
+        ev = LoaderEvaluator(
+            job.model, job.directions, job.splits, job.loss, job.metric, job.bn_mode,
+            job.bn_data, job.device, job.precision, job.batch_size,
+        )
+        return ev, ev.plan
     first = next(iter(job.splits.values()))[0]
     plan = plan_evaluation(
         job.model, job.device, n_points, job.precision, job.bn_mode, job.strategy,
@@ -454,8 +479,12 @@ def run_job(job: SurfaceJob) -> Path:
     return job.out
 
 
-def _finish_run(job: SurfaceJob, plan: EvalPlan, points: int, seconds: float, ranks: int, precision_err: float) -> None:
-    """Record the run (timing, plan, precision error) and scalar metrics; print the final line."""
+def _finish_run(
+    job: SurfaceJob, plan: EvalPlan, points: int, seconds: float, ranks: int, precision_err: float,
+    run_extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Record the run (timing, plan, precision error, `run_extra` such as per-rank point counts)
+    and scalar metrics; print the final line."""
     run = {
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
         "points": int(points),
@@ -466,6 +495,7 @@ def _finish_run(job: SurfaceJob, plan: EvalPlan, points: int, seconds: float, ra
         "device": str(job.device),
         "threads": torch.get_num_threads(),
         "plan": plan.meta(),
+        **(run_extra or {}),
     }
     attrs: dict[str, Any] = {"plan": plan.meta()}
     if job.precision != "fp32":
@@ -473,12 +503,13 @@ def _finish_run(job: SurfaceJob, plan: EvalPlan, points: int, seconds: float, ra
     from .metrics import surface_metrics
     from .storage import read_surface
 
-    if points:
+    if points:  # a rerun with nothing to do leaves the file (and its plan) untouched
         attrs["metrics"] = surface_metrics(read_surface(job.out))
-    update_attrs(job.out, attrs, append_run=run if points else None)
+        update_attrs(job.out, attrs, append_run=run)
     if not job.quiet:
         rate = f"{points / seconds:.3g} points/s" if seconds > 0 and points else "nothing to do"
-        print(f"wrote {job.out}: {points} points in {format_seconds(seconds)} ({rate})", flush=True)
+        on = f" on {ranks} ranks" if ranks > 1 else ""
+        print(f"wrote {job.out}: {points} points in {format_seconds(seconds)}{on} ({rate})", flush=True)
 
 
 def compute_surface(cfg: SurfaceConfig) -> Path:

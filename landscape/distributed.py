@@ -1,14 +1,81 @@
-"""Serial and MPI execution behind one small interface (MPI arrives with the scale-out work)."""
+"""Serial and MPI execution behind one small interface: one surface file, many ranks.
+
+`landscape surface --comm auto|serial|mpi` and `mpiexec -n N python scripts/surface.py ...` end
+up in `run_distributed(cfg)` when MPI is wanted. Rank 0 owns the HDF5 file (h5py from PyPI has
+no parallel driver); every rank, rank 0 included, evaluates chunks of grid points.
+
+The protocol is point-to-point only; nothing travels per grid point:
+
+- rank 0 prepares the job (checkpoint, data, directions, file; on resume the directions stored
+  in the file) and sends the directions and the job settings to every worker, or the one-line
+  error that every rank then exits with;
+- a worker asks for two chunks, and with the results of each chunk asks for one more, so it
+  always holds its next chunk while computing. Rank 0 answers from a queue of pending flat
+  indices (`ChunkQueue`): whole passes, about 1.5 s of that rank's measured work, smaller near
+  the end so that the ranks finish together; a slow rank simply asks less often;
+- rank 0 evaluates chunks too, in a helper thread; its main thread polls MPI, writes every
+  chunk it receives (values, then their `computed` flags, flushed: a kill loses at most the
+  chunks in flight) and draws the progress bar for all ranks;
+- heartbeats go both ways. A rank silent for `LANDSCAPE_MPI_TIMEOUT` seconds (default 20) is
+  named and the job aborted; an exception on a worker is sent to rank 0, which stops every rank
+  and exits with one line naming the rank. Rerunning the same command resumes.
+
+Only the main thread of a process calls MPI (so any MPI thread level works), and every wait is
+a poll with a short sleep, so that a waiting rank never spins a core another rank computes on.
+
+Launch lines (the options are those of `landscape surface`):
+
+    mpiexec -n 2 python scripts/surface.py --ckpt ckpts/resnet20.pt --x=-1:1:51 --y=-1:1:51
+    mpirun -n 8 -ppn 4 -hosts a,b python scripts/surface.py ...           (MPICH, 2 nodes)
+    mpirun -n 8 --map-by ppr:4:node --host a:4,b:4 python scripts/surface.py ...   (Open MPI)
+"""
 
 from __future__ import annotations
 
+import math
 import os
+import queue
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .errors import LandscapeError
 
-__all__ = ["want_mpi", "launched_under_mpi", "run_distributed"]
+__all__ = [
+    "MPI_INSTALL_HINT",
+    "ChunkQueue",
+    "Layout",
+    "RankStopped",
+    "import_mpi",
+    "launched_under_mpi",
+    "mpi_timeout",
+    "rank_threads",
+    "run_distributed",
+    "run_job_distributed",
+    "want_mpi",
+]
+
+MPI_INSTALL_HINT = "pip install 'nn-landscape[mpi]' (or pip install mpi4py mpich)"
 
 _LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+
+# message tags
+_SETUP, _REQUEST, _RESULT, _WORK, _ERROR, _STOP, _BYE, _FINAL, _BEAT = range(1, 10)
+
+# Seconds between MPI polls of an idle main thread. Each rank holds its next chunk (~1.5 s of
+# work), so answers may take this long without idling anyone; results of the rank's own
+# evaluating thread wake it at once. Polling rarely keeps the GIL with the evaluating thread.
+_POLL = 0.02
+_SETUP_POLL = 0.05  # while rank 0 prepares (that can take minutes: PCA, Hessian directions)
+_DEFAULT_TIMEOUT = 20.0
+_PREFETCH = 2  # chunks a rank holds: the one it computes and the next
 
 
 def launched_under_mpi() -> int:
@@ -18,6 +85,15 @@ def launched_under_mpi() -> int:
         if value and value.isdigit():
             return int(value)
     return 1
+
+
+def _launcher_rank() -> int:
+    """This process's rank as the launcher's environment says (0 when not under a launcher)."""
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        value = os.environ.get(var)
+        if value and value.isdigit():
+            return int(value)
+    return 0
 
 
 def want_mpi(comm: str) -> bool:
@@ -31,5 +107,706 @@ def want_mpi(comm: str) -> bool:
     return launched_under_mpi() > 1
 
 
-def run_distributed(cfg):  # noqa: ANN001, ANN201
-    raise LandscapeError("MPI sharding is not available in this build; run with --comm serial")
+class RankStopped(LandscapeError):
+    """A worker rank ends because rank 0 reported an error; rank 0 prints it, once."""
+
+    echo = False
+
+
+def import_mpi() -> Any:
+    """`mpi4py.MPI`, or one line naming the `pip install` that provides it."""
+    try:
+        from mpi4py import MPI
+    except Exception as e:  # not installed, or installed without a loadable MPI library
+        error = LandscapeError(
+            f"MPI was asked for (--comm mpi, or a launcher with several ranks) but mpi4py cannot "
+            f"be imported ({_first_line(e)}); install it with {MPI_INSTALL_HINT}, or use --comm serial"
+        )
+        error.echo = _launcher_rank() == 0  # every rank fails alike: one line is enough
+        raise error from None
+    return MPI
+
+
+def mpi_timeout(env: Mapping[str, str] | None = None) -> float:
+    """Seconds of silence after which a rank counts as dead (LANDSCAPE_MPI_TIMEOUT, default 20)."""
+    text = (os.environ if env is None else env).get("LANDSCAPE_MPI_TIMEOUT", "").strip()
+    if not text:
+        return _DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value > 0 and math.isfinite(value)):
+        raise LandscapeError(f"LANDSCAPE_MPI_TIMEOUT={text!r} must be a positive number of seconds")
+    return value
+
+
+def rank_threads(
+    ranks_per_node: int, cpus: int | None = None, affinity: int | None = None, omp: str | None = None
+) -> int | None:
+    """Intra-op threads for one rank: None (keep torch's) when OMP_NUM_THREADS is set, else
+    the node's cores shared among its ranks (`cpus // ranks_per_node`, at least 1, at most the
+    cores this process may run on).
+
+    Example:
+        >>> rank_threads(2, cpus=16), rank_threads(3, cpus=2), rank_threads(4, cpus=8, omp="2")
+        (8, 1, None)
+    """
+    if omp:
+        return None
+    cpus = cpus or os.cpu_count() or 1
+    affinity = affinity or cpus
+    return max(1, min(affinity, cpus // max(1, ranks_per_node)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the work queue (pure)
+
+
+class ChunkQueue:
+    """Pending flat indices, handed out in order as chunks of whole passes, sized per rank.
+
+    A rank's first chunk is one pass (to measure it); later chunks hold about `target_seconds`
+    of that rank's measured work, and never more than a `1 / (2 * ranks)` share of what is left,
+    so chunks shrink near the end and the ranks finish together. Every chunk but the last
+    starts at a multiple of `unit` from the start: points share passes as in a serial run.
+
+    Example:
+        >>> q = ChunkQueue(np.arange(100), ranks=2, unit=4)
+        >>> len(q.next(0)), q.record(0, 4, 0.004), len(q.next(0))
+        (4, None, 24)
+    """
+
+    def __init__(
+        self, pending: np.ndarray, ranks: int, unit: int = 1, target_seconds: float = 1.5
+    ) -> None:
+        self.pending = np.asarray(pending, dtype=np.int64)
+        self.ranks = max(1, int(ranks))
+        self.unit = max(1, int(unit))
+        self.target_seconds = target_seconds
+        self.cursor = 0
+        self.seconds_per_point: dict[int, float] = {}
+
+    @property
+    def left(self) -> int:
+        return len(self.pending) - self.cursor
+
+    def record(self, rank: int, points: int, seconds: float) -> None:
+        """Fold a finished chunk's timing into the rank's seconds per point."""
+        if points <= 0:
+            return
+        spp = seconds / points
+        old = self.seconds_per_point.get(rank)
+        self.seconds_per_point[rank] = spp if old is None else 0.5 * (old + spp)
+
+    def size_for(self, rank: int) -> int:
+        from .compute import chunk_points
+
+        spp = self.seconds_per_point.get(rank)
+        size = self.unit if spp is None else chunk_points(spp, self.unit, self.target_seconds)
+        share = math.ceil(math.ceil(self.left / (2 * self.ranks)) / self.unit) * self.unit
+        return max(self.unit, min(size, share))
+
+    def next(self, rank: int) -> np.ndarray:
+        """The next chunk for `rank` (empty when everything has been handed out)."""
+        chunk = self.pending[self.cursor : self.cursor + self.size_for(rank)]
+        self.cursor += len(chunk)
+        return chunk
+
+
+# ---------------------------------------------------------------------------------------------
+# process layout, messages, the evaluating thread
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where this process sits: rank, node-local rank, threads, and (rank 0) everyone's pid."""
+
+    rank: int
+    size: int
+    local_rank: int
+    ranks_per_node: int
+    threads: int
+    host: str
+    ranks: tuple[tuple[str, int, int], ...] = ()  # rank 0 only: (host, pid, threads) per rank
+
+    @property
+    def nodes(self) -> int:
+        return len({h for h, _, _ in self.ranks}) or 1
+
+    def describe(self, device: Any) -> str:
+        """One line for the log, mapping ranks to pids (what a launcher names when one dies)."""
+        hosts = sorted({h for h, _, _ in self.ranks})
+        where = f"{self.nodes} node{'s' if self.nodes > 1 else ''} ({', '.join(hosts[:4])}"
+        where += ", ...)" if len(hosts) > 4 else ")"
+        threads = sorted({t for _, _, t in self.ranks})
+        text = (
+            f"mpi: {self.size} rank{'s' if self.size > 1 else ''} on {where}, "
+            f"{'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''} per rank, "
+            f"rank 0 on {device}"
+        )
+        if self.size <= 16:
+            many = self.nodes > 1
+            text += "; pids " + " ".join(
+                f"{r}:{pid}" + (f"@{h}" if many else "") for r, (h, pid, _) in enumerate(self.ranks)
+            )
+        return text
+
+
+def _layout(comm: Any, MPI: Any) -> Layout:
+    """Node-local rank and threads per rank (from the communicator split by shared memory)."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
+    local_rank, per_node = node.Get_rank(), node.Get_size()
+    node.Free()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    threads = rank_threads(per_node, affinity=affinity, omp=os.environ.get("OMP_NUM_THREADS"))
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    host = socket.gethostname()
+    everyone = comm.gather((host, os.getpid(), torch.get_num_threads()), root=0)
+    return Layout(
+        rank, size, local_rank, per_node, torch.get_num_threads(), host,
+        tuple(everyone) if rank == 0 else (),
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an exception: a LandscapeError's own message, else `Type: message`."""
+    if isinstance(e, LandscapeError):
+        return str(e)
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted"
+    text = _first_line(e)
+    if isinstance(e, MemoryError) or "out of memory" in text.lower():
+        return f"out of memory ({type(e).__name__}: {text})"
+    return f"{type(e).__name__}: {text}" if text != type(e).__name__ else text
+
+
+class _Channel:
+    """Point-to-point messages: non-blocking sends, polled receives (main thread only)."""
+
+    def __init__(self, comm: Any, MPI: Any) -> None:
+        self.comm, self.MPI = comm, MPI
+        self.status = MPI.Status()
+        self.sending: list[Any] = []
+        self.last_send = time.monotonic()
+
+    def send(self, obj: Any, dest: int, tag: int) -> None:
+        self.sending.append(self.comm.isend(obj, dest=dest, tag=tag))
+        self.last_send = time.monotonic()
+        self.progress()
+
+    def progress(self) -> None:
+        if self.sending:
+            self.sending = [r for r in self.sending if not r.Test()]
+
+    def poll(self, source: int | None = None) -> tuple[int, int, Any] | None:
+        """(source, tag, object) of one waiting message, or None."""
+        src = self.MPI.ANY_SOURCE if source is None else source
+        msg = self.comm.improbe(src, self.MPI.ANY_TAG, self.status)
+        if msg is None:
+            return None
+        source, tag = self.status.Get_source(), self.status.Get_tag()
+        return source, tag, msg.recv()
+
+    def flush(self, seconds: float) -> bool:
+        """Wait (bounded) until every send has been received; True when all were."""
+        end = time.monotonic() + seconds
+        while self.sending and time.monotonic() < end:
+            self.progress()
+            time.sleep(_POLL)
+        return not self.sending
+
+
+def _abort(comm: Any, message: str) -> None:
+    """A rank is gone: say which, then end every rank (a clean exit would wait for it forever)."""
+    print(f"landscape: error: {message}", file=sys.stderr, flush=True)
+    time.sleep(0.5)  # the launcher forwards output asynchronously; Abort tears that down too
+    comm.Abort(2)
+
+
+Evaluate = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+class _Computer:
+    """Evaluates chunks in a helper thread, so that the main thread stays free for MPI and I/O.
+
+    `setup` runs in the thread first (loading data, building the evaluator) and returns the
+    function that evaluates a chunk of flat indices. The outbox receives ("ready",),
+    ("done", indices, values, seconds) or ("error", one line).
+    """
+
+    def __init__(self, setup: Callable[[], Evaluate]) -> None:
+        self.inbox: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
+        self.outbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.held = 0  # chunks given and not yet returned
+        self.early: list[tuple[Any, ...]] = []  # taken from the outbox by `wait`
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(setup,), name="landscape-eval", daemon=True)
+        self.thread.start()
+
+    def give(self, idx: np.ndarray) -> None:
+        self.held += 1
+        self.inbox.put(idx)
+
+    def stop(self) -> None:
+        self.inbox.put(None)
+
+    def close(self) -> None:
+        """Stop after the chunk in hand (at most a couple of seconds) and wait for the thread.
+
+        A thread still inside torch when the interpreter exits is killed in a way C++ answers
+        with `terminate` (SIGABRT), so every exit path waits here; a second Ctrl-C cuts it short.
+        """
+        self.stopping.set()  # chunks still queued are dropped
+        self.stop()
+        while self.thread.is_alive():
+            self.thread.join(0.1)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until the thread reports something, or `timeout` seconds."""
+        try:
+            self.early.append(self.outbox.get(timeout=timeout))
+        except queue.Empty:
+            pass
+
+    def drain(self) -> list[tuple[Any, ...]]:
+        out, self.early = self.early, []
+        while True:
+            try:
+                out.append(self.outbox.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _run(self, setup: Callable[[], Evaluate]) -> None:
+        try:
+            evaluate = setup()
+            self.outbox.put(("ready",))
+            while (idx := self.inbox.get()) is not None and not self.stopping.is_set():
+                t0 = time.perf_counter()
+                values = evaluate(idx)
+                self.outbox.put(("done", idx, values, time.perf_counter() - t0))
+        except BaseException as e:  # reported by the main thread, which owns the exit
+            self.outbox.put(("error", describe_error(e)))
+
+
+# ---------------------------------------------------------------------------------------------
+# what rank 0 sends the workers
+
+
+_SPEC_FIELDS = (
+    "loss", "metric", "bn_mode", "precision", "strategy", "points_per_pass", "batch_size",
+    "curvature", "extra_arrays",
+)
+
+
+def _pack_tensors(d: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    out = {}
+    for k, v in d.items():
+        v = v.detach().cpu()
+        try:
+            out[k] = v.numpy()
+        except TypeError:  # a dtype numpy lacks (bfloat16): send the tensor itself
+            out[k] = v
+    return out
+
+
+def _unpack_tensors(d: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    import torch
+
+    if d is None:
+        return None
+    return {k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v for k, v in d.items()}
+
+
+def _pack_directions(d: Any) -> dict[str, Any]:
+    meta = {k: getattr(d, k) for k in ("kind", "dir_type", "norm", "ignore", "seed", "extra")}
+    return {"x": _pack_tensors(d.x), "y": _pack_tensors(d.y), "meta": meta}
+
+
+def _unpack_directions(p: Mapping[str, Any]) -> Any:
+    from .directions import Directions
+
+    return Directions(_unpack_tensors(p["x"]), _unpack_tensors(p["y"]), **p["meta"])
+
+
+def _job_spec(job: Any) -> dict[str, Any]:
+    spec = {k: getattr(job, k) for k in _SPEC_FIELDS}
+    spec["grid"] = job.grid
+    spec["out"] = str(job.out)
+    return spec
+
+
+def _load_inputs(cfg: Any) -> tuple[Any, Any]:
+    """A worker's own model and data, loaded like rank 0's (while rank 0 prepares)."""
+    from .checkpoint import build_model, load_checkpoint
+    from .compute import _load_data
+
+    ckpt = load_checkpoint(cfg.ckpt, model=cfg.model)
+    return build_model(ckpt), _load_data(cfg, ckpt)
+
+
+def _worker_job(cfg: Any, payload: Mapping[str, Any], inputs: tuple[Any, Any], local_rank: int) -> Any:
+    """A worker's job: its own model and data, rank 0's directions and settings."""
+    from .compute import SurfaceJob, select_splits
+    from .device import resolve_device
+
+    spec = payload["job"]
+    model, ds = inputs
+    return SurfaceJob(
+        model=model,
+        directions=_unpack_directions(payload["directions"]),
+        grid=spec["grid"],
+        splits=select_splits(ds, cfg.splits, cfg.max_samples),
+        out=Path(spec["out"]),
+        device=resolve_device(cfg.device, local_rank),
+        bn_data=ds.x_train if spec["bn_mode"] == "recompute" else None,
+        quiet=True,
+        **{k: spec[k] for k in _SPEC_FIELDS},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points
+
+
+def _start() -> tuple[Any, Layout, _Channel]:
+    MPI = import_mpi()
+    comm = MPI.COMM_WORLD
+    return comm, _layout(comm, MPI), _Channel(comm, MPI)
+
+
+def run_distributed(cfg: Any) -> Path:
+    """Compute (or resume) the surface of a `SurfaceConfig` on every rank of MPI_COMM_WORLD.
+
+    Every rank calls this with the same configuration; rank 0 prepares the job and writes the
+    file, all ranks evaluate. Returns the surface file's path on every rank.
+
+    Example (run by `mpiexec -n 4 python scripts/surface.py ...`):
+        >>> run_distributed(SurfaceConfig(ckpt="ckpts/resnet20.pt", x="-1:1:51", y="-1:1:51"))
+    """
+    _, layout, chan = _start()
+    if layout.rank == 0:
+        from .compute import prepare_job
+
+        try:
+            job = prepare_job(cfg, layout.local_rank)
+        except BaseException as e:
+            _send_setup_error(chan, layout, e)
+            raise
+        return _lead(chan, layout, job)
+    return _follow(
+        chan, layout, lambda: _load_inputs(cfg),
+        lambda payload, inputs: _worker_job(cfg, payload, inputs, layout.local_rank),
+    )
+
+
+def run_job_distributed(job: Any) -> Path:
+    """Like `run_distributed`, for a `SurfaceJob` that every rank has built the same way.
+
+    Rank 0 owns `job.out`; the workers evaluate with their own model and data and rank 0's
+    directions (the ones stored in the file when resuming).
+    """
+    _, layout, chan = _start()
+    if layout.rank == 0:
+        return _lead(chan, layout, job, ship_job=False)
+
+    def adopt(payload: Mapping[str, Any], _: Any) -> Any:
+        job.directions = _unpack_directions(payload["directions"])
+        job.quiet = True
+        return job
+
+    return _follow(chan, layout, lambda: None, adopt)
+
+
+def _send_setup_error(chan: _Channel, layout: Layout, e: BaseException) -> None:
+    """Rank 0 could not prepare: every worker exits with the same line (printed by rank 0)."""
+    payload = {"ok": False, "message": describe_error(e)}
+    for r in range(1, layout.size):
+        chan.send(payload, r, _SETUP)
+    chan.flush(10.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# rank 0
+
+
+def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Path:
+    """Rank 0: prepare the file, hand out chunks, compute some, write everything.
+
+    With `ship_job` the workers also get the job's settings (they build their job from the
+    configuration); without, they bring their own job (the Python API: losses may be lambdas).
+    """
+    from .compute import _evaluate_all, _finish_run, _prepare_file, make_evaluator, precision_error
+    from .progress import Progress
+    from .storage import SurfaceWriter
+
+    try:
+        pending = _prepare_file(job)
+    except BaseException as e:
+        _send_setup_error(chan, layout, e)
+        raise
+    n = len(pending)
+    payload = {
+        "ok": True,
+        "directions": _pack_directions(job.directions),
+        "job": _job_spec(job) if ship_job else None,
+        "n_pending": n,
+    }
+    workers = list(range(1, layout.size))
+    for r in workers:
+        chan.send(payload, r, _SETUP)
+    if not job.quiet:
+        print(layout.describe(job.device), file=sys.stderr, flush=True)
+
+    found: dict[str, Any] = {}
+
+    def setup() -> Evaluate:
+        ev, found["plan"] = make_evaluator(job, max(n, 1))
+        found["precision_err"] = precision_error(job, ev) if n else 0.0
+        return lambda idx: _evaluate_all(job, ev, job.grid.coords_of(idx))
+
+    computer = _Computer(setup)
+    chunks: ChunkQueue | None = None
+    asked = dict.fromkeys(workers, 0)  # requests for work not yet answered
+    heard = dict.fromkeys(workers, time.monotonic())
+    points, eval_seconds = [0] * layout.size, [0.0] * layout.size
+    total = job.grid.num_points
+    bar = Progress(total, desc="surface", unit="pt", enabled=not job.quiet and n > 0, initial=total - n)
+    timeout = mpi_timeout()
+    beat_every = min(2.0, timeout / 4)
+    written, start, last_beat = 0, time.perf_counter(), 0.0
+
+    def store(idx: np.ndarray, values: dict[str, np.ndarray], seconds: float, rank: int) -> None:
+        nonlocal written
+        if len(idx):
+            with SurfaceWriter(job.out) as w:
+                w.write_points(idx, values, seconds / len(idx), rank=rank)
+        assert chunks is not None
+        chunks.record(rank, len(idx), seconds)
+        written += len(idx)
+        points[rank] += len(idx)
+        eval_seconds[rank] += seconds
+        bar.update(len(idx))
+
+    try:
+        while chunks is None or written < n:
+            busy = False
+            for item in computer.drain():
+                busy = True
+                if item[0] == "error":
+                    raise LandscapeError(f"rank 0 failed: {item[1]}")
+                if item[0] == "ready":
+                    chunks = ChunkQueue(pending, layout.size, found["plan"].points_per_pass)
+                    start = time.perf_counter()
+                else:
+                    computer.held -= 1
+                    store(item[1], item[2], item[3], 0)
+            while (msg := chan.poll()) is not None:
+                busy = True
+                src, tag, obj = msg
+                heard[src] = time.monotonic()
+                if tag == _REQUEST:
+                    asked[src] += int(obj)
+                elif tag == _RESULT:
+                    asked[src] += 1
+                    store(obj[0], obj[1], obj[2], src)
+                elif tag == _ERROR:
+                    raise LandscapeError(f"rank {src} ({layout.ranks[src][0]}) failed: {obj}")
+            if chunks is not None:
+                while computer.held < _PREFETCH and chunks.left:
+                    computer.give(chunks.next(0))
+                for r in workers:
+                    while asked[r]:
+                        chan.send(chunks.next(r), r, _WORK)
+                        asked[r] -= 1
+            now = time.monotonic()
+            if now - last_beat > beat_every:
+                last_beat = now
+                for r in workers:
+                    chan.send(None, r, _BEAT)
+            chan.progress()
+            silent = [r for r in workers if now - heard[r] > timeout]
+            if silent:
+                bar.close()
+                _abort(chan.comm, _silent_message(
+                    layout, silent[0], timeout,
+                    "Every point written so far is kept: rerun the same command to resume",
+                ))
+            if not busy:
+                computer.wait(_POLL)
+    except KeyboardInterrupt:  # the launcher sent Ctrl-C to every rank
+        bar.close()
+        computer.close()
+        raise
+    except BaseException as e:
+        bar.close()
+        computer.close()
+        _stop_workers(chan, workers, describe_error(e))
+        raise
+    computer.close()
+    seconds = time.perf_counter() - start
+    bar.close()
+    for r in workers:
+        chan.send(str(job.out), r, _FINAL)
+    run_extra = {
+        "comm": "mpi",
+        "nodes": layout.nodes,
+        "threads_per_rank": [t for _, _, t in layout.ranks],
+        "points_per_rank": points,
+        "eval_seconds_per_rank": [round(s, 4) for s in eval_seconds],
+    }
+    _finish_run(job, found["plan"], n, seconds, ranks=layout.size,
+                precision_err=found["precision_err"], run_extra=run_extra)
+    _await_goodbyes(chan, layout, heard, timeout)
+    return job.out
+
+
+def _await_goodbyes(chan: _Channel, layout: Layout, heard: dict[int, float], timeout: float) -> None:
+    """Every worker answers FINAL at once; one that stays silent (hung, stopped) would keep the
+    launcher waiting forever after rank 0 exits, so it is named and the job aborted."""
+    waiting = set(heard)
+    while waiting:
+        msg = chan.poll()
+        if msg is not None:
+            heard[msg[0]] = time.monotonic()
+            if msg[1] == _BYE:
+                waiting.discard(msg[0])
+            continue
+        now = time.monotonic()
+        silent = sorted(r for r in waiting if now - heard[r] > timeout)
+        if silent:
+            _abort(chan.comm, _silent_message(layout, silent[0], timeout, "The surface is complete."))
+        chan.progress()
+        time.sleep(_POLL)
+
+
+def _silent_message(layout: Layout, rank: int, timeout: float, state: str) -> str:
+    host, pid, _ = layout.ranks[rank]
+    return (
+        f"rank {rank} (pid {pid} on {host}) sent nothing for {timeout:g} s: killed, out of memory "
+        f"or hung; stopping all ranks. {state}"
+    )
+
+
+def _stop_workers(chan: _Channel, workers: list[int], message: str) -> None:
+    """Tell every worker to stop and wait (bounded) until each has said goodbye."""
+    for r in workers:
+        chan.send(message, r, _STOP)
+    waiting, end = set(workers), time.monotonic() + 10.0
+    while waiting and time.monotonic() < end:
+        msg = chan.poll()
+        if msg is None:
+            chan.progress()
+            time.sleep(_POLL)
+        elif msg[1] == _BYE:
+            waiting.discard(msg[0])
+    if waiting:
+        _abort(chan.comm, f"{message} (and rank(s) {sorted(waiting)} did not stop)")
+
+
+# ---------------------------------------------------------------------------------------------
+# workers
+
+
+def _wait_setup(chan: _Channel) -> Mapping[str, Any]:
+    while True:
+        msg = chan.poll(0)
+        if msg is not None and msg[1] == _SETUP:
+            payload = msg[2]
+            if not payload["ok"]:
+                raise RankStopped(payload["message"])
+            return payload
+        time.sleep(_SETUP_POLL)
+
+
+def _follow(
+    chan: _Channel,
+    layout: Layout,
+    preload: Callable[[], Any],
+    build: Callable[[Mapping[str, Any], Any], Any],
+) -> Path:
+    """A worker: evaluate the chunks rank 0 hands out, send back the results.
+
+    `preload` (model and data) runs in the evaluating thread while rank 0 prepares; `build`
+    makes the job from rank 0's setup message and what `preload` returned. A failure in either
+    is reported to rank 0 only once rank 0 has prepared (its own error comes first).
+    """
+    from .compute import _evaluate_all, make_evaluator
+
+    box: queue.SimpleQueue[Mapping[str, Any] | None] = queue.SimpleQueue()
+
+    def setup() -> Evaluate:
+        inputs = preload()
+        payload = box.get()
+        if payload is None:
+            raise RankStopped("rank 0 stopped before sending the job")
+        job = build(payload, inputs)
+        ev, _ = make_evaluator(job, max(payload["n_pending"], 1))
+        return lambda idx: _evaluate_all(job, ev, job.grid.coords_of(idx))
+
+    computer = _Computer(setup)
+    try:
+        box.put(_wait_setup(chan))
+    except BaseException:
+        box.put(None)
+        computer.close()
+        raise
+    try:
+        return _serve(chan, layout, computer)
+    finally:
+        computer.close()
+
+
+def _serve(chan: _Channel, layout: Layout, computer: _Computer) -> Path:
+    """A worker's loop: pass chunks to the evaluating thread and its results to rank 0."""
+    timeout = mpi_timeout()
+    beat_every = min(2.0, timeout / 4)
+    heard = time.monotonic()
+    while True:
+        busy = False
+        for item in computer.drain():
+            busy = True
+            if item[0] == "ready":
+                chan.send(_PREFETCH, 0, _REQUEST)
+            elif item[0] == "done":
+                chan.send(item[1:], 0, _RESULT)
+            else:  # rank 0 names us and stops everyone; wait for its STOP
+                chan.send(item[1], 0, _ERROR)
+        while (msg := chan.poll(0)) is not None:
+            busy = True
+            heard = time.monotonic()
+            _, tag, obj = msg
+            if tag == _WORK and len(obj):
+                computer.give(obj)
+            elif tag in (_STOP, _FINAL):  # goodbye first: our thread may still be loading data
+                chan.send(None, 0, _BYE)
+                chan.flush(5.0)
+                computer.close()
+                if tag == _STOP:
+                    raise RankStopped(obj)
+                return Path(obj)
+        chan.progress()
+        now = time.monotonic()
+        if now - chan.last_send > beat_every:
+            chan.send(None, 0, _BEAT)
+        if now - heard > timeout:
+            _abort(chan.comm, (
+                f"rank {layout.rank} on {layout.host}: rank 0 sent nothing for {timeout:g} s "
+                "(killed, out of memory or hung); stopping. Rerun the same command to resume"
+            ))
+        if not busy:
+            computer.wait(_POLL)

@@ -45,6 +45,11 @@ __all__ = [
     "resolve_loss",
     "accuracy_count",
     "recompute_batchnorm",
+    "LoaderEvaluator",
+    "TensorBatches",
+    "is_batched_split",
+    "call_model",
+    "check_fits",
 ]
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -97,8 +102,16 @@ def plan_evaluation(
     if bn_mode not in BN_MODES:
         raise LandscapeError(f"--bn {bn_mode!r} is not one of {', '.join(BN_MODES)}")
     conv, bn = _has_conv(model), _has_bn(model)
+    scripted = isinstance(model, torch.jit.ScriptModule)
+    if scripted and (strategy == "vmap" or bn_mode == "recompute"):
+        raise LandscapeError(
+            "a TorchScript model is evaluated with --strategy sequential and --bn eval only "
+            "(torch.func cannot call it, and its BatchNorm layers are opaque)"
+        )
     if strategy is None:
-        if bn_mode == "recompute":
+        if scripted:
+            strategy, reason = "sequential", "TorchScript: weights updated in place"
+        elif bn_mode == "recompute":
             strategy, reason = "sequential", "BatchNorm statistics are re-estimated per point"
         elif device.type == "cuda":
             strategy, reason = "vmap", "a GPU is filled by batching grid points"
@@ -239,6 +252,7 @@ def fold_batchnorm(model: nn.Module) -> _Folded | None:
             and isinstance(modules.get(src.target), nn.Conv2d)
             and len(src.users) == 1
             and modules[node.target].track_running_stats
+            and modules[node.target].affine
         ):
             pairs.append((src.target, node.target))
             node.replace_all_uses_with(src)
@@ -351,7 +365,7 @@ class PointEvaluator:
         self.metric_fn = accuracy_count if metric == "accuracy" else metric
         if isinstance(self.metric_fn, str):
             raise LandscapeError(f"unknown metric {metric!r}; use 'accuracy', a callable, or None")
-        self.model = copy.deepcopy(model).to(self.device).eval()
+        self.model = _copy_model(model).to(self.device).eval()
         self.dirs = directions.to(self.device)
         self.keys = self.dirs.keys()
         self.center = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -395,7 +409,7 @@ class PointEvaluator:
         return names
 
     def __call__(self, coords: np.ndarray) -> dict[str, np.ndarray]:
-        coords = np.atleast_2d(np.asarray(coords, dtype=np.float64))
+        coords = np.ascontiguousarray(np.atleast_2d(np.asarray(coords, dtype=np.float64)))
         start = time.perf_counter()
         if self.plan.strategy == "vmap":
             sums = [self._eval_vmap(coords[i : i + self.plan.points_per_pass])
@@ -520,6 +534,12 @@ class PointEvaluator:
 # TorchScript modules, which `functional_call` cannot run), then every batch is run once.
 
 
+def _copy_model(model: nn.Module) -> nn.Module:
+    # under no_grad: a deep copy of a TorchScript module otherwise has non-leaf parameters
+    with torch.no_grad():
+        return copy.deepcopy(model)
+
+
 def is_batched_split(split: Any) -> bool:
     """Whether a split needs `LoaderEvaluator`: a DataLoader, or inputs that are not one tensor."""
     if isinstance(split, torch.utils.data.DataLoader):
@@ -605,9 +625,10 @@ def _unpack_batch(batch: Any, split: str) -> tuple[Any, Any]:
 
 def check_fits(model: nn.Module, inputs: Any, what: str) -> None:
     """Run `model` on a batch; raise one line naming the model, the data and the input shapes."""
+    modes = [(m, m.training) for m in model.modules()]
     try:
         with torch.no_grad():
-            call_model(model, inputs)
+            call_model(model.eval(), inputs)  # eval: no dropout, no BatchNorm statistics update
     except Exception as error:
         text = " ".join(str(error).split())[:200]
         raise LandscapeError(
@@ -615,6 +636,9 @@ def check_fits(model: nn.Module, inputs: Any, what: str) -> None:
             f"({type(error).__name__}: {text}); the model is called as "
             f"{_call_form(inputs)}"
         ) from None
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _call_form(inputs: Any) -> str:
@@ -683,7 +707,7 @@ class LoaderEvaluator:
             raise LandscapeError(f"unknown metric {metric!r}; use 'accuracy', a callable, or None")
         if bn_mode == "recompute" and isinstance(model, torch.jit.ScriptModule):
             raise LandscapeError("--bn recompute does not support TorchScript models; use --bn eval")
-        self.model = copy.deepcopy(model).to(self.device).eval()
+        self.model = _copy_model(model).to(self.device).eval()
         self.dirs = directions.to(self.device)
         self.keys = self.dirs.keys()
         own = self.model.state_dict()
@@ -725,7 +749,7 @@ class LoaderEvaluator:
         return names
 
     def __call__(self, coords: np.ndarray) -> dict[str, np.ndarray]:
-        coords = np.atleast_2d(np.asarray(coords, dtype=np.float64))
+        coords = np.ascontiguousarray(np.atleast_2d(np.asarray(coords, dtype=np.float64)))
         start = time.perf_counter()
         rows = [self._eval_point(c) for c in coords]
         self.stats["points"] += len(coords)

@@ -61,10 +61,17 @@ class Axis:
             raise LandscapeError(f"--{name}={spec!r}: {str(e).split(': ', 1)[-1]}") from None
 
     def spec(self) -> str:
-        return f"{self.start:g}:{self.stop:g}:{self.num}"
+        """`MIN:MAX:NUM`, short where that is exact (it identifies the grid in surface files)."""
+        return f"{_exact(self.start)}:{_exact(self.stop)}:{self.num}"
 
     def coords(self) -> np.ndarray:
         return np.linspace(self.start, self.stop, self.num, dtype=np.float64)
+
+
+def _exact(value: float) -> str:
+    """`1`, `0.1`, `1e+20`; the full repr only when the short form would round the value."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import shutil
@@ -72,9 +73,23 @@ def _open(path: str | Path, mode: str):
         raise LandscapeError(f"{path} is not a readable HDF5 surface file ({_first_line(e)})") from None
 
 
+def _os_reason(e: OSError) -> str:
+    """Why a write failed, in words a user can act on."""
+    if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
+        return "no space left on device (free some space, or choose another --out)"
+    return _first_line(e)
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def _default_file_mode() -> int:
+    """0666 minus the umask: what open() would give (mkstemp's files are private, 0600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _jsonable(value: Any) -> Any:
@@ -226,8 +241,8 @@ def _read_paper(f: Any, path: Path) -> Surface:
     arrays: dict[str, np.ndarray] = {}
     computed = None
     for k in f.keys():
-        if k in ("xcoordinates", "ycoordinates") or hasattr(f[k], "keys"):
-            continue
+        if k in ("xcoordinates", "ycoordinates") or hasattr(f[k], "keys") or f[k].dtype.kind not in "fiu":
+            continue  # e.g. the paper's `dir_file` string
         v = np.asarray(f[k][()], dtype=np.float64)
         if v.dtype.kind not in "fi" or v.size != (len(x) * (len(y) if y is not None else 1)):
             continue
@@ -308,6 +323,20 @@ def settings_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any], pr
     return None
 
 
+def _temporary_beside(path: Path, doing: str, make_folder: bool = False) -> str:
+    """An empty temporary file next to `path` (to rename into place); one-line errors."""
+    try:
+        if make_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise LandscapeError(
+            f"cannot {doing} {path}: folder {path.parent} is not writable ({_os_reason(e)})"
+        ) from None
+    os.close(fd)
+    return tmp
+
+
 def create_surface(
     path: str | Path,
     grid: Grid,
@@ -320,10 +349,9 @@ def create_surface(
     """Write a new, empty surface file atomically (temporary file, then rename)."""
     h5py = _h5()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _temporary_beside(path, "write surface file", make_folder=True)
     try:
+        os.chmod(tmp, _default_file_mode())
         with h5py.File(tmp, "w", locking=False) as f:
             f.create_dataset("xcoordinates", data=grid.x.coords())
             if grid.y is not None:
@@ -362,7 +390,7 @@ def create_surface(
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise LandscapeError(f"cannot write surface file {path}: {_first_line(e)}") from None
+        raise LandscapeError(f"cannot write surface file {path}: {_os_reason(e)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -448,10 +476,10 @@ def update_attrs(path: str | Path, attrs: Mapping[str, Any], append_run: Mapping
     """Change root attributes by copy-and-rename, so a crash never damages the file."""
     h5py = _h5()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _temporary_beside(path, "update")
     try:
         shutil.copyfile(path, tmp)
+        shutil.copymode(path, tmp)
         with h5py.File(tmp, "r+", locking=False) as f:
             for key, value in attrs.items():
                 f.attrs[key] = _attr_value(value)
@@ -462,7 +490,7 @@ def update_attrs(path: str | Path, attrs: Mapping[str, Any], append_run: Mapping
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise LandscapeError(f"cannot update {path}: {_first_line(e)}") from None
+        raise LandscapeError(f"cannot update {path}: {_os_reason(e)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

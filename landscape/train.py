@@ -131,7 +131,14 @@ def _checkpoint(
         data=ds.meta(),
         epoch=epoch,
         metrics=metrics,
+        train=training_record(config),
     )
+
+
+def training_record(config: TrainConfig) -> dict[str, Any]:
+    """The hyper-parameters that define a run (what a cached checkpoint must match)."""
+    keep = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "augment", "seed")
+    return {k: getattr(config, k) for k in keep}
 
 
 def train(

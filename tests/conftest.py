@@ -132,9 +132,21 @@ def tiny_resnet_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_traj_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`mlp` (hidden 16) trained 3 epochs on digits with a snapshot per epoch (for --pca)."""
-    out = tmp_path_factory.mktemp("tiny_traj") / "mlp_traj.pt"
-    return _train_tiny(out, TINY_MODEL, TINY_MODEL_KWARGS, 3, save_every=1)
+    """`mlp` (hidden 16) trained 3 epochs on digits by `landscape train --save-every 1`.
+
+    The snapshots epoch_0000..0003.pt (for --pca) are in `landscape.train.snapshot_dir(path)`.
+    """
+    import json
+
+    cwd = tmp_path_factory.mktemp("tiny_traj")
+    proc = subprocess.run(
+        [landscape_command(), "train", "--model", TINY_MODEL, "--model-kwargs",
+         json.dumps(TINY_MODEL_KWARGS), "--data", TINY_DATA, "--epochs", "3", "--save-every", "1",
+         "--device", "cpu", "--quiet", "--out", "mlp_traj.pt"],
+        cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return cwd / "mlp_traj.pt"
 
 
 def plain_evaluate(

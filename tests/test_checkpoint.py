@@ -22,7 +22,7 @@ from landscape.errors import LandscapeError
 from landscape.models import create_model
 
 FORMAT_KEYS = {
-    "format", "version", "model", "model_kwargs", "state_dict", "data", "epoch", "metrics"
+    "format", "version", "model", "model_kwargs", "state_dict", "data", "epoch", "metrics", "train"
 }  # fmt: skip
 SMALL_RESNET = {"in_channels": 1, "num_classes": 10, "width": 4}
 

@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except LandscapeError as e:
-        print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+        if getattr(e, "echo", True):  # an MPI worker stopped by rank 0's error: printed there, once
+            print(f"landscape {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted", file=sys.stderr)

@@ -23,8 +23,9 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--x", default="-1:1:51", help="x grid MIN:MAX:NUM (default -1:1:51)")
     p.add_argument("--y", default=None, help="y grid MIN:MAX:NUM (omit for a 1D curve)")
     g = p.add_argument_group("directions")
-    g.add_argument("--dir-type", choices=("weights", "states"), default="weights",
-                   help="move the parameters only, or BatchNorm running statistics too")
+    g.add_argument("--dir-type", choices=("weights", "states"), default=None,
+                   help="move the parameters only, or BatchNorm running statistics too "
+                   "(default: states with --ckpt2, so the line reaches the second checkpoint; else weights)")
     g.add_argument("--norm", choices=("filter", "layer", "weight", "none"), default=None,
                    help="direction normalization (default filter; none for --ckpt2/--pca)")
     g.add_argument("--ignore", choices=("biasbn", "none"), default=None,

@@ -1,0 +1,162 @@
+"""`landscape plot`, `compare`, `report` and `export`: figures, reports and VTK files from surfaces."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import positive_float, positive_int
+
+PLOT_HELP = """draw a surface file (1D or 2D, auto-detected) into plots/
+
+Writes plots/<file stem>_<surf>_<kind>.png for each array and view, and prints the paths.
+
+examples:
+  landscape plot surfaces/resnet20.h5                                  (every view, every array)
+  landscape plot surfaces/resnet20.h5 --surf train_loss --kind contour
+  landscape plot surfaces/resnet20.h5 --kind surface --zmax 10 --log
+  landscape plot surfaces/resnet20_pca.h5 --kind contour --trajectory
+  landscape plot surfaces/resnet20.h5 --surf eig_ratio                 (|min/max| curvature map)
+"""
+
+COMPARE_HELP = """one figure comparing surfaces on a shared scale (contours on top, 3D below)
+
+Refuses surfaces on different grids, or with different direction kinds or normalizations,
+unless --allow-mismatch.
+
+example:
+  landscape compare surfaces/resnet56.h5 surfaces/resnet56_noshort.h5 --out plots/compare.png
+"""
+
+REPORT_HELP = """one self-contained interactive HTML report (opens offline)
+
+Per surface: 3D surface, contour, slices, train against test, curvature, metadata and metrics;
+for several files also a side-by-side view with shared colour scale and linked 3D cameras.
+
+example:
+  landscape report surfaces/resnet56.h5 surfaces/resnet56_noshort.h5 -o plots/report.html
+"""
+
+EXPORT_HELP = """export a 2D surface for ParaView (VTK PolyData .vtp)
+
+example:
+  landscape export surfaces/resnet20.h5 --vtp --zmax 10 --log
+"""
+
+KINDS = ("auto", "line", "contour", "contourf", "heatmap", "surface", "all")  # = plotting.KINDS
+SURF_HELP = "train_loss, train_acc, test_loss, test_acc, or eig_ratio/max_eig/min_eig with curvature maps"
+
+
+def _add_scale(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log", action="store_true", help="log scale (log-spaced contour levels, log10 z in 3D)")
+    p.add_argument("--zmax", type=float, default=None, help="clip values above ZMAX (e.g. 10)")
+
+
+def _add_levels(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vmin", type=float, default=None, help="lowest contour level (paper default 0.1)")
+    p.add_argument("--vmax", type=float, default=None, help="contour levels below VMAX (paper default 10)")
+    p.add_argument("--vlevel", type=positive_float, default=None, help="contour level step (paper default 0.5)")
+
+
+def _add_plot(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="surface file (landscape's or the paper code's)")
+    p.add_argument("--surf", action="append", default=None, metavar="NAME",
+                   help=f"array to draw (repeatable; default: all that exist): {SURF_HELP}")
+    p.add_argument("--kind", choices=KINDS, default="auto",
+                   help="auto: a curve for 1D files; contour, contourf, heatmap and 3D surface for 2D")
+    _add_levels(p)
+    _add_scale(p)
+    p.add_argument("--trajectory", action="store_true", help="overlay the projected training path (PCA files)")
+    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="file format (default png)")
+    p.add_argument("--dpi", type=positive_int, default=150, help="resolution of PNGs (default 150)")
+    p.add_argument("--out", default="plots", help="output directory (default plots/)")
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from ..plotting import save_plots
+    from ..storage import read_surface
+
+    surface = read_surface(args.file)
+    paths = save_plots(
+        surface, args.out, args.surf, args.kind, args.format, args.dpi,
+        vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log, zmax=args.zmax,
+        trajectory=args.trajectory,
+    )
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", help="surface files to compare")
+    p.add_argument("--surf", default="train_loss", help=f"array to compare (default train_loss): {SURF_HELP}")
+    _add_levels(p)
+    _add_scale(p)
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="draw surfaces with different grids or direction kinds/norms anyway")
+    p.add_argument("--dpi", type=positive_int, default=120, help="resolution (default 120)")
+    p.add_argument("--out", default=None,
+                   help="figure file, .png/.pdf/.svg (default plots/<stem>_vs_<stem>_<surf>.png)")
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from ..plotting import save_comparison
+    from ..storage import read_surface
+
+    surfaces = [read_surface(f) for f in args.files]
+    out = args.out or str(Path("plots") / ("_vs_".join(Path(f).stem for f in args.files) + f"_{args.surf}.png"))
+    path = save_comparison(
+        surfaces, out, args.surf, args.dpi, allow_mismatch=args.allow_mismatch, log=args.log,
+        zmax=args.zmax, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel,
+    )
+    print(path)
+    return 0
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", help="surface files")
+    p.add_argument("--surf", default=None, help="array for the 3D and contour views (default train_loss)")
+    p.add_argument("--zmax", type=float, default=None, help="clip values above ZMAX in the main views")
+    p.add_argument("-o", "--out", default=None,
+                   help="HTML file (default plots/<stem>_report.html, or plots/report.html for several)")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from ..report import write_report
+    from ..storage import read_surface
+
+    surfaces = [read_surface(f) for f in args.files]
+    default = f"{Path(args.files[0]).stem}_report.html" if len(args.files) == 1 else "report.html"
+    path = write_report(surfaces, args.out or Path("plots") / default, args.surf, args.zmax)
+    print(path)
+    return 0
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="2D surface file")
+    p.add_argument("--vtp", action="store_true", help="VTK PolyData (.vtp, ASCII) for ParaView (the format)")
+    p.add_argument("--surf", default="train_loss", help=f"array for the height (default train_loss): {SURF_HELP}")
+    p.add_argument("--zmax", type=float, default=None, help="clip heights above ZMAX")
+    p.add_argument("--log", action="store_true", help="height ln(z + 0.1), as the paper's converter")
+    p.add_argument("--out", default="plots", help="output directory (default plots/)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from ..errors import LandscapeError
+    from ..export import default_vtp_path, export_vtp
+    from ..storage import read_surface
+
+    if not args.vtp:
+        raise LandscapeError("choose an export format: --vtp (VTK PolyData for ParaView)")
+    surface = read_surface(args.file)
+    path = export_vtp(surface, default_vtp_path(surface, args.surf, args.out, args.log), args.surf, args.zmax, args.log)
+    print(path)
+    return 0
+
+
+COMMANDS = [
+    ("plot", PLOT_HELP, _add_plot, _run_plot),
+    ("compare", COMPARE_HELP, _add_compare, _run_compare),
+    ("report", REPORT_HELP, _add_report, _run_report),
+    ("export", EXPORT_HELP, _add_export, _run_export),
+]

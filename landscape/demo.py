@@ -1,0 +1,250 @@
+"""The main job: skips versus no skips versus DenseNet, end to end, on the built-in data.
+
+`run_demo(DemoConfig())` trains (or reuses cached checkpoints of) ResNets with and without skip
+connections and a DenseNet, computes filter-normalized 2D surfaces over [-1, 1]^2 with train and
+test loss for each, the Hessian's extreme eigenvalues at each centre, a comparison figure, an
+interactive report, and a table of metrics read back from the surface files.
+
+Example:
+    >>> rows = run_demo(DemoConfig(quick=True))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import LandscapeError
+
+__all__ = ["DemoConfig", "DEFAULT_NETS", "QUICK_NETS", "run_demo", "format_table", "table_rows"]
+
+DEFAULT_NETS = ("resnet20", "resnet20_noshort", "resnet56", "resnet56_noshort", "densenet_bc40")
+QUICK_NETS = ("resnet20", "resnet20_noshort", "densenet_bc40")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of `landscape demo` (the defaults take about 15 minutes on 2 CPU cores)."""
+
+    nets: tuple[str, ...] = DEFAULT_NETS
+    resolution: int = 21
+    epochs: int = 20
+    quick: bool = False
+    data: str = "digits"
+    data_root: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    hessian_samples: int | None = None  # samples for the Hessian (None: the whole train split)
+    curvature: bool = False  # also map |min/max eigenvalue| over the grid (slow)
+    ckpt_dir: str = "ckpts/demo"
+    surface_dir: str = "surfaces/demo"
+    plot_dir: str = "plots"
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.resolution < 3 or self.resolution % 2 == 0:
+            raise LandscapeError(
+                f"--resolution must be odd and at least 3 (so the grid has its centre), got {self.resolution}"
+            )
+        if not self.nets:
+            raise LandscapeError("--nets needs at least one model name")
+
+
+def quick_config(cfg: DemoConfig) -> DemoConfig:
+    """`--quick`: three nets, 3 epochs, a 5x5 grid, a 512-sample Hessian (what CI runs)."""
+    nets = cfg.nets if cfg.nets != DEFAULT_NETS else QUICK_NETS
+    return replace(
+        cfg, nets=nets, resolution=5, epochs=3, hessian_samples=cfg.hessian_samples or 512,
+        ckpt_dir=cfg.ckpt_dir + "-quick", surface_dir=cfg.surface_dir + "-quick",
+    )
+
+
+def _stage(cfg: DemoConfig, text: str) -> None:
+    if not cfg.quiet:
+        print(f"\n== {text}", flush=True)
+
+
+def _checkpoint(cfg: DemoConfig, net: str) -> tuple[Path, float]:
+    """Train `net`, or reuse a cached checkpoint trained with the same recipe."""
+    from .checkpoint import load_checkpoint
+    from .train import TrainConfig, train, training_record
+
+    path = Path(cfg.ckpt_dir) / f"{net}.pt"
+    tcfg = TrainConfig(
+        model=net, data=cfg.data, data_root=cfg.data_root, epochs=cfg.epochs, seed=cfg.seed,
+        device=cfg.device, out=str(path), quiet=cfg.quiet,
+    )
+    if path.exists():
+        try:
+            ckpt = load_checkpoint(path)
+            same = (
+                ckpt.model == net
+                and ckpt.train == training_record(tcfg)
+                and ckpt.data.get("name") == cfg.data
+            )
+        except LandscapeError:
+            same = False
+        if same:
+            if not cfg.quiet:
+                print(f"reusing {path} (trained with the same recipe)", flush=True)
+            return path, 0.0
+    start = time.perf_counter()
+    train(tcfg)
+    return path, time.perf_counter() - start
+
+
+def _surface(cfg: DemoConfig, net: str, ckpt: Path) -> tuple[Path, float]:
+    from .compute import SurfaceConfig, compute_surface, prepare_job
+    from .storage import open_surface
+
+    out = Path(cfg.surface_dir) / f"{net}.h5"
+    spec = f"-1:1:{cfg.resolution}"
+    scfg = SurfaceConfig(
+        ckpt=str(ckpt), x=spec, y=spec, out=str(out), device=cfg.device, curvature=cfg.curvature,
+        comm="serial", quiet=cfg.quiet, data_root=cfg.data_root,
+    )
+    if out.exists():
+        try:  # demo-managed files: recompute when the demo's settings changed
+            open_surface(out, prepare_job(scfg).settings)
+        except LandscapeError as e:
+            if not cfg.quiet:
+                print(f"recomputing {out}: {e}", flush=True)
+            scfg = replace(scfg, force=True)
+    start = time.perf_counter()
+    compute_surface(scfg)
+    return out, time.perf_counter() - start
+
+
+def _hessian(cfg: DemoConfig, ckpt: Path, surface: Path) -> float:
+    """Top and smallest Hessian eigenvalue at the centre, stored into the surface file."""
+    from .hessian import HessianConfig, compute_hessian, store_hessian
+    from .storage import read_surface
+
+    stored = read_surface(surface).attrs.get("hessian")
+    if isinstance(stored, dict) and stored.get("n_samples") == _hessian_n(cfg, ckpt):
+        return 0.0
+    start = time.perf_counter()
+    hcfg = HessianConfig(
+        ckpt=str(ckpt), top_k=1, smallest=True, max_samples=cfg.hessian_samples,
+        device=cfg.device, data_root=cfg.data_root, tol=1e-3 if not cfg.quick else 1e-2,
+        iters=100 if not cfg.quick else 30,
+    )
+    result = compute_hessian(hcfg)
+    store_hessian(surface, result)
+    if not cfg.quiet:
+        print(
+            f"hessian: lambda_max {result.eigenvalues[0]:.4g}, lambda_min {result.min_eigenvalue:.4g} "
+            f"({result.iterations} Lanczos iterations, {time.perf_counter() - start:.1f}s)",
+            flush=True,
+        )
+    return time.perf_counter() - start
+
+
+def _hessian_n(cfg: DemoConfig, ckpt: Path) -> int:
+    from .checkpoint import load_checkpoint
+
+    n = int(load_checkpoint(ckpt).data.get("n_train", 0))
+    return min(n, cfg.hessian_samples) if cfg.hessian_samples else n
+
+
+COLUMNS = (
+    ("net", "net", "{}"),
+    ("test_err", "test err %", "{:.2f}"),
+    ("center_train_loss", "centre train loss", "{:.4f}"),
+    ("center_test_loss", "centre test loss", "{:.4f}"),
+    ("top_eigenvalue", "lambda_max", "{:.4g}"),
+    ("eig_ratio", "|lmin/lmax|", "{:.3f}"),
+    ("basin_width_x", "basin width x", "{:.3f}"),
+    ("basin_width_y", "basin width y", "{:.3f}"),
+    ("max_rise_r0.25", "rise r<=0.25", "{:.4g}"),
+    ("max_rise_r0.5", "rise r<=0.5", "{:.4g}"),
+    ("basin_fraction", "basin frac", "{:.3f}"),
+    ("flat_curvature_fraction", "flat curv frac", "{:.3f}"),
+)
+
+
+def table_rows(surfaces: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One row of metrics per surface file, read back from the files (never typed)."""
+    from .storage import read_surface
+
+    rows = []
+    for path in surfaces:
+        s = read_surface(path)
+        m = dict(s.metrics)
+        hess = s.attrs.get("hessian") or {}
+        row: dict[str, Any] = {"net": s.attrs.get("model", Path(path).stem)}
+        if "center_test_acc" in m:
+            row["test_err"] = 100.0 - m["center_test_acc"]
+        for key, *_ in COLUMNS[2:]:
+            if key in m and m[key] is not None:
+                row[key] = m[key]
+        if isinstance(hess, dict) and hess.get("eig_ratio") is not None:
+            row["eig_ratio"] = hess["eig_ratio"]
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table (columns with no values are left out)."""
+    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)]
+    cells = [[c[1] for c in cols]]
+    for r in rows:
+        cells.append([c[2].format(r[c[0]]) if c[0] in r else "-" for c in cols])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    """Run the whole study; return the table rows, the files written and the time per stage."""
+    if cfg.quick:
+        cfg = quick_config(cfg)
+    from .models import create_model
+
+    for net in cfg.nets:  # fail on a bad name before training anything
+        create_model(net)
+    timings: dict[str, dict[str, float]] = {}
+    surfaces: list[Path] = []
+    total = len(cfg.nets)
+    start = time.perf_counter()
+    for i, net in enumerate(cfg.nets, 1):
+        _stage(cfg, f"[{i}/{total}] {net}: training ({cfg.epochs} epochs on {cfg.data})")
+        ckpt, t_train = _checkpoint(cfg, net)
+        _stage(cfg, f"[{i}/{total}] {net}: surface {cfg.resolution}x{cfg.resolution} over [-1, 1]^2")
+        surf, t_surf = _surface(cfg, net, ckpt)
+        _stage(cfg, f"[{i}/{total}] {net}: Hessian eigenvalues at the centre")
+        t_hess = _hessian(cfg, ckpt, surf)
+        timings[net] = {"train_s": t_train, "surface_s": t_surf, "hessian_s": t_hess}
+        surfaces.append(surf)
+    _stage(cfg, "figures and report")
+    from .plotting import save_comparison, save_plots
+    from .report import write_report
+    from .storage import read_surface
+
+    read = [read_surface(p) for p in surfaces]
+    plot_dir = Path(cfg.plot_dir)
+    suffix = "-quick" if cfg.quick else ""
+    t0 = time.perf_counter()
+    figures = [save_comparison(read, plot_dir / f"demo_compare{suffix}.png", surf="train_loss")]
+    for s in read:
+        for kind in ("contour", "surface"):
+            figures += save_plots(s, out_dir=plot_dir / f"demo{suffix}", surfs=["train_loss"], kind=kind)
+    report = write_report(read, plot_dir / f"report{suffix}.html")
+    t_render = time.perf_counter() - t0
+    rows = table_rows(surfaces)
+    if not cfg.quiet:
+        print("\n" + format_table(rows), flush=True)
+        print("\nseconds per stage: " + ", ".join(
+            f"{net} train {t['train_s']:.0f} surface {t['surface_s']:.0f} hessian {t['hessian_s']:.0f}"
+            for net, t in timings.items()
+        ) + f"; render {t_render:.0f}; total {time.perf_counter() - start:.0f}", flush=True)
+        print(f"wrote {len(surfaces)} surfaces in {cfg.surface_dir}/, {len(figures)} figures in "
+              f"{cfg.plot_dir}/, and {report}", flush=True)
+    return {
+        "rows": rows, "surfaces": surfaces, "figures": figures, "report": report,
+        "timings": timings, "render_s": t_render, "total_s": time.perf_counter() - start,
+    }

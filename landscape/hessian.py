@@ -1,0 +1,751 @@
+"""Curvature of the loss at a point: Hessian-vector products, Lanczos eigenvalues, Hutchinson trace.
+
+The Hessian is that of the *mean* loss over all the chosen samples (not one mini-batch). A
+Hessian-vector product (HVP) is computed by double back-propagation, batch by batch over data
+that were moved to the device once; each batch contributes the HVP of its summed loss divided by
+the total sample count, so the result does not depend on the batch size. The model is in eval
+mode (BatchNorm uses its running statistics, as for the surfaces).
+
+By default the Hessian covers the parameters with 2 or more dimensions (convolution and linear
+weights), as in Li et al. (2018); `ignore="none"` covers every parameter.
+
+- `lanczos`: the largest eigenvalues and the smallest one, by the Lanczos method with full
+  reorthogonalization; each Ritz pair comes with its residual norm ||H v - lambda v||, a bound
+  on the eigenvalue's error, and the iteration at which it converged.
+- `hutchinson_trace`: tr(H) ~ mean of z^T H z over Rademacher vectors z, with its standard
+  error; `exact_trace` sums e_i^T H e_i over all basis vectors (tiny models only).
+- `hessian_spectrum`: both for a model and data; `compute_hessian` is what `landscape hessian`
+  runs; `hessian_directions` gives the top eigenvectors as plotting directions.
+
+Everything is deterministic given `seed`.
+
+Example:
+    >>> op = HessianOperator(model, x, y)                  # mean cross-entropy over (x, y)
+    >>> res = lanczos(op.matvec, op.dim, top_k=3, smallest=True, tol=1e-4)
+    >>> res.values, res.residuals, res.min_value
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .directions import NORMS, Directions, direction_keys, normalize_direction
+from .errors import LandscapeError
+
+__all__ = [
+    "HESSIAN_IGNORES",
+    "HessianOperator",
+    "LanczosResult",
+    "TraceResult",
+    "HessianResult",
+    "HessianConfig",
+    "hessian_keys",
+    "lanczos",
+    "hutchinson_trace",
+    "exact_trace",
+    "hessian_spectrum",
+    "compute_hessian",
+    "hessian_directions",
+    "store_hessian",
+]
+
+HESSIAN_IGNORES = ("biasbn", "none")  # biasbn: weights with 2+ dims only (the paper); none: all
+Matvec = Callable[[torch.Tensor], torch.Tensor]
+
+
+def hessian_keys(model: nn.Module, ignore: str = "biasbn") -> list[str]:
+    """Names of the parameters the Hessian covers, in model order."""
+    if ignore not in HESSIAN_IGNORES:
+        raise LandscapeError(f"--ignore {ignore!r} is not one of {', '.join(HESSIAN_IGNORES)}")
+    keys = [k for k, p in model.named_parameters() if ignore == "none" or p.dim() >= 2]
+    if not keys:
+        raise LandscapeError(
+            f"model {type(model).__name__} has no parameters with 2+ dimensions; use --ignore none"
+        )
+    return keys
+
+
+# ---------------------------------------------------------------------------------------------
+# Hessian-vector products
+
+
+def _default_batch_size(x: torch.Tensor) -> int:
+    """About 2**19 input values per batch (256 CIFAR images, all 8x8 digits), 32 to 4096 samples."""
+    per_sample = max(int(x[0].numel()), 1) if len(x) else 1
+    return int(min(4096, max(32, 2**19 // per_sample)))
+
+
+class HessianOperator:
+    """v -> H v, H the Hessian of the mean loss over (x, y) w.r.t. the covered parameters.
+
+    Vectors are flat, in the order of `keys` (see `flatten` / `unflatten`). `set_state` moves
+    the operator to other weights (e.g. a grid point) without copying the data again.
+    `hvps` counts the products computed.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        loss: Any = "cross_entropy",
+        ignore: str = "biasbn",
+        batch_size: int | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        from .evaluate import resolve_loss
+
+        if len(x) == 0:
+            raise LandscapeError("no samples to compute the Hessian on; check --max-samples and --split")
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.model = copy.deepcopy(model).to(self.device).eval()
+        if dtype != torch.float32:
+            self.model.to(dtype)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.keys = hessian_keys(self.model, ignore)
+        self.ignore = ignore
+        state = self.model.state_dict()
+        self.shapes = [tuple(state[k].shape) for k in self.keys]
+        self.numels = [int(state[k].numel()) for k in self.keys]
+        self.dim = int(sum(self.numels))
+        self.x = x.to(self.device, dtype) if x.is_floating_point() else x.to(self.device)
+        self.y = y.to(self.device, dtype) if y.is_floating_point() else y.to(self.device)
+        self.n = int(len(x))
+        self.batch_size = int(batch_size or _default_batch_size(x))
+        self.loss_name, self._loss_fn = resolve_loss(loss)
+        self.hvps = 0
+        self.set_state(state)
+
+    def set_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Evaluate the Hessian at these weights (a full state dict of the model)."""
+        own = self.model.state_dict()
+        full = {}
+        for k, ref in own.items():
+            v = state[k].detach().to(self.device)
+            full[k] = v.to(ref.dtype) if ref.is_floating_point() else v
+        self.params = {k: full[k].clone().requires_grad_(True) for k in self.keys}
+        self.rest = {k: v for k, v in full.items() if k not in self.params}
+
+    # -- flat vectors <-> tensors ----------------------------------------------------------------
+
+    def flatten(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Concatenate tensors over `keys` into one float64 vector [dim]."""
+        return torch.cat([tensors[k].detach().reshape(-1).to(self.device, torch.float64) for k in self.keys])
+
+    def unflatten(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split a flat vector [dim] into tensors shaped like the covered parameters."""
+        out, i = {}, 0
+        for k, shape, n in zip(self.keys, self.shapes, self.numels):
+            out[k] = vec[i : i + n].reshape(shape)
+            i += n
+        return out
+
+    # -- the loss and its derivatives ------------------------------------------------------------
+
+    def _batch_loss_sum(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Sum of per-sample losses of one batch, differentiable w.r.t. `self.params`."""
+        from torch.func import functional_call
+
+        out = functional_call(self.model, (self.params, self.rest), (xb,))
+        if self.loss_name == "cross_entropy":
+            return F.cross_entropy(out, yb, reduction="sum")  # no cast: float64 stays float64
+        if self.loss_name == "mse":
+            target = yb
+            if yb.dtype in (torch.int64, torch.int32) and out.dim() == 2 and yb.dim() == 1:
+                target = F.one_hot(yb, out.shape[1]).to(out.dtype)
+            target = target.to(out.dtype).reshape(out.shape)
+            return (out - target).pow(2).reshape(out.shape[0], -1).mean(1).sum()
+        from .evaluate import _sum_loss
+
+        return _sum_loss(self._loss_fn, self.loss_name, out, yb)
+
+    def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        b = self.batch_size
+        return [(self.x[i : i + b], self.y[i : i + b]) for i in range(0, self.n, b)]
+
+    def loss(self) -> float:
+        """Mean loss over the data at the current state."""
+        with torch.no_grad():
+            total = sum(float(self._batch_loss_sum(xb, yb)) for xb, yb in self._batches())
+        return total / self.n
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """H v for a flat vector v [dim]; returns a float64 vector [dim]."""
+        if v.shape != (self.dim,):
+            raise ValueError(f"expected a vector of shape ({self.dim},), got {tuple(v.shape)}")
+        vt = self.unflatten(v.to(self.device, self.dtype))
+        params = list(self.params.values())
+        total = torch.zeros(self.dim, dtype=torch.float64, device=self.device)
+        with torch.enable_grad():
+            for xb, yb in self._batches():
+                # weight len(batch)/N: the batch's mean loss times its share of the data
+                loss = self._batch_loss_sum(xb, yb) / self.n
+                grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+                dot = sum(
+                    (g * vt[k]).sum() for g, k in zip(grads, self.keys) if g is not None and g.requires_grad
+                )
+                if not isinstance(dot, torch.Tensor):  # loss linear in every covered parameter
+                    continue
+                hv = torch.autograd.grad(dot, params, allow_unused=True)
+                total += torch.cat([
+                    (h if h is not None else torch.zeros_like(p)).reshape(-1).double()
+                    for h, p in zip(hv, params)
+                ])
+        self.hvps += 1
+        return total
+
+    def dense(self) -> torch.Tensor:
+        """The full Hessian [dim, dim] from dim HVPs (tiny models only; for checks)."""
+        eye = torch.eye(self.dim, dtype=torch.float64, device=self.device)
+        return torch.stack([self.matvec(e) for e in eye])
+
+
+# ---------------------------------------------------------------------------------------------
+# Lanczos
+
+
+@dataclass
+class LanczosResult:
+    """Extreme eigenpairs of a symmetric operator.
+
+    `values` are the `top_k` largest eigenvalues, descending; `residuals[i]` is
+    ||H v_i - values[i] v_i|| for the unit Ritz vector v_i (|lambda - values[i]| is at most
+    that); `converged_at[i]` is the Lanczos iteration at which pair i met the tolerance (the
+    last iteration if it never did). `min_*` describe the smallest eigenvalue when asked for.
+    """
+
+    values: np.ndarray
+    residuals: np.ndarray
+    converged_at: list[int]
+    iterations: int
+    converged: bool
+    vectors: torch.Tensor | None = None  # [top_k, dim], unit, float64
+    min_value: float | None = None
+    min_residual: float | None = None
+    min_converged_at: int | None = None
+    min_vector: torch.Tensor | None = None  # [dim]
+    matvecs: int = 0
+
+
+def _random_unit(dim: int, g: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    v = torch.randn(dim, generator=g, dtype=torch.float64).to(device, dtype)
+    return v / v.norm()
+
+
+def _tridiagonal(alpha: Sequence[float], beta: Sequence[float]) -> np.ndarray:
+    m = len(alpha)
+    t = np.diag(np.asarray(alpha, dtype=np.float64))
+    if m > 1:
+        off = np.asarray(beta[: m - 1], dtype=np.float64)
+        t += np.diag(off, 1) + np.diag(off, -1)
+    return t
+
+
+def lanczos(
+    matvec: Matvec,
+    dim: int,
+    top_k: int = 1,
+    smallest: bool = False,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
+    vectors: bool = False,
+    explicit_residuals: bool = True,
+) -> LanczosResult:
+    """The `top_k` largest (and, with `smallest`, the smallest) eigenvalues of a symmetric operator.
+
+    Lanczos with full reorthogonalization (twice, classical Gram-Schmidt) from a seeded Gaussian
+    start. It stops when every wanted Ritz pair has a residual estimate beta_m |s_m| at most
+    `tol` times the largest |Ritz value| (so `tol` is relative to the spectral norm), or after
+    `max_iter` iterations (one matvec each). If the Krylov space becomes invariant early, it
+    continues from a fresh random vector orthogonal to the basis, so repeated eigenvalues are
+    found too. With `explicit_residuals` the reported residuals are ||H v - lambda v||
+    recomputed with one extra matvec per pair. The basis is kept in `dtype` ([iterations, dim]).
+    """
+    if top_k < 0 or (top_k == 0 and not smallest):
+        raise LandscapeError(f"--top-k must be at least 1 (or give --min), got {top_k}")
+    if dim < 1:
+        raise LandscapeError("the Hessian covers no parameters")
+    if top_k + int(smallest) > dim:
+        raise LandscapeError(f"asked for {top_k + int(smallest)} eigenvalues of a {dim}x{dim} Hessian")
+    if not tol > 0:
+        raise LandscapeError(f"--tol must be positive, got {tol}")
+    device = torch.device(device)
+    g = torch.Generator().manual_seed(int(seed))
+    max_iter = int(min(max(max_iter, top_k + int(smallest)), dim))
+    need = top_k + int(smallest)
+    min_iter = min(dim, max_iter, max(10, 2 * need))
+    basis = torch.empty(max_iter, dim, dtype=dtype, device=device)
+    alpha: list[float] = []
+    beta: list[float] = []
+    v = _random_unit(dim, g, device, dtype)
+    conv_at: list[int | None] = [None] * need
+    theta = s = None
+    m = 0
+    done = False
+    matvecs = 0
+    for j in range(max_iter):
+        basis[j] = v
+        w = matvec(v).to(device, dtype)
+        matvecs += 1
+        a = float(torch.dot(w, v))
+        w = w - a * v
+        if j > 0:
+            w = w - beta[j - 1] * basis[j - 1]
+        for _ in range(2):  # full reorthogonalization against every basis vector so far
+            w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
+        b = float(w.norm())
+        alpha.append(a)
+        m = j + 1
+        theta, s = np.linalg.eigh(_tridiagonal(alpha, beta))
+        scale = max(float(np.abs(theta).max()), 1e-30)
+        wanted = _wanted(len(theta), top_k, smallest)
+        est = [b * abs(s[-1, i]) if i is not None else math.inf for i in wanted]
+        for t, e in enumerate(est):
+            if e <= tol * scale:
+                conv_at[t] = conv_at[t] or m
+            else:
+                conv_at[t] = None
+        if m >= min_iter and all(c is not None for c in conv_at):
+            done = True
+            break
+        if m == max_iter:
+            break
+        if b <= 1e-10 * scale:  # invariant subspace: restart orthogonally to the basis
+            v = _random_unit(dim, g, device, dtype)
+            for _ in range(2):
+                v = v - basis[:m].T @ (basis[:m] @ v)
+            v = v / v.norm()
+            beta.append(0.0)
+        else:
+            v = w / b
+            beta.append(b)
+    assert theta is not None and s is not None
+    wanted = _wanted(len(theta), top_k, smallest)
+    ritz = s[:, [i for i in wanted if i is not None]]  # [m, n_wanted]
+    y = (torch.from_numpy(ritz.T.copy()).to(device, dtype) @ basis[:m]).double()  # [n_wanted, dim]
+    y = y / y.norm(dim=1, keepdim=True)
+    vals = np.array([theta[i] for i in wanted if i is not None], dtype=np.float64)
+    if explicit_residuals:
+        res = []
+        for i in range(len(vals)):
+            hv = matvec(y[i].to(dtype)).to(device).double()
+            matvecs += 1
+            res.append(float((hv - vals[i] * y[i]).norm()))
+        res_arr = np.array(res)
+    else:
+        res_arr = np.array([b * abs(s[-1, i]) for i in wanted if i is not None])
+    conv = [c if c is not None else m for c in conv_at]
+    out = LanczosResult(
+        values=vals[:top_k],
+        residuals=res_arr[:top_k],
+        converged_at=conv[:top_k],
+        iterations=m,
+        converged=done,
+        vectors=y[:top_k] if vectors else None,
+        matvecs=matvecs,
+    )
+    if smallest:
+        out.min_value = float(vals[-1])
+        out.min_residual = float(res_arr[-1])
+        out.min_converged_at = conv[-1]
+        out.min_vector = y[-1] if vectors else None
+    return out
+
+
+def _wanted(m: int, top_k: int, smallest: bool) -> list[int | None]:
+    """Indices into ascending Ritz values: the top_k largest (descending), then the smallest."""
+    top: list[int | None] = [m - 1 - i if m - 1 - i >= 0 else None for i in range(top_k)]
+    if smallest:
+        # the smallest must be a different Ritz value than the top ones
+        top.append(0 if m > top_k else None)
+    return top
+
+
+# ---------------------------------------------------------------------------------------------
+# the trace
+
+
+@dataclass
+class TraceResult:
+    """tr(H) estimate, its standard error, and the number of matvecs (samples) it took."""
+
+    value: float
+    stderr: float
+    samples: int
+    method: str  # hutchinson | exact
+
+
+def hutchinson_trace(
+    matvec: Matvec,
+    dim: int,
+    max_samples: int = 100,
+    rel_tol: float | None = 0.01,
+    min_samples: int = 10,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> TraceResult:
+    """Hutchinson's estimator with Rademacher vectors: mean of z^T H z, standard error s/sqrt(n).
+
+    Stops after `max_samples`, or earlier once (at least `min_samples` taken) the standard error
+    is at most `rel_tol` times |estimate|.
+    """
+    if max_samples < 2:
+        raise LandscapeError(f"--trace-samples must be at least 2 (for a standard error), got {max_samples}")
+    g = torch.Generator().manual_seed(int(seed) + 1_000_003)  # not the Lanczos start vector
+    vals: list[float] = []
+    mean = stderr = float("nan")
+    for n in range(1, max_samples + 1):
+        z = (torch.randint(0, 2, (dim,), generator=g, dtype=torch.int8) * 2 - 1).to(device, torch.float64)
+        vals.append(float(torch.dot(z, matvec(z).to(device, torch.float64))))
+        if n >= 2:
+            arr = np.asarray(vals)
+            mean = float(arr.mean())
+            stderr = float(arr.std(ddof=1) / math.sqrt(n))
+            if rel_tol is not None and n >= min_samples and stderr <= rel_tol * abs(mean):
+                break
+    return TraceResult(mean, stderr, len(vals), "hutchinson")
+
+
+def exact_trace(matvec: Matvec, dim: int, device: torch.device | str = "cpu", limit: int = 20_000) -> TraceResult:
+    """tr(H) = sum of e_i^T H e_i over all `dim` basis vectors (dim matvecs; tiny models only)."""
+    if dim > limit:
+        raise LandscapeError(
+            f"an exact trace takes one Hessian-vector product per parameter ({dim:,}); use the "
+            "Hutchinson estimate (drop --exact-trace) for models this size"
+        )
+    total = 0.0
+    for i in range(dim):
+        e = torch.zeros(dim, dtype=torch.float64, device=device)
+        e[i] = 1.0
+        total += float(matvec(e)[i])
+    return TraceResult(total, 0.0, dim, "exact")
+
+
+# ---------------------------------------------------------------------------------------------
+# a model's spectrum
+
+
+@dataclass
+class HessianResult:
+    """What `landscape hessian` reports (see `to_dict` for the JSON form)."""
+
+    eigenvalues: list[float]
+    residuals: list[float]
+    eigen_iterations: list[int]
+    iterations: int
+    converged: bool
+    n_params: int
+    n_samples: int
+    ignore: str
+    loss: str
+    tol: float
+    seed: int
+    min_eigenvalue: float | None = None
+    min_residual: float | None = None
+    min_iterations: int | None = None
+    trace: TraceResult | None = None
+    hvps: int = 0
+    seconds: float = 0.0
+    mean_loss: float | None = None
+    vectors: torch.Tensor | None = None  # [top_k, n_params] (not serialized)
+    min_vector: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "eigenvalues": [float(v) for v in self.eigenvalues],
+            "residuals": [float(r) for r in self.residuals],
+            "eigen_iterations": [int(i) for i in self.eigen_iterations],
+        }
+        if self.min_eigenvalue is not None:
+            out["min_eigenvalue"] = float(self.min_eigenvalue)
+            out["min_residual"] = float(self.min_residual or 0.0)
+            out["min_iterations"] = int(self.min_iterations or 0)
+            if self.eigenvalues and self.eigenvalues[0] != 0:
+                out["eig_ratio"] = abs(self.min_eigenvalue / self.eigenvalues[0])
+        if self.trace is not None:
+            out["trace"] = self.trace.value
+            out["trace_stderr"] = self.trace.stderr
+            out["trace_samples"] = self.trace.samples
+            out["trace_method"] = self.trace.method
+        out.update(
+            lanczos_iterations=self.iterations,
+            converged=bool(self.converged),
+            tol=self.tol,
+            seed=self.seed,
+            n_params=self.n_params,
+            n_samples=self.n_samples,
+            params="all" if self.ignore == "none" else "2d",
+            ignore=self.ignore,
+            loss=self.loss,
+            mean_loss=self.mean_loss,
+            hvps=self.hvps,
+            seconds=round(self.seconds, 4),
+        )
+        out.update(self.extra)
+        return out
+
+
+def hessian_spectrum(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    top_k: int = 5,
+    smallest: bool = False,
+    trace: bool = False,
+    trace_samples: int = 100,
+    trace_tol: float | None = 0.01,
+    exact: bool = False,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    seed: int = 0,
+    loss: Any = "cross_entropy",
+    ignore: str = "biasbn",
+    batch_size: int | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    vectors: bool = False,
+) -> HessianResult:
+    """Top eigenvalues, optionally the smallest and the trace, of the mean loss's Hessian on (x, y).
+
+    Example:
+        >>> r = hessian_spectrum(model, ds.x_train, ds.y_train, top_k=3, smallest=True, trace=True)
+        >>> r.eigenvalues[0], r.residuals[0], r.trace.value, r.trace.stderr
+    """
+    start = time.perf_counter()
+    op = HessianOperator(model, x, y, loss, ignore, batch_size, device, dtype)
+    res = lanczos(
+        op.matvec, op.dim, top_k, smallest, max_iter, tol, seed, op.device,
+        torch.float64 if dtype == torch.float64 else torch.float32, vectors,
+    )
+    tr = None
+    if trace:
+        tr = (
+            exact_trace(op.matvec, op.dim, op.device)
+            if exact
+            else hutchinson_trace(op.matvec, op.dim, trace_samples, trace_tol, seed=seed, device=op.device)
+        )
+    return HessianResult(
+        eigenvalues=[float(v) for v in res.values],
+        residuals=[float(r) for r in res.residuals],
+        eigen_iterations=list(res.converged_at),
+        iterations=res.iterations,
+        converged=res.converged,
+        n_params=op.dim,
+        n_samples=op.n,
+        ignore=ignore,
+        loss=op.loss_name,
+        tol=tol,
+        seed=seed,
+        min_eigenvalue=res.min_value,
+        min_residual=res.min_residual,
+        min_iterations=res.min_converged_at,
+        trace=tr,
+        hvps=op.hvps,
+        seconds=time.perf_counter() - start,
+        mean_loss=op.loss(),
+        vectors=res.vectors,
+        min_vector=res.min_vector,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# `landscape hessian`
+
+
+@dataclass(frozen=True)
+class HessianConfig:
+    """Everything `landscape hessian` takes (see `landscape hessian --help`)."""
+
+    ckpt: str
+    model: str | None = None
+    data: str | None = None
+    data_root: str | None = None
+    data_test: str | None = None
+    split: str = "train"
+    max_samples: int | None = None
+    batch_size: int | None = None
+    top_k: int = 5
+    smallest: bool = False
+    trace: bool = False
+    trace_samples: int = 100
+    trace_tol: float = 0.01
+    exact_trace: bool = False
+    iters: int = 100
+    tol: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    ignore: str = "biasbn"
+    loss: str = "cross_entropy"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "test"):
+            raise LandscapeError(f"--split {self.split!r}: use train or test")
+        if self.ignore not in HESSIAN_IGNORES:
+            raise LandscapeError(f"--ignore {self.ignore!r} is not one of {', '.join(HESSIAN_IGNORES)}")
+        if self.dtype not in ("float32", "float64"):
+            raise LandscapeError(f"--dtype {self.dtype!r}: use float32 or float64")
+        if self.top_k < 0 or (self.top_k == 0 and not self.smallest):
+            raise LandscapeError(f"--top-k must be at least 1 (or 0 with --min), got {self.top_k}")
+        if self.iters < 1:
+            raise LandscapeError(f"--iters must be at least 1, got {self.iters}")
+        if not self.tol > 0:
+            raise LandscapeError(f"--tol must be positive, got {self.tol}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise LandscapeError(f"--max-samples must be at least 1, got {self.max_samples}")
+
+
+def _load_data(cfg: HessianConfig, ckpt: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    from .data import dataset_from_meta, load_dataset
+
+    if cfg.data is None:
+        if not ckpt.data:
+            raise LandscapeError(
+                f"checkpoint {cfg.ckpt} records no data set; pass --data (e.g. --data digits)"
+            )
+        ds = dataset_from_meta(ckpt.data, root=cfg.data_root)
+    elif cfg.data_test is not None:
+        ds = load_dataset(cfg.data, root=cfg.data_root, test=cfg.data_test)
+    else:
+        ds = load_dataset(cfg.data, root=cfg.data_root)
+    x, y = ds.split(cfg.split)
+    if cfg.max_samples is not None:
+        x, y = x[: cfg.max_samples], y[: cfg.max_samples]
+    return x, y, {"name": ds.name, "split": cfg.split, "n": int(len(x))}
+
+
+def compute_hessian(cfg: HessianConfig) -> HessianResult:
+    """Load the checkpoint and data of a configuration and compute its Hessian spectrum."""
+    from .checkpoint import build_model, file_sha256, load_checkpoint
+    from .device import resolve_device
+
+    ckpt = load_checkpoint(cfg.ckpt, model=cfg.model)
+    model = build_model(ckpt)
+    x, y, data = _load_data(cfg, ckpt)
+    try:
+        with torch.no_grad():
+            model(x[:2])
+    except Exception as e:
+        raise LandscapeError(
+            f"data of shape {tuple(x.shape[1:])} do not fit model {ckpt.model} "
+            f"({str(e).strip().splitlines()[0][:160]}); check --data"
+        ) from None
+    device = resolve_device(cfg.device)
+    res = hessian_spectrum(
+        model, x, y, cfg.top_k, cfg.smallest, cfg.trace, cfg.trace_samples, cfg.trace_tol,
+        cfg.exact_trace, cfg.iters, cfg.tol, cfg.seed, cfg.loss, cfg.ignore, cfg.batch_size,
+        device, torch.float64 if cfg.dtype == "float64" else torch.float32,
+    )
+    res.extra.update(
+        checkpoint=str(cfg.ckpt),
+        checkpoint_sha256=file_sha256(cfg.ckpt),
+        model=ckpt.model,
+        data=data["name"],
+        split=data["split"],
+        device=str(device),
+        dtype=cfg.dtype,
+    )
+    return res
+
+
+def store_hessian(surface: str | Path, result: HessianResult) -> dict[str, Any]:
+    """Write `result` into a surface file's attrs['hessian'] and recompute attrs['metrics'].
+
+    Refuses a surface computed around another checkpoint. Returns the new metrics.
+    """
+    from .metrics import surface_metrics
+    from .storage import read_surface, update_attrs
+
+    s = read_surface(surface)
+    info = result.to_dict()
+    stored = s.attrs.get("checkpoint_sha256")
+    mine = info.get("checkpoint_sha256")
+    if stored and mine and stored != mine:
+        raise LandscapeError(
+            f"{surface} was computed around another checkpoint ({s.attrs.get('checkpoint')}); "
+            "store the Hessian of that checkpoint, or choose the matching surface"
+        )
+    update_attrs(surface, {"hessian": info})
+    metrics = surface_metrics(read_surface(surface))
+    update_attrs(surface, {"metrics": metrics})
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Hessian directions
+
+
+def hessian_directions(
+    model: nn.Module,
+    splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str = "cpu",
+    two_d: bool = True,
+    dir_type: str = "weights",
+    norm: str = "none",
+    ignore: str = "none",
+    seed: int = 0,
+    loss: Any = "cross_entropy",
+    tol: float = 1e-4,
+    max_iter: int = 150,
+    batch_size: int | None = None,
+) -> Directions:
+    """The top one or two Hessian eigenvectors (of the train split, or the first split) as directions.
+
+    Eigenvectors are unit vectors over the covered parameters (`ignore="none"`: every
+    parameter; `"biasbn"`: weights with 2+ dims), zero elsewhere (BatchNorm buffers under
+    `dir_type="states"`). `norm="filter"` (or `layer`, `weight`) then rescales their 2+ dim
+    tensors against the weights like random directions; 1-D tensors keep their eigenvector
+    entries. The eigenvalues and residuals are recorded in `extra`.
+    """
+    if norm not in NORMS:
+        raise LandscapeError(f"--norm {norm!r} is not one of {', '.join(NORMS)}")
+    split = "train" if "train" in splits else next(iter(splits))
+    x, y = splits[split]
+    op = HessianOperator(model, x, y, loss, ignore, batch_size, device)
+    res = lanczos(op.matvec, op.dim, 2 if two_d else 1, False, max_iter, tol, seed, op.device,
+                  torch.float32, vectors=True)
+    assert res.vectors is not None
+    keys = direction_keys(model, dir_type)
+    state = model.state_dict()
+    covered = set(op.keys)
+
+    def as_direction(vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = op.unflatten(vec.cpu())
+        out = {}
+        for k in keys:
+            w = state[k].detach().cpu()
+            d = parts[k].float() if k in covered else torch.zeros(w.shape)
+            if k in covered and w.dim() >= 2 and norm != "none":
+                d = normalize_direction(d, w.float(), norm)
+            out[k] = d.to(w.dtype)
+        return out
+
+    xd = as_direction(res.vectors[0])
+    yd = as_direction(res.vectors[1]) if two_d else None
+    extra = {
+        "eigenvalues": [float(v) for v in res.values],
+        "residuals": [float(r) for r in res.residuals],
+        "lanczos_iterations": res.iterations,
+        "hessian_params": "all" if ignore == "none" else "2d",
+        "hessian_split": split,
+        "hessian_samples": op.n,
+    }
+    return Directions(xd, yd, "hessian", dir_type, norm, ignore, int(seed), extra)

@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Compute (or resume) a loss surface: the entry point `mpirun` launches.
+
+Same options as `landscape surface` (see `python scripts/surface.py --help`). Under an MPI
+launcher with more than one rank (or with --comm mpi) the grid is sharded over the ranks and
+rank 0 writes the one surface file; otherwise it runs serially.
+
+Examples:
+    mpiexec -n 2 python scripts/surface.py --ckpt ckpts/resnet20.pt --x=-1:1:51 --y=-1:1:51
+    mpirun -n 8 -ppn 4 -hosts a,b python scripts/surface.py --ckpt ckpts/resnet56.pt \
+        --x=-1:1:51 --y=-1:1:51 --out surfaces/resnet56.h5            (MPICH: 2 nodes x 4 GPUs)
+    mpirun -n 8 --map-by ppr:4:node --host a:4,b:4 python scripts/surface.py ...   (Open MPI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from landscape.cli.surface import HELP, add_surface_arguments, config_from_args
+from landscape.errors import LandscapeError
+
+PROG = "surface.py"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Report a bad option in one line and exit 2, like the `landscape` command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _Parser(prog=PROG, description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_surface_arguments(parser)
+    args = parser.parse_args(argv)
+    from landscape.compute import compute_surface
+
+    try:
+        compute_surface(config_from_args(args))
+    except LandscapeError as e:
+        if getattr(e, "echo", True):  # a worker stopped by rank 0's error stays quiet
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

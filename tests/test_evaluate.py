@@ -1,0 +1,204 @@
+"""Tests of the evaluator against an independent plain-PyTorch evaluation, whatever the batching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import digits_splits, plain_evaluate
+from torch import nn
+
+from landscape.checkpoint import Checkpoint, build_model, load_checkpoint
+from landscape.directions import Directions, point_state, random_directions
+from landscape.errors import LandscapeError
+from landscape.evaluate import PointEvaluator, plan_evaluation
+from landscape.models import create_model
+
+CPU = torch.device("cpu")
+# uneven sample counts, so that no tested batch size divides them
+N_TRAIN, N_TEST = 250, 121
+COORDS = np.array(
+    [[0.0, 0.0], [0.5, -0.25], [-1.0, 1.0], [0.2, 0.9], [1.0, 1.0], [-0.7, 0.1], [0.3, -0.8], [0.05, 0.6]]
+)
+# (strategy, points per pass, batch size); None lets the engine choose
+VARIANTS = [
+    ("sequential", None, None),
+    ("sequential", None, 7),
+    ("vmap", 1, None),
+    ("vmap", 3, 64),
+    ("vmap", 7, 512),
+    ("vmap", 7, 7),
+]
+
+
+@pytest.fixture(scope="module")
+def splits() -> dict:
+    s = digits_splits()
+    return {"train": (s["train"][0][:N_TRAIN], s["train"][1][:N_TRAIN]),
+            "test": (s["test"][0][:N_TEST], s["test"][1][:N_TEST])}
+
+
+@pytest.fixture(scope="module", params=["mlp", "resnet8"])
+def ckpt(request: pytest.FixtureRequest, tiny_ckpt: Path, tiny_resnet_ckpt: Path) -> Checkpoint:
+    return load_checkpoint(tiny_ckpt if request.param == "mlp" else tiny_resnet_ckpt)
+
+
+def _reference(ckpt: Checkpoint, d: Directions, coords: np.ndarray, splits: dict) -> list[dict]:
+    return [
+        plain_evaluate(ckpt.model, ckpt.model_kwargs, point_state(ckpt.state_dict, d, *c), splits)
+        for c in coords
+    ]
+
+
+def _assert_matches(values: dict, refs: list[dict], rtol: float = 1e-5) -> None:
+    for i, ref in enumerate(refs):
+        for name, want in ref.items():
+            got = float(values[name][i])
+            assert got == pytest.approx(want, rel=rtol, abs=1e-12), (i, name, got, want)
+
+
+@pytest.mark.parametrize("dir_type", ["weights", "states"])
+def test_values_equal_plain_pytorch_for_every_batching(
+    ckpt: Checkpoint, dir_type: str, splits: dict
+) -> None:
+    model = build_model(ckpt)
+    d = random_directions(model, seed=3, dir_type=dir_type, ignore="none" if dir_type == "states" else "biasbn")
+    refs = _reference(ckpt, d, COORDS, splits)
+    # the test is not vacuous: the points differ from each other
+    assert len({round(r["train_loss"], 6) for r in refs}) == len(refs)
+    results = []
+    for strategy, per_pass, batch in VARIANTS:
+        plan = plan_evaluation(model, CPU, len(COORDS), strategy=strategy, points_per_pass=per_pass,
+                               batch_size=batch, sample=splits["train"][0])
+        assert plan.strategy == strategy
+        if per_pass is not None:
+            assert plan.points_per_pass == per_pass
+        if batch is not None:
+            assert plan.batch_size == batch
+        values = PointEvaluator(model, d, splits, plan)(COORDS)
+        assert set(values) == {"train_loss", "train_acc", "test_loss", "test_acc"}
+        _assert_matches(values, refs)
+        results.append(values)
+    for values in results[1:]:  # and the batchings agree with each other
+        for name in values:
+            np.testing.assert_allclose(values[name], results[0][name], rtol=2e-6)
+
+
+def test_engine_choices(tiny_ckpt: Path, tiny_resnet_ckpt: Path, splits: dict) -> None:
+    mlp = build_model(load_checkpoint(tiny_ckpt))
+    resnet = build_model(load_checkpoint(tiny_resnet_ckpt))
+    sample = splits["train"][0]
+    plan = plan_evaluation(mlp, CPU, 100, sample=sample)
+    assert plan.strategy == "vmap" and plan.points_per_pass > 1
+    assert plan_evaluation(mlp, CPU, 3, sample=sample).points_per_pass <= 3
+    plan = plan_evaluation(resnet, CPU, 100, sample=sample)
+    assert plan.strategy == "sequential" and plan.points_per_pass == 1 and plan.fold_bn
+    plan = plan_evaluation(resnet, CPU, 100, bn_mode="recompute", sample=sample)
+    assert plan.strategy == "sequential"
+    with pytest.raises(LandscapeError, match="sequential"):
+        plan_evaluation(resnet, CPU, 100, bn_mode="recompute", strategy="vmap")
+    with pytest.raises(LandscapeError, match="--precision"):
+        plan_evaluation(resnet, CPU, 100, precision="fp16")
+
+
+def test_repeated_and_reordered_points_give_the_same_values(ckpt: Checkpoint, splits: dict) -> None:
+    """The evaluator restores the centre after each point and never changes the given model."""
+    model = build_model(ckpt)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    d = random_directions(model, seed=11, dir_type="states", ignore="none")
+    ev = PointEvaluator(model, d, splits)
+    first = ev(COORDS)
+    again = ev(np.ascontiguousarray(COORDS[::-1]))
+    for name in first:
+        np.testing.assert_allclose(first[name], again[name][::-1], rtol=1e-7)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_any_numpy_view_of_coordinates_is_accepted(tiny_ckpt: Path, splits: dict) -> None:
+    ckpt = load_checkpoint(tiny_ckpt)
+    model = build_model(ckpt)
+    ev = PointEvaluator(model, random_directions(model, seed=1), splits)
+    assert ev.plan.strategy == "vmap"
+    reversed_view = COORDS[::-1]
+    values = ev(reversed_view)
+    np.testing.assert_array_equal(values["train_loss"], ev(COORDS)["train_loss"][::-1])
+
+
+def test_batchnorm_without_affine_parameters_is_evaluated_exactly() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4, affine=False), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).eval()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+    x, y = torch.randn(50, 1, 8, 8), torch.randint(0, 10, (50,))
+    d = random_directions(net, seed=1)
+    values = PointEvaluator(net, d, {"train": (x, y)})(np.array([[0.5, -0.5]]))
+    probe = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4, affine=False), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).eval()
+    probe.load_state_dict(point_state(net.state_dict(), d, 0.5, -0.5))
+    with torch.no_grad():
+        want = float(torch.nn.functional.cross_entropy(probe(x), y))
+    assert float(values["train_loss"][0]) == pytest.approx(want, rel=1e-5)
+
+
+def _reestimated(ckpt: Checkpoint, state: dict, x: torch.Tensor, batch_size: int) -> dict:
+    """Plain BN re-estimation: reset, momentum None (cumulative), train-mode pass, eval."""
+    net = create_model(ckpt.model, **ckpt.model_kwargs)
+    net.load_state_dict(state)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            net(x[i : i + batch_size])
+    return net.state_dict()
+
+
+def test_bn_recompute_equals_an_independent_reestimation(tiny_resnet_ckpt: Path, splits: dict) -> None:
+    ckpt = load_checkpoint(tiny_resnet_ckpt)
+    model = build_model(ckpt)
+    d = random_directions(model, seed=3)
+    bn_x = splits["train"][0]
+    coords = COORDS[[1, 2, 4]]
+    plan = plan_evaluation(model, CPU, len(coords), bn_mode="recompute", batch_size=64, sample=bn_x)
+    ev = PointEvaluator(model, d, splits, plan, bn_mode="recompute", bn_data=bn_x)
+    values = ev(coords)
+    for i, c in enumerate(coords):
+        state = _reestimated(ckpt, point_state(ckpt.state_dict, d, *c), bn_x, 64)
+        ref = plain_evaluate(ckpt.model, ckpt.model_kwargs, state, splits)
+        for name, want in ref.items():
+            assert float(values[name][i]) == pytest.approx(want, rel=1e-5), (c, name)
+        # and re-estimation matters here: the checkpoint's statistics give another loss
+        stale = plain_evaluate(ckpt.model, ckpt.model_kwargs, point_state(ckpt.state_dict, d, *c), splits)
+        assert abs(stale["train_loss"] - ref["train_loss"]) > 1e-3
+
+
+def test_bn_recompute_needs_training_data(tiny_resnet_ckpt: Path, splits: dict) -> None:
+    model = build_model(load_checkpoint(tiny_resnet_ckpt))
+    with pytest.raises(LandscapeError, match="training data"):
+        PointEvaluator(model, random_directions(model), splits, bn_mode="recompute")
+
+
+def test_one_direction_and_1d_coordinates(tiny_ckpt: Path, splits: dict) -> None:
+    ckpt = load_checkpoint(tiny_ckpt)
+    model = build_model(ckpt)
+    d = random_directions(model, seed=2, two_d=False)
+    coords = np.array([[-1.0], [0.0], [0.7]])
+    values = PointEvaluator(model, d, splits)(coords)
+    _assert_matches(values, _reference(ckpt, d, coords, splits))
+
+
+def test_bf16_is_close_to_fp32(tiny_resnet_ckpt: Path, splits: dict) -> None:
+    model = build_model(load_checkpoint(tiny_resnet_ckpt))
+    d = random_directions(model, seed=3)
+    coords = COORDS[:3]
+    exact = PointEvaluator(model, d, splits)(coords)
+    plan = plan_evaluation(model, CPU, 3, precision="bf16", sample=splits["train"][0])
+    rough = PointEvaluator(model, d, splits, plan)(coords)
+    np.testing.assert_allclose(rough["train_loss"], exact["train_loss"], rtol=0.05)

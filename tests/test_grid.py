@@ -1,0 +1,90 @@
+"""Tests of grid specs, point order (value [i, j] at (x[i], y[j]), non-square grids) and chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from landscape.errors import LandscapeError
+from landscape.grid import Axis, Grid, plan_chunks
+
+
+def test_axis_parses_min_max_num() -> None:
+    axis = Axis.parse("-1:1:51")
+    assert (axis.start, axis.stop, axis.num) == (-1.0, 1.0, 51)
+    np.testing.assert_array_equal(axis.coords(), np.linspace(-1, 1, 51))
+    assert axis.coords().dtype == np.float64
+    assert Axis.parse(axis.spec()) == axis
+
+
+@pytest.mark.parametrize("spec", ["0:0.1234567:3", "-0.5:1.5:401", "1e-9:3.000000001:2", "-1e20:1e20:5"])
+def test_spec_round_trips_exactly(spec: str) -> None:
+    """The spec identifies the grid in a surface file: nearby grids must not share one."""
+    axis = Axis.parse(spec)
+    assert Axis.parse(axis.spec()) == axis
+    assert Axis.parse("0:0.1234568:3").spec() != Axis.parse("0:0.1234567:3").spec()
+    assert Axis.parse("-1:1:51").spec() == "-1:1:51"
+
+
+def test_axis_accepts_exponents_and_a_single_point() -> None:
+    assert Axis.parse("-1e4:1e4:3").coords().tolist() == [-1e4, 0.0, 1e4]
+    assert Axis.parse("0.5:0.5:1").coords().tolist() == [0.5]
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("1:-1:0", "at least 1 point"),
+        ("1:-1:5", "MIN must be below MAX"),
+        ("0:0:3", "MIN must be below MAX"),
+        ("a:b:c", "must be numbers"),
+        ("-1:1:2.5", "NUM an integer"),
+        ("-1:1", "is not MIN:MAX:NUM"),
+        ("-1:1:5:7", "is not MIN:MAX:NUM"),
+        ("", "is not MIN:MAX:NUM"),
+        ("-inf:1:5", "non-finite"),
+        ("nan:1:5", "non-finite"),
+    ],
+)
+def test_bad_axis_specs_give_one_line_naming_the_option(spec: str, fragment: str) -> None:
+    with pytest.raises(LandscapeError) as e:
+        Axis.parse(spec, "y")
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith("--y=")
+    assert fragment in message
+
+
+def test_non_square_grid_numbers_points_in_c_order() -> None:
+    grid = Grid(Axis.parse("-1:1:5"), Axis.parse("0:0.5:3"))
+    assert grid.shape == (5, 3) and grid.num_points == 15 and grid.ndim == 2
+    xs, ys = np.linspace(-1, 1, 5), np.linspace(0, 0.5, 3)
+    coords = grid.coords_of(np.arange(15))
+    assert coords.shape == (15, 2)
+    for flat in range(15):
+        i, j = np.unravel_index(flat, grid.shape)
+        assert coords[flat].tolist() == [xs[i], ys[j]]
+
+
+def test_1d_grid() -> None:
+    grid = Grid(Axis.parse("-0.5:1.5:9"))
+    assert grid.shape == (9,) and grid.ndim == 1 and grid.num_points == 9
+    np.testing.assert_array_equal(grid.coords_of([0, 4, 8])[:, 0], [-0.5, 0.5, 1.5])
+    assert grid.coords_of([3]).shape == (1, 1)
+
+
+def test_center_index() -> None:
+    assert Grid(Axis.parse("-1:1:5"), Axis.parse("-1:1:3")).center_index() == 2 * 3 + 1
+    assert Grid(Axis.parse("-1:1:5"), Axis.parse("0:1:3")).center_index() == 2 * 3 + 0
+    assert Grid(Axis.parse("-1:1:4")).center_index() is None
+    assert Grid(Axis.parse("-0.5:1.5:5")).center_index() == 1
+
+
+def test_plan_chunks_keeps_order_and_covers_every_point_once() -> None:
+    pending = np.array([0, 3, 4, 5, 9, 10, 11])
+    chunks = plan_chunks(pending, 3)
+    assert [c.tolist() for c in chunks] == [[0, 3, 4], [5, 9, 10], [11]]
+    np.testing.assert_array_equal(np.concatenate(chunks), pending)
+    assert plan_chunks(np.array([], dtype=np.int64), 4) == []
+    with pytest.raises(ValueError):
+        plan_chunks(pending, 0)
