@@ -13,8 +13,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
+from .storage import atomic_write
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -76,17 +75,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in ckpt.state_dict.items()}
     payload = ckpt.to_dict() | {"state_dict": state}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; follow the umask instead
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
     return path
 
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from ._version import __version__
 from .checkpoint import Checkpoint, build_model, file_sha256, load_checkpoint
-from .data import Dataset, dataset_from_meta, load_dataset
+from .data import Dataset, dataset_for_checkpoint
 from .device import resolve_device
 from .directions import (
     DIR_TYPES,
@@ -46,9 +46,11 @@ from .evaluate import (
     EvalPlan,
     LoaderEvaluator,
     PointEvaluator,
+    check_tensor_fits,
     is_batched_split,
     plan_evaluation,
     resolve_loss,
+    result_names,
 )
 from .grid import Axis, Grid
 from .progress import Progress, format_seconds
@@ -157,11 +159,7 @@ class SurfaceJob:
 
     @property
     def array_names(self) -> list[str]:
-        names = []
-        for split in self.splits:
-            names.append(f"{split}_loss")
-            if self.metric is not None:
-                names.append(f"{split}_acc")
+        names = result_names(self.splits, self.metric is not None)
         if self.curvature:
             names += ["max_eig", "min_eig"]
         return names + list(self.extra_arrays)
@@ -184,16 +182,14 @@ def select_splits(
     return out
 
 
+def bn_inputs(cfg: SurfaceConfig, ds: Dataset) -> torch.Tensor | None:
+    """With --bn recompute, the inputs BatchNorm statistics are re-estimated on: the training
+    samples evaluated (--max-samples applies); else None. (Shared with the MPI workers.)"""
+    return select_splits(ds, ("train",), cfg.max_samples)["train"][0] if cfg.bn == "recompute" else None
+
+
 def _load_data(cfg: SurfaceConfig, ckpt: Checkpoint) -> Dataset:
-    if cfg.data is None:
-        if not ckpt.data:
-            raise LandscapeError(
-                f"checkpoint {cfg.ckpt} records no data set; pass --data (e.g. --data digits)"
-            )
-        return dataset_from_meta(ckpt.data, root=cfg.data_root)
-    if cfg.data_test is not None:
-        return load_dataset(cfg.data, root=cfg.data_root, test=cfg.data_test)
-    return load_dataset(cfg.data, root=cfg.data_root)
+    return dataset_for_checkpoint(cfg.ckpt, ckpt.data, cfg.data, cfg.data_root, cfg.data_test)
 
 
 def _default_norm_ignore(cfg: SurfaceConfig) -> tuple[str, str]:
@@ -285,7 +281,7 @@ def prepare_job(cfg: SurfaceConfig, local_rank: int = 0) -> SurfaceJob:
     model = build_model(ckpt)
     ds = _load_data(cfg, ckpt)
     splits = select_splits(ds, cfg.splits, cfg.max_samples)
-    _check_fits(model, splits, ckpt)
+    check_tensor_fits(model, next(iter(splits.values()))[0], ckpt.model)
     device = resolve_device(cfg.device, local_rank)
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     directions = make_directions(cfg, model, splits, device)
@@ -349,8 +345,7 @@ def prepare_job(cfg: SurfaceConfig, local_rank: int = 0) -> SurfaceJob:
         loss=cfg.loss,
         metric="accuracy" if cfg.loss == "cross_entropy" else None,
         bn_mode=cfg.bn,
-        # statistics are re-estimated on the training samples evaluated (--max-samples applies)
-        bn_data=select_splits(ds, ("train",), cfg.max_samples)["train"][0] if cfg.bn == "recompute" else None,
+        bn_data=bn_inputs(cfg, ds),
         precision=cfg.precision,
         strategy=cfg.strategy,
         points_per_pass=cfg.points_per_pass,
@@ -360,19 +355,6 @@ def prepare_job(cfg: SurfaceConfig, local_rank: int = 0) -> SurfaceJob:
         quiet=cfg.quiet,
         force=cfg.force,
     )
-
-
-def _check_fits(model: nn.Module, splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]], ckpt: Checkpoint) -> None:
-    """Fail early, in one line, when the data do not fit the model."""
-    x = next(iter(splits.values()))[0][:2]
-    try:
-        with torch.no_grad():
-            model.eval()(x)
-    except Exception as e:
-        raise LandscapeError(
-            f"data of shape {tuple(x.shape[1:])} do not fit model {ckpt.model} "
-            f"({str(e).strip().splitlines()[0][:160]}); check --data"
-        ) from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .evaluate import recompute_batchnorm
+from .evaluate import state_at as _state_at  # the method below has the same name
 from .hessian import HessianOperator, lanczos
 
 __all__ = ["CurvatureEvaluator", "TOL", "MAX_ITER", "point_curvature"]
@@ -69,17 +71,8 @@ class CurvatureEvaluator:
 
     def state_at(self, c: np.ndarray) -> dict[str, torch.Tensor]:
         """The weights at grid coordinates c: center + a x + b y (the loss evaluator's formula)."""
-        state = dict(self.center)
-        a = float(c[0])
-        b = float(c[1]) if len(c) > 1 and self.dirs.y is not None else 0.0
-        for k in self.keys:
-            v = self.center[k] + a * self.dirs.x[k]
-            if self.dirs.y is not None:
-                v = v + b * self.dirs.y[k]
-            state[k] = v
+        state = _state_at(self.center, self.dirs, c)
         if self.bn_mode == "recompute":
-            from .evaluate import recompute_batchnorm
-
             self._bn_model.load_state_dict(state)
             recompute_batchnorm(self._bn_model, self.bn_data, self.op.batch_size)
             state = {k: v.detach().clone() for k, v in self._bn_model.state_dict().items()}

@@ -28,6 +28,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "load_dataset",
     "dataset_from_meta",
+    "dataset_for_checkpoint",
     "write_cifar_like",
 ]
 
@@ -164,6 +165,24 @@ def dataset_from_meta(meta: dict[str, Any], root: str | Path | None = None) -> D
             if k in meta
         }
     return load_dataset(name, root=root or meta.get("root"), split_seed=meta.get("split_seed", 0), **kwargs)
+
+
+def dataset_for_checkpoint(
+    ckpt: str | Path,
+    recorded: dict[str, Any],
+    data: str | None = None,
+    root: str | Path | None = None,
+    test: str | None = None,
+) -> Dataset:
+    """The data set of `--data` (with `--data-root`, `--data-test`), else the one checkpoint
+    `ckpt` records (`recorded`, its data metadata); one line when there is neither."""
+    if data is None:
+        if not recorded:
+            raise LandscapeError(f"checkpoint {ckpt} records no data set; pass --data (e.g. --data digits)")
+        return dataset_from_meta(recorded, root=root)
+    if test is not None:
+        return load_dataset(data, root=root, test=test)
+    return load_dataset(data, root=root)
 
 
 def _load_digits(split_seed: int) -> Dataset:

@@ -19,7 +19,10 @@ from typing import Any
 
 from .errors import LandscapeError
 
-__all__ = ["DemoConfig", "DEFAULT_NETS", "QUICK_NETS", "run_demo", "format_table", "table_rows"]
+__all__ = [
+    "DemoConfig", "DEFAULT_NETS", "QUICK_NETS", "run_demo", "train_net", "net_surface", "net_hessian",
+    "render", "format_table", "table_rows",
+]
 
 DEFAULT_NETS = ("resnet20", "resnet20_noshort", "resnet56", "resnet56_noshort", "densenet_bc40")
 QUICK_NETS = ("resnet20", "resnet20_noshort", "densenet_bc40")
@@ -32,6 +35,8 @@ class DemoConfig:
     nets: tuple[str, ...] = DEFAULT_NETS
     resolution: int = 21
     epochs: int = 20
+    batch_size: int = 64
+    lr: float = 0.1
     quick: bool = False
     data: str = "digits"
     data_root: str | None = None
@@ -67,7 +72,7 @@ def _stage(cfg: DemoConfig, text: str) -> None:
         print(f"\n== {text}", flush=True)
 
 
-def _checkpoint(cfg: DemoConfig, net: str) -> tuple[Path, float]:
+def train_net(cfg: DemoConfig, net: str) -> tuple[Path, float]:
     """Train `net`, or reuse a cached checkpoint trained with the same recipe."""
     from .checkpoint import load_checkpoint
     from .train import TrainConfig, train, training_record
@@ -75,7 +80,7 @@ def _checkpoint(cfg: DemoConfig, net: str) -> tuple[Path, float]:
     path = Path(cfg.ckpt_dir) / f"{net}.pt"
     tcfg = TrainConfig(
         model=net, data=cfg.data, data_root=cfg.data_root, epochs=cfg.epochs, seed=cfg.seed,
-        device=cfg.device, out=str(path), quiet=cfg.quiet,
+        batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device, out=str(path), quiet=cfg.quiet,
     )
     if path.exists():
         try:
@@ -96,7 +101,8 @@ def _checkpoint(cfg: DemoConfig, net: str) -> tuple[Path, float]:
     return path, time.perf_counter() - start
 
 
-def _surface(cfg: DemoConfig, net: str, ckpt: Path) -> tuple[Path, float]:
+def net_surface(cfg: DemoConfig, net: str, ckpt: Path, comm: str = "serial") -> tuple[Path, float]:
+    """The filter-normalized 2D surface of one net over [-1, 1]^2 (resumed if it exists)."""
     from .compute import SurfaceConfig, compute_surface, prepare_job
     from .storage import open_surface
 
@@ -104,7 +110,7 @@ def _surface(cfg: DemoConfig, net: str, ckpt: Path) -> tuple[Path, float]:
     spec = f"-1:1:{cfg.resolution}"
     scfg = SurfaceConfig(
         ckpt=str(ckpt), x=spec, y=spec, out=str(out), device=cfg.device, curvature=cfg.curvature,
-        comm="serial", quiet=cfg.quiet, data_root=cfg.data_root,
+        comm=comm, quiet=cfg.quiet, data_root=cfg.data_root,
     )
     if out.exists():
         try:  # demo-managed files: recompute when the demo's settings changed
@@ -118,7 +124,7 @@ def _surface(cfg: DemoConfig, net: str, ckpt: Path) -> tuple[Path, float]:
     return out, time.perf_counter() - start
 
 
-def _hessian(cfg: DemoConfig, ckpt: Path, surface: Path) -> float:
+def net_hessian(cfg: DemoConfig, ckpt: Path, surface: Path) -> float:
     """Top and smallest Hessian eigenvalue at the centre, stored into the surface file."""
     from .hessian import HessianConfig, compute_hessian, store_hessian
     from .storage import read_surface
@@ -199,6 +205,22 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def render(cfg: DemoConfig, surfaces: Sequence[Path]) -> tuple[list[Path], Path]:
+    """The comparison figure, a contour and a 3D view per net, and the HTML report."""
+    from .plotting import save_comparison, save_plots
+    from .report import write_report
+    from .storage import read_surface
+
+    read = [read_surface(p) for p in surfaces]
+    plot_dir = Path(cfg.plot_dir)
+    suffix = "-quick" if cfg.quick else ""
+    figures = [save_comparison(read, plot_dir / f"demo_compare{suffix}.png", surf="train_loss")]
+    for s in read:
+        for kind in ("contour", "surface"):
+            figures += save_plots(s, out_dir=plot_dir / f"demo{suffix}", surfs=["train_loss"], kind=kind)
+    return figures, write_report(read, plot_dir / f"report{suffix}.html")
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the whole study; return the table rows, the files written and the time per stage."""
     if cfg.quick:
@@ -213,27 +235,16 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     start = time.perf_counter()
     for i, net in enumerate(cfg.nets, 1):
         _stage(cfg, f"[{i}/{total}] {net}: training ({cfg.epochs} epochs on {cfg.data})")
-        ckpt, t_train = _checkpoint(cfg, net)
+        ckpt, t_train = train_net(cfg, net)
         _stage(cfg, f"[{i}/{total}] {net}: surface {cfg.resolution}x{cfg.resolution} over [-1, 1]^2")
-        surf, t_surf = _surface(cfg, net, ckpt)
+        surf, t_surf = net_surface(cfg, net, ckpt)
         _stage(cfg, f"[{i}/{total}] {net}: Hessian eigenvalues at the centre")
-        t_hess = _hessian(cfg, ckpt, surf)
+        t_hess = net_hessian(cfg, ckpt, surf)
         timings[net] = {"train_s": t_train, "surface_s": t_surf, "hessian_s": t_hess}
         surfaces.append(surf)
     _stage(cfg, "figures and report")
-    from .plotting import save_comparison, save_plots
-    from .report import write_report
-    from .storage import read_surface
-
-    read = [read_surface(p) for p in surfaces]
-    plot_dir = Path(cfg.plot_dir)
-    suffix = "-quick" if cfg.quick else ""
     t0 = time.perf_counter()
-    figures = [save_comparison(read, plot_dir / f"demo_compare{suffix}.png", surf="train_loss")]
-    for s in read:
-        for kind in ("contour", "surface"):
-            figures += save_plots(s, out_dir=plot_dir / f"demo{suffix}", surfs=["train_loss"], kind=kind)
-    report = write_report(read, plot_dir / f"report{suffix}.html")
+    figures, report = render(cfg, surfaces)
     t_render = time.perf_counter() - t0
     rows = table_rows(surfaces)
     if not cfg.quiet:

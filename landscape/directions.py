@@ -40,6 +40,7 @@ __all__ = [
     "pca_directions",
     "directions_from_tensors",
     "point_state",
+    "point_weights",
     "filter_norms",
 ]
 
@@ -321,14 +322,26 @@ def _guess_dir_type(model: nn.Module, x: Sequence[torch.Tensor] | Mapping[str, t
     return "states"
 
 
-def point_state(
+def point_weights(
     center: Mapping[str, torch.Tensor], d: Directions, a: float, b: float = 0.0
 ) -> dict[str, torch.Tensor]:
-    """The full state dict at grid coordinates (a, b): center + a*x + b*y on the covered keys."""
-    out = {k: v.clone() for k, v in center.items()}
+    """The covered tensors at grid coordinates (a, b): center + a*x (+ b*y), summed in that order.
+
+    Every evaluator moves the weights with this one formula, so its values are bit-identical.
+    """
+    out = {}
     for k in d.x:
         v = center[k] + a * d.x[k].to(center[k].device)
         if d.y is not None:
             v = v + b * d.y[k].to(center[k].device)
         out[k] = v
+    return out
+
+
+def point_state(
+    center: Mapping[str, torch.Tensor], d: Directions, a: float, b: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """The full state dict at grid coordinates (a, b): center + a*x + b*y on the covered keys."""
+    out = {k: v.clone() for k, v in center.items()}
+    out.update(point_weights(center, d, a, b))
     return out

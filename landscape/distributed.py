@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -75,7 +76,7 @@ _SETUP, _REQUEST, _RESULT, _WORK, _ERROR, _STOP, _BYE, _FINAL, _BEAT = range(1, 
 _POLL = 0.02
 _SETUP_POLL = 0.05  # while rank 0 prepares (that can take minutes: PCA, Hessian directions)
 _DEFAULT_TIMEOUT = 20.0
-_PREFETCH = 2  # chunks a rank holds: the one it computes and the next
+_PREFETCH = 2  # chunks a worker holds: the one it computes and the next (hides the round trip)
 
 
 def launched_under_mpi() -> int:
@@ -168,8 +169,8 @@ class ChunkQueue:
 
     A rank's first chunk is one pass (to measure it); later chunks hold about `target_seconds`
     of that rank's measured work, and never more than a `1 / (2 * ranks)` share of what is left,
-    so chunks shrink near the end and the ranks finish together. Every chunk but the last
-    starts at a multiple of `unit` from the start: points share passes as in a serial run.
+    so chunks shrink near the end and the ranks finish together. Chunk sizes are multiples of
+    `unit` (points per pass) but for the last, so points share passes exactly as in a serial run.
 
     Example:
         >>> q = ChunkQueue(np.arange(100), ranks=2, unit=4)
@@ -329,6 +330,33 @@ class _Channel:
         return not self.sending
 
 
+class _Interrupts:
+    """Ctrl-C as a flag while messages are in flight.
+
+    mpiexec forwards Ctrl-C to every rank. An exception in the middle of a transfer leaves MPI
+    unable to finalize, so the main loops check the flag and every rank then stops through the
+    same goodbye as after an error: rank 0 sends STOP, each worker flushes and answers BYE.
+    """
+
+    def __init__(self) -> None:
+        self.flag = False
+        self.old: Any = None
+
+    def _set(self, signum: int, frame: Any) -> None:
+        self.flag = True
+
+    def __enter__(self) -> _Interrupts:
+        try:
+            self.old = signal.signal(signal.SIGINT, self._set)
+        except ValueError:  # not the main thread: leave Ctrl-C as it is
+            self.old = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+
+
 def _abort(comm: Any, message: str) -> None:
     """A rank is gone: say which, then end every rank (a clean exit would wait for it forever)."""
     print(f"landscape: error: {message}", file=sys.stderr, flush=True)
@@ -461,7 +489,7 @@ def _load_inputs(cfg: Any) -> tuple[Any, Any]:
 
 def _worker_job(cfg: Any, payload: Mapping[str, Any], inputs: tuple[Any, Any], local_rank: int) -> Any:
     """A worker's job: its own model and data, rank 0's directions and settings."""
-    from .compute import SurfaceJob, select_splits
+    from .compute import SurfaceJob, bn_inputs, select_splits
     from .device import resolve_device
 
     spec = payload["job"]
@@ -473,7 +501,7 @@ def _worker_job(cfg: Any, payload: Mapping[str, Any], inputs: tuple[Any, Any], l
         splits=select_splits(ds, cfg.splits, cfg.max_samples),
         out=Path(spec["out"]),
         device=resolve_device(cfg.device, local_rank),
-        bn_data=ds.x_train if spec["bn_mode"] == "recompute" else None,
+        bn_data=bn_inputs(cfg, ds),
         quiet=True,
         **{k: spec[k] for k in _SPEC_FIELDS},
     )
@@ -496,7 +524,7 @@ def run_distributed(cfg: Any) -> Path:
     file, all ranks evaluate. Returns the surface file's path on every rank.
 
     Example (run by `mpiexec -n 4 python scripts/surface.py ...`):
-        >>> run_distributed(SurfaceConfig(ckpt="ckpts/resnet20.pt", x="-1:1:51", y="-1:1:51"))
+        >>> run_distributed(SurfaceConfig(ckpt="r20.pt", x="-1:1:51", y="-1:1:51"))  # doctest: +SKIP
     """
     _, layout, chan = _start()
     if layout.rank == 0:
@@ -550,28 +578,37 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
     With `ship_job` the workers also get the job's settings (they build their job from the
     configuration); without, they bring their own job (the Python API: losses may be lambdas).
     """
-    from .compute import _evaluate_all, _finish_run, _prepare_file, make_evaluator, precision_error
-    from .progress import Progress
-    from .storage import SurfaceWriter
+    from .compute import _prepare_file
 
     try:
         pending = _prepare_file(job)
     except BaseException as e:
         _send_setup_error(chan, layout, e)
         raise
-    n = len(pending)
-    payload = {
-        "ok": True,
-        "directions": _pack_directions(job.directions),
-        "job": _job_spec(job) if ship_job else None,
-        "n_pending": n,
-    }
-    workers = list(range(1, layout.size))
-    for r in workers:
-        chan.send(payload, r, _SETUP)
-    if not job.quiet:
-        print(layout.describe(job.device), file=sys.stderr, flush=True)
+    with _Interrupts() as interrupts:
+        payload = {
+            "ok": True,
+            "directions": _pack_directions(job.directions),
+            "job": _job_spec(job) if ship_job else None,
+            "n_pending": len(pending),
+        }
+        for r in range(1, layout.size):
+            chan.send(payload, r, _SETUP)
+        if not job.quiet:
+            print(layout.describe(job.device), file=sys.stderr, flush=True)
+        return _serve_and_store(chan, layout, job, pending, interrupts)
 
+
+def _serve_and_store(
+    chan: _Channel, layout: Layout, job: Any, pending: np.ndarray, interrupts: _Interrupts
+) -> Path:
+    """Rank 0's loop: its own evaluating thread, the workers' requests and results, the file."""
+    from .compute import _evaluate_all, _finish_run, make_evaluator, precision_error
+    from .progress import Progress
+    from .storage import SurfaceWriter
+
+    n = len(pending)
+    workers = list(range(1, layout.size))
     found: dict[str, Any] = {}
 
     def setup() -> Evaluate:
@@ -588,13 +625,15 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
     bar = Progress(total, desc="surface", unit="pt", enabled=not job.quiet and n > 0, initial=total - n)
     timeout = mpi_timeout()
     beat_every = min(2.0, timeout / 4)
-    written, start, last_beat = 0, time.perf_counter(), 0.0
+    written, start, last_beat, write_seconds = 0, time.perf_counter(), 0.0, 0.0
 
     def store(idx: np.ndarray, values: dict[str, np.ndarray], seconds: float, rank: int) -> None:
-        nonlocal written
+        nonlocal written, write_seconds
         if len(idx):
+            t0 = time.perf_counter()
             with SurfaceWriter(job.out) as w:
                 w.write_points(idx, values, seconds / len(idx), rank=rank)
+            write_seconds += time.perf_counter() - t0
         assert chunks is not None
         chunks.record(rank, len(idx), seconds)
         written += len(idx)
@@ -604,6 +643,8 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
 
     try:
         while chunks is None or written < n:
+            if interrupts.flag:
+                raise KeyboardInterrupt
             busy = False
             for item in computer.drain():
                 busy = True
@@ -612,8 +653,10 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
                 if item[0] == "ready":
                     chunks = ChunkQueue(pending, layout.size, found["plan"].points_per_pass)
                     start = time.perf_counter()
-                else:
+                else:  # hand out the next chunk first, so rank 0's thread waits only for this
                     computer.held -= 1
+                    if chunks is not None and chunks.left:
+                        computer.give(chunks.next(0))
                     store(item[1], item[2], item[3], 0)
             while (msg := chan.poll()) is not None:
                 busy = True
@@ -624,10 +667,12 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
                 elif tag == _RESULT:
                     asked[src] += 1
                     store(obj[0], obj[1], obj[2], src)
+                elif tag == _ERROR and obj == "interrupted":  # Ctrl-C reached that rank only
+                    raise KeyboardInterrupt
                 elif tag == _ERROR:
                     raise LandscapeError(f"rank {src} ({layout.ranks[src][0]}) failed: {obj}")
             if chunks is not None:
-                while computer.held < _PREFETCH and chunks.left:
+                if not computer.held and chunks.left:  # rank 0's own thread: no round trip to hide
                     computer.give(chunks.next(0))
                 for r in workers:
                     while asked[r]:
@@ -648,11 +693,7 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
                 ))
             if not busy:
                 computer.wait(_POLL)
-    except KeyboardInterrupt:  # the launcher sent Ctrl-C to every rank
-        bar.close()
-        computer.close()
-        raise
-    except BaseException as e:
+    except BaseException as e:  # an error, or Ctrl-C (which mpiexec sends every rank)
         bar.close()
         computer.close()
         _stop_workers(chan, workers, describe_error(e))
@@ -668,10 +709,12 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
         "threads_per_rank": [t for _, _, t in layout.ranks],
         "points_per_rank": points,
         "eval_seconds_per_rank": [round(s, 4) for s in eval_seconds],
+        "write_seconds": round(write_seconds, 4),
     }
     _finish_run(job, found["plan"], n, seconds, ranks=layout.size,
                 precision_err=found["precision_err"], run_extra=run_extra)
     _await_goodbyes(chan, layout, heard, timeout)
+    chan.flush(5.0)
     return job.out
 
 
@@ -716,20 +759,29 @@ def _stop_workers(chan: _Channel, workers: list[int], message: str) -> None:
             waiting.discard(msg[0])
     if waiting:
         _abort(chan.comm, f"{message} (and rank(s) {sorted(waiting)} did not stop)")
+    chan.flush(5.0)
 
 
 # ---------------------------------------------------------------------------------------------
 # workers
 
 
-def _wait_setup(chan: _Channel) -> Mapping[str, Any]:
+def _wait_setup(chan: _Channel, interrupts: _Interrupts) -> Mapping[str, Any]:
+    """Rank 0's job, or its error; after Ctrl-C, rank 0 (interrupted too) answers at once."""
+    since = None
     while True:
         msg = chan.poll(0)
         if msg is not None and msg[1] == _SETUP:
             payload = msg[2]
             if not payload["ok"]:
+                if interrupts.flag:
+                    raise KeyboardInterrupt
                 raise RankStopped(payload["message"])
             return payload
+        if interrupts.flag:
+            since = since or time.monotonic()
+            if time.monotonic() - since > 10.0:  # only this rank was interrupted
+                raise KeyboardInterrupt
         time.sleep(_SETUP_POLL)
 
 
@@ -758,26 +810,31 @@ def _follow(
         ev, _ = make_evaluator(job, max(payload["n_pending"], 1))
         return lambda idx: _evaluate_all(job, ev, job.grid.coords_of(idx))
 
-    computer = _Computer(setup)
-    try:
-        box.put(_wait_setup(chan))
-    except BaseException:
-        box.put(None)
-        computer.close()
-        raise
-    try:
-        return _serve(chan, layout, computer)
-    finally:
-        computer.close()
+    with _Interrupts() as interrupts:
+        computer = _Computer(setup)
+        try:
+            box.put(_wait_setup(chan, interrupts))
+        except BaseException:
+            box.put(None)
+            computer.close()
+            raise
+        try:
+            return _serve(chan, layout, computer, interrupts)
+        finally:
+            computer.close()
 
 
-def _serve(chan: _Channel, layout: Layout, computer: _Computer) -> Path:
+def _serve(chan: _Channel, layout: Layout, computer: _Computer, interrupts: _Interrupts) -> Path:
     """A worker's loop: pass chunks to the evaluating thread and its results to rank 0."""
+    reported = False
     timeout = mpi_timeout()
     beat_every = min(2.0, timeout / 4)
     heard = time.monotonic()
     while True:
         busy = False
+        if interrupts.flag and not reported:  # rank 0 stops everyone (it may not know yet)
+            chan.send("interrupted", 0, _ERROR)
+            reported = True
         for item in computer.drain():
             busy = True
             if item[0] == "ready":
@@ -796,6 +853,8 @@ def _serve(chan: _Channel, layout: Layout, computer: _Computer) -> Path:
                 chan.send(None, 0, _BYE)
                 chan.flush(5.0)
                 computer.close()
+                if tag == _STOP and interrupts.flag:
+                    raise KeyboardInterrupt
                 if tag == _STOP:
                     raise RankStopped(obj)
                 return Path(obj)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .directions import Directions
+from .directions import Directions, point_weights
 from .errors import LandscapeError
 
 __all__ = [
@@ -50,6 +50,9 @@ __all__ = [
     "is_batched_split",
     "call_model",
     "check_fits",
+    "check_tensor_fits",
+    "result_names",
+    "state_at",
 ]
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -296,14 +299,21 @@ def _eps(folded: _Folded, bn_name: str) -> float:
 @torch.no_grad()
 def recompute_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
     """Re-estimate BatchNorm running statistics over `x` (cumulative average), then eval mode."""
+    _reestimate_batchnorm(model, (x[i : i + batch_size] for i in range(0, len(x), batch_size)))
+
+
+@torch.no_grad()
+def _reestimate_batchnorm(model: nn.Module, batches: Iterable[Any]) -> None:
+    """Reset the BatchNorm running statistics, run `model` in train mode on each batch of
+    inputs (momentum None: a cumulative average over all batches), then eval mode."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
     model.train()
-    for i in range(0, len(x), batch_size):
-        model(x[i : i + batch_size])
+    for inputs in batches:
+        call_model(model, inputs)
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.eval()
@@ -317,27 +327,116 @@ def recompute_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int) -> N
 def _precision(precision: str, device: torch.device) -> Iterator[None]:
     """fp32 (strict), tf32 (CUDA matmul/conv in TF32) or bf16 (autocast); restores settings."""
     if precision == "tf32" and device.type == "cuda":
-        old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        try:
+        with _cuda_tf32(True):
             yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
     elif precision == "bf16":
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             yield
     elif device.type == "cuda":
-        old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        try:
+        with _cuda_tf32(False):
             yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
     else:
         yield
 
 
-class PointEvaluator:
+@contextlib.contextmanager
+def _cuda_tf32(allowed: bool) -> Iterator[None]:
+    """CUDA matmuls and convolutions in TF32 (or not) inside the block; the settings are restored."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def result_names(splits: Iterable[str], with_metric: bool) -> list[str]:
+    """The result arrays of these splits, in order: `{split}_loss` (and `{split}_acc`)."""
+    names = []
+    for split in splits:
+        names.append(f"{split}_loss")
+        if with_metric:
+            names.append(f"{split}_acc")
+    return names
+
+
+def state_at(center: Mapping[str, torch.Tensor], directions: Directions, c: np.ndarray) -> dict[str, torch.Tensor]:
+    """The state at one row `c` of grid coordinates ([ndim]; b = 0 on a line): `center` with
+    the covered tensors moved by `point_weights`; the others are `center`'s own, not copies."""
+    a = float(c[0])
+    b = float(c[1]) if len(c) > 1 and directions.y is not None else 0.0
+    return {**center, **point_weights(center, directions, a, b)}
+
+
+def _copy_into(model: nn.Module, tensors: Mapping[str, torch.Tensor], keys: Iterable[str]) -> None:
+    """Copy `tensors[k]` into the model's own state tensor `k`, for each of `keys` (in place)."""
+    own = model.state_dict()
+    for k in keys:
+        own[k].copy_(tensors[k])
+
+
+def _copy_model(model: nn.Module) -> nn.Module:
+    # under no_grad: a deep copy of a TorchScript module otherwise has non-leaf parameters
+    with torch.no_grad():
+        return copy.deepcopy(model)
+
+
+Sums = Mapping[str, tuple[torch.Tensor, torch.Tensor, int]]  # split -> (loss sum, correct, n)
+
+
+class _GridEvaluator:
+    """What `PointEvaluator` and `LoaderEvaluator` share: a model copy on the device, the
+    directions, loss and metric, result names, timing stats, and means from float64 sums.
+
+    A subclass sets `device` and calls `_setup` in `__init__`, sets `splits`, and evaluates
+    one point in `_eval_point` (or overrides `_evaluate` for several at once).
+    """
+
+    device: torch.device
+    splits: Mapping[str, Any]
+
+    def _setup(
+        self, model: nn.Module, directions: Directions, loss: str | LossFn | None, metric: str | MetricFn | None
+    ) -> None:
+        self.loss_name, self.loss_fn = resolve_loss(loss)
+        self.metric_fn = accuracy_count if metric == "accuracy" else metric
+        if isinstance(self.metric_fn, str):
+            raise LandscapeError(f"unknown metric {metric!r}; use 'accuracy', a callable, or None")
+        self.model = _copy_model(model).to(self.device).eval()
+        self.dirs = directions.to(self.device)
+        self.keys = self.dirs.keys()
+        self.stats: dict[str, float] = {"points": 0, "seconds": 0.0}
+
+    @property
+    def metric_names(self) -> list[str]:
+        return result_names(self.splits, self.metric_fn is not None)
+
+    def __call__(self, coords: np.ndarray) -> dict[str, np.ndarray]:
+        coords = np.ascontiguousarray(np.atleast_2d(np.asarray(coords, dtype=np.float64)))
+        start = time.perf_counter()
+        out = self._evaluate(coords)
+        self.stats["points"] += len(coords)
+        self.stats["seconds"] += time.perf_counter() - start
+        return out
+
+    def _evaluate(self, coords: np.ndarray) -> dict[str, np.ndarray]:
+        rows = [self._eval_point(c) for c in coords]
+        return {k: np.array([r[k] for r in rows], dtype=np.float64) for k in rows[0]}
+
+    def _eval_point(self, c: np.ndarray) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _finish(self, sums: Sums) -> dict[str, Any]:
+        """Mean loss (and accuracy in percent) per split from float64 sums over n samples."""
+        out: dict[str, Any] = {}
+        for split, (loss_sum, correct, n) in sums.items():
+            out[f"{split}_loss"] = (loss_sum.cpu().numpy() / n).astype(np.float64)
+            if self.metric_fn is not None:
+                out[f"{split}_acc"] = 100.0 * correct.cpu().numpy().astype(np.float64) / n
+        return out
+
+
+class PointEvaluator(_GridEvaluator):
     """Evaluates mean loss (and accuracy) on fixed data at grid coordinates.
 
     `splits` maps a split name to (inputs, targets) tensors, moved to the device once.
@@ -361,13 +460,7 @@ class PointEvaluator:
         first = next(iter(splits.values()))[0]
         self.plan = plan or plan_evaluation(model, self.device, 1, bn_mode=bn_mode, sample=first)
         self.bn_mode = bn_mode
-        self.loss_name, self.loss_fn = resolve_loss(loss)
-        self.metric_fn = accuracy_count if metric == "accuracy" else metric
-        if isinstance(self.metric_fn, str):
-            raise LandscapeError(f"unknown metric {metric!r}; use 'accuracy', a callable, or None")
-        self.model = _copy_model(model).to(self.device).eval()
-        self.dirs = directions.to(self.device)
-        self.keys = self.dirs.keys()
+        self._setup(model, directions, loss, metric)
         self.center = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         fmt = torch.channels_last if self.plan.channels_last else torch.contiguous_format
         dtype = torch.bfloat16 if self.plan.precision == "bf16" and self.plan.strategy == "sequential" else None
@@ -389,7 +482,6 @@ class PointEvaluator:
             self.runner.to(memory_format=torch.channels_last)
         if dtype is not None:
             self.runner.to(dtype)
-        self.stats: dict[str, float] = {"points": 0, "seconds": 0.0}
 
     def _to_device(self, x: torch.Tensor, fmt: torch.memory_format, dtype: torch.dtype | None) -> torch.Tensor:
         x = x.to(self.device)
@@ -399,53 +491,23 @@ class PointEvaluator:
             x = x.contiguous(memory_format=fmt)
         return x
 
-    @property
-    def metric_names(self) -> list[str]:
-        names = []
-        for split in self.splits:
-            names.append(f"{split}_loss")
-            if self.metric_fn is not None:
-                names.append(f"{split}_acc")
-        return names
-
-    def __call__(self, coords: np.ndarray) -> dict[str, np.ndarray]:
-        coords = np.ascontiguousarray(np.atleast_2d(np.asarray(coords, dtype=np.float64)))
-        start = time.perf_counter()
-        if self.plan.strategy == "vmap":
-            sums = [self._eval_vmap(coords[i : i + self.plan.points_per_pass])
-                    for i in range(0, len(coords), self.plan.points_per_pass)]
-            out = {k: np.concatenate([s[k] for s in sums]) for k in sums[0]}
-        else:
-            rows = [self._eval_point(c) for c in coords]
-            out = {k: np.array([r[k] for r in rows]) for k in rows[0]}
-        self.stats["points"] += len(coords)
-        self.stats["seconds"] += time.perf_counter() - start
-        return out
+    def _evaluate(self, coords: np.ndarray) -> dict[str, np.ndarray]:
+        if self.plan.strategy != "vmap":
+            return super()._evaluate(coords)
+        sums = [self._eval_vmap(coords[i : i + self.plan.points_per_pass])
+                for i in range(0, len(coords), self.plan.points_per_pass)]
+        return {k: np.concatenate([s[k] for s in sums]) for k in sums[0]}
 
     # -- sequential ----------------------------------------------------------------------------
 
-    def _state_at(self, c: np.ndarray) -> dict[str, torch.Tensor]:
-        state = dict(self.center)
-        a = float(c[0])
-        b = float(c[1]) if len(c) > 1 and self.dirs.y is not None else 0.0
-        for k in self.keys:
-            v = self.center[k] + a * self.dirs.x[k]
-            if self.dirs.y is not None:
-                v = v + b * self.dirs.y[k]
-            state[k] = v
-        return state
-
     @torch.no_grad()
     def _eval_point(self, c: np.ndarray) -> dict[str, float]:
-        state = self._state_at(c)
+        state = state_at(self.center, self.dirs, c)
         if self.bn_mode == "recompute":
-            own = self.model.state_dict()
-            for k in self.keys:
-                own[k].copy_(state[k])
+            _copy_into(self.model, state, self.keys)
             recompute_batchnorm(self.model, self.bn_data, self.plan.batch_size)
             state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            for k, v in self.center.items():  # restore the centre for the next point
-                own[k].copy_(v)
+            _copy_into(self.model, self.center, self.center)  # restore the centre for the next point
         if self.folded is not None:
             _refresh_folded(self.folded, state)
         elif self.runner is self.model:
@@ -466,18 +528,8 @@ class PointEvaluator:
                         correct += self.metric_fn(out, yb)
                 sums[split] = (loss_sum, correct, len(x))
         if self.folded is None and self.runner is self.model and self.bn_mode != "recompute":
-            own = self.model.state_dict()
-            for k in self.keys:
-                own[k].copy_(self.center[k])
+            _copy_into(self.model, self.center, self.keys)
         return self._finish(sums)
-
-    def _finish(self, sums: Mapping[str, tuple[torch.Tensor, torch.Tensor, int]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for split, (loss_sum, correct, n) in sums.items():
-            out[f"{split}_loss"] = (loss_sum.cpu().numpy() / n).astype(np.float64)
-            if self.metric_fn is not None:
-                out[f"{split}_acc"] = 100.0 * correct.cpu().numpy().astype(np.float64) / n
-        return out
 
     # -- vmap ----------------------------------------------------------------------------------
 
@@ -532,12 +584,6 @@ class PointEvaluator:
 # its data may come as a DataLoader used as given. `LoaderEvaluator` evaluates such splits one
 # grid point at a time: the weights of one model copy are updated in place (which also serves
 # TorchScript modules, which `functional_call` cannot run), then every batch is run once.
-
-
-def _copy_model(model: nn.Module) -> nn.Module:
-    # under no_grad: a deep copy of a TorchScript module otherwise has non-leaf parameters
-    with torch.no_grad():
-        return copy.deepcopy(model)
 
 
 def is_batched_split(split: Any) -> bool:
@@ -630,15 +676,34 @@ def check_fits(model: nn.Module, inputs: Any, what: str) -> None:
         with torch.no_grad():
             call_model(model.eval(), inputs)  # eval: no dropout, no BatchNorm statistics update
     except Exception as error:
-        text = " ".join(str(error).split())[:200]
         raise LandscapeError(
-            f"{what} does not fit model {_model_name(model)}: inputs {describe_inputs(inputs)} "
-            f"({type(error).__name__}: {text}); the model is called as "
-            f"{_call_form(inputs)}"
+            f"{_does_not_fit(what, model, inputs, error)}; the model is called as {_call_form(inputs)}"
         ) from None
     finally:
         for m, training in modes:
             m.training = training
+
+
+def _does_not_fit(what: str, model: nn.Module, inputs: Any, error: Exception) -> str:
+    """`<what> does not fit model <name>: inputs <shapes> (<error type>: <message, one line>)`."""
+    text = " ".join(str(error).split())[:200]
+    return (
+        f"{what} does not fit model {_model_name(model)}: inputs {describe_inputs(inputs)} "
+        f"({type(error).__name__}: {text})"
+    )
+
+
+def check_tensor_fits(model: nn.Module, x: torch.Tensor, model_name: str) -> None:
+    """Fail early, in one line, when data like `x` do not fit the model (a pass on 2 samples)."""
+    x = x[:2]
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    except Exception as e:
+        raise LandscapeError(
+            f"data of shape {tuple(x.shape[1:])} do not fit model {model_name} "
+            f"({str(e).strip().splitlines()[0][:160]}); check --data"
+        ) from None
 
 
 def _call_form(inputs: Any) -> str:
@@ -653,23 +718,7 @@ def _model_name(model: nn.Module) -> str:
     return getattr(model, "original_name", None) or type(model).__name__
 
 
-@torch.no_grad()
-def _recompute_bn_batches(model: nn.Module, batches: Any, device: torch.device) -> None:
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over all batches
-    model.train()
-    for batch in batches:
-        inputs, _ = _unpack_batch(batch, "bn")
-        call_model(model, move_to(inputs, device))
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    model.eval()
-
-
-class LoaderEvaluator:
+class LoaderEvaluator(_GridEvaluator):
     """Mean loss (and metric) at grid points for splits given as DataLoaders or structured inputs.
 
     `splits` maps a split name to a DataLoader (iterated as given; batches are
@@ -701,15 +750,9 @@ class LoaderEvaluator:
             raise LandscapeError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
         self.bn_mode = bn_mode
-        self.loss_name, self.loss_fn = resolve_loss(loss)
-        self.metric_fn = accuracy_count if metric == "accuracy" else metric
-        if isinstance(self.metric_fn, str):
-            raise LandscapeError(f"unknown metric {metric!r}; use 'accuracy', a callable, or None")
+        self._setup(model, directions, loss, metric)
         if bn_mode == "recompute" and isinstance(model, torch.jit.ScriptModule):
             raise LandscapeError("--bn recompute does not support TorchScript models; use --bn eval")
-        self.model = _copy_model(model).to(self.device).eval()
-        self.dirs = directions.to(self.device)
-        self.keys = self.dirs.keys()
         own = self.model.state_dict()
         missing = [k for k in self.keys if k not in own]
         if missing:
@@ -729,7 +772,6 @@ class LoaderEvaluator:
             device=str(self.device), reason="data in batches (a DataLoader or dict/tuple inputs); "
             "weights updated in place",
         )
-        self.stats: dict[str, float] = {"points": 0, "seconds": 0.0}
 
     def _batches(self, split: Any, batch_size: int) -> Any:
         if isinstance(split, torch.utils.data.DataLoader):
@@ -739,40 +781,18 @@ class LoaderEvaluator:
         inputs, targets = split
         return TensorBatches(move_to(inputs, self.device), move_to(targets, self.device), batch_size)
 
-    @property
-    def metric_names(self) -> list[str]:
-        names = []
-        for split in self.splits:
-            names.append(f"{split}_loss")
-            if self.metric_fn is not None:
-                names.append(f"{split}_acc")
-        return names
-
-    def __call__(self, coords: np.ndarray) -> dict[str, np.ndarray]:
-        coords = np.ascontiguousarray(np.atleast_2d(np.asarray(coords, dtype=np.float64)))
-        start = time.perf_counter()
-        rows = [self._eval_point(c) for c in coords]
-        self.stats["points"] += len(coords)
-        self.stats["seconds"] += time.perf_counter() - start
-        return {k: np.array([r[k] for r in rows], dtype=np.float64) for k in rows[0]}
-
     @torch.no_grad()
     def _set_point(self, c: np.ndarray) -> None:
-        own = self.model.state_dict()
-        a = float(c[0])
-        b = float(c[1]) if len(c) > 1 and self.dirs.y is not None else 0.0
-        for k in self.keys:
-            v = self.center[k] + a * self.dirs.x[k]
-            if self.dirs.y is not None:
-                v = v + b * self.dirs.y[k]
-            own[k].copy_(v)
+        _copy_into(self.model, state_at(self.center, self.dirs, c), self.keys)
         if self.bn_mode == "recompute":
-            _recompute_bn_batches(self.model, self.bn_data, self.device)
+            _reestimate_batchnorm(
+                self.model, (move_to(_unpack_batch(batch, "bn")[0], self.device) for batch in self.bn_data)
+            )
 
     @torch.no_grad()
-    def _eval_point(self, c: np.ndarray) -> dict[str, float]:
+    def _eval_point(self, c: np.ndarray) -> dict[str, Any]:
         self._set_point(c)
-        out: dict[str, float] = {}
+        sums = {}
         with _precision(self.plan.precision, self.device):
             for split, batches in self.splits.items():
                 loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -784,18 +804,12 @@ class LoaderEvaluator:
                     try:
                         outputs = call_model(self.model, inputs)
                     except Exception as error:
-                        text = " ".join(str(error).split())[:200]
-                        raise LandscapeError(
-                            f"split {split!r} does not fit model {_model_name(self.model)}: inputs "
-                            f"{describe_inputs(inputs)} ({type(error).__name__}: {text})"
-                        ) from None
+                        raise LandscapeError(_does_not_fit(f"split {split!r}", self.model, inputs, error)) from None
                     loss_sum += _sum_loss(self.loss_fn, self.loss_name, outputs, targets)
                     if self.metric_fn is not None:
                         correct += torch.as_tensor(self.metric_fn(outputs, targets), device=self.device).to(torch.int64)
                     n += len(targets)
                 if n == 0:
                     raise LandscapeError(f"split {split!r} yielded no batches")
-                out[f"{split}_loss"] = float(loss_sum.item()) / n
-                if self.metric_fn is not None:
-                    out[f"{split}_acc"] = 100.0 * float(correct.item()) / n
-        return out
+                sums[split] = (loss_sum, correct, n)
+        return self._finish(sums)

@@ -614,18 +614,9 @@ class HessianConfig:
 
 
 def _load_data(cfg: HessianConfig, ckpt: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    from .data import dataset_from_meta, load_dataset
+    from .data import dataset_for_checkpoint
 
-    if cfg.data is None:
-        if not ckpt.data:
-            raise LandscapeError(
-                f"checkpoint {cfg.ckpt} records no data set; pass --data (e.g. --data digits)"
-            )
-        ds = dataset_from_meta(ckpt.data, root=cfg.data_root)
-    elif cfg.data_test is not None:
-        ds = load_dataset(cfg.data, root=cfg.data_root, test=cfg.data_test)
-    else:
-        ds = load_dataset(cfg.data, root=cfg.data_root)
+    ds = dataset_for_checkpoint(cfg.ckpt, ckpt.data, cfg.data, cfg.data_root, cfg.data_test)
     x, y = ds.split(cfg.split)
     if cfg.max_samples is not None:
         x, y = x[: cfg.max_samples], y[: cfg.max_samples]
@@ -636,18 +627,12 @@ def compute_hessian(cfg: HessianConfig) -> HessianResult:
     """Load the checkpoint and data of a configuration and compute its Hessian spectrum."""
     from .checkpoint import build_model, file_sha256, load_checkpoint
     from .device import resolve_device
+    from .evaluate import check_tensor_fits
 
     ckpt = load_checkpoint(cfg.ckpt, model=cfg.model)
     model = build_model(ckpt)
     x, y, data = _load_data(cfg, ckpt)
-    try:
-        with torch.no_grad():
-            model(x[:2])
-    except Exception as e:
-        raise LandscapeError(
-            f"data of shape {tuple(x.shape[1:])} do not fit model {ckpt.model} "
-            f"({str(e).strip().splitlines()[0][:160]}); check --data"
-        ) from None
+    check_tensor_fits(model, x, ckpt.model)
     device = resolve_device(cfg.device)
     res = hessian_spectrum(
         model, x, y, cfg.top_k, cfg.smallest, cfg.trace, cfg.trace_samples, cfg.trace_tol,

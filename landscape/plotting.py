@@ -367,9 +367,13 @@ def _decorate(ax: Any, surface: Surface, surf: str, title: bool = True) -> None:
     if surface.y is not None:
         ax.set_ylabel(axis_label(surface, "y"))
     if title:
-        text = surface_title(surface, surf)
-        note = partial_note(surface)
-        ax.set_title(text + (f"\n{note}" if note else ""), fontsize=9)
+        _set_title(ax, surface, surface_title(surface, surf))
+
+
+def _set_title(ax: Any, surface: Surface, text: str) -> None:
+    """`text` as the axes title; while the surface is partial, the note on a second line."""
+    note = partial_note(surface)
+    ax.set_title(text + (f"\n{note}" if note else ""), fontsize=9)
 
 
 def _default_cmap(surf: str) -> str:
@@ -509,8 +513,7 @@ def plot_surface3d(
     ax.set_zlabel(("log10 " if log else "") + _LABELS.get(surf, surf), fontsize=7)
     ax.tick_params(labelsize=7)
     if title:
-        note = partial_note(surface)
-        ax.set_title(surface_title(surface, surf) + (f"\n{note}" if note else ""), fontsize=9)
+        _set_title(ax, surface, surface_title(surface, surf))
     return art
 
 
@@ -544,8 +547,7 @@ def plot_line(
         ax.set_ylim(*ylim)
     ax.set_xlabel(axis_label(surface, "x"))
     if title:
-        note = partial_note(surface)
-        ax.set_title(surface_title(surface) + (f"\n{note}" if note else ""), fontsize=9)
+        _set_title(ax, surface, surface_title(surface))
     return drawn
 
 
@@ -602,8 +604,7 @@ def plot_slices(
     drawn = _draw_lines(ax, lines, log)
     ax.set_xlabel("step along the direction")
     if title:
-        note = partial_note(surface)
-        ax.set_title(surface_title(surface) + " · slices" + (f"\n{note}" if note else ""), fontsize=9)
+        _set_title(ax, surface, surface_title(surface) + " · slices")
     return drawn
 
 
@@ -637,13 +638,15 @@ def plot_surface(surface: Surface, surf: str | None = None, kind: str = "auto", 
     if kind == "line":
         return plot_line(surface, [surf] if surf else None, ax, **kwargs)
     if surface.ndim == 1:
-        raise LandscapeError(
-            f"{surface.path} is a 1D curve; --kind {kind} needs a 2D surface (use --kind line)"
-        )
+        raise _needs_2d(surface, kind)
     surf = surf or _first_loss(surface)
     func = {"contour": plot_contour, "contourf": plot_contourf, "heatmap": plot_heatmap,
             "surface": plot_surface3d}[kind]
     return func(surface, surf, ax, **kwargs)
+
+
+def _needs_2d(surface: Surface, kind: str) -> LandscapeError:
+    return LandscapeError(f"{surface.path} is a 1D curve; --kind {kind} needs a 2D surface (use --kind line)")
 
 
 def _first_loss(surface: Surface) -> str:
@@ -665,9 +668,7 @@ def _kinds(surface: Surface, kind: str, surf: str) -> list[str]:
         raise LandscapeError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
     if surface.ndim == 1:
         if kind not in ("auto", "all", "line"):
-            raise LandscapeError(
-                f"{surface.path} is a 1D curve; --kind {kind} needs a 2D surface (use --kind line)"
-            )
+            raise _needs_2d(surface, kind)
         return ["line"]
     if kind == "auto":
         return ["heatmap"] if surf == "eig_ratio" else list(KINDS_2D)

@@ -381,6 +381,16 @@ def _main_surf(surfaces: Sequence[Surface], surf: str | None) -> str:
     return loss[0]
 
 
+def _display_cap(
+    clim: tuple[float, float], data: tuple[float, float], zmax: float | None
+) -> tuple[float | None, tuple[float, float]]:
+    """A 3D view's z cap when none was asked for: the colour range's top, if the data reach
+    more than twice as high (a few diverged corner points would otherwise flatten the basin)."""
+    if zmax is not None or not data[1] > 2 * clim[1] or not clim[1] > data[0]:
+        return None, data
+    return clim[1], (data[0], clim[1])
+
+
 def report_figures(
     surfaces: Sequence[Surface], surf: str | None = None, zmax: float | None = None
 ) -> list[tuple[str, str, dict[str, Any]]]:
@@ -396,9 +406,12 @@ def report_figures(
         if len(two_d) > 1:
             shared = [values[k] for k in two_d]
             levels, clim, data = _scale(shared)
+            cap, data = _display_cap(clim, data, zmax)
             for k in two_d:
                 s = surfaces[k]
-                figs.append(("compare", f"cmp{k}-3d", _fig_3d(s, surf, values[k], clim, _short(s, surf), data)))
+                title = _short(s, surf) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
+                z3 = values[k] if cap is None else np.minimum(values[k], cap)
+                figs.append(("compare", f"cmp{k}-3d", _fig_3d(s, surf, z3, clim, title, data)))
             for k in two_d:
                 s = surfaces[k]
                 figs.append(("compare", f"cmp{k}-contour",
@@ -418,8 +431,11 @@ def report_figures(
         if s.ndim == 1:
             figs.append((sec, f"s{k}-curve", _fig_curve(s, surface_title(s))))
         else:
-            levels, clim, _ = _scale([own])
-            figs.append((sec, f"s{k}-3d", _fig_3d(s, surf, own, clim, surface_title(s, surf))))
+            levels, clim, data = _scale([own])
+            cap, _ = _display_cap(clim, data, zmax)
+            title = surface_title(s, surf) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
+            z3 = own if cap is None else np.minimum(own, cap)
+            figs.append((sec, f"s{k}-3d", _fig_3d(s, surf, z3, clim, title)))
             figs.append((sec, f"s{k}-contour", _fig_contour(s, surf, own, levels, clim, surface_title(s, surf))))
             figs.append((sec, f"s{k}-slices", _fig_slices(s)))
             names = available_surfs(s)

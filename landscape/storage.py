@@ -49,6 +49,7 @@ __all__ = [
     "surface_summary",
     "update_attrs",
     "settings_difference",
+    "atomic_write",
 ]
 
 SURFACE_FORMAT = "landscape-surface"
@@ -323,18 +324,47 @@ def settings_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any], pr
     return None
 
 
-def _temporary_beside(path: Path, doing: str, make_folder: bool = False) -> str:
-    """An empty temporary file next to `path` (to rename into place); one-line errors."""
+@contextlib.contextmanager
+def atomic_write(
+    path: Path, doing: str | None = None, make_folder: bool = False, keep_mode: bool = False
+) -> Iterator[str]:
+    """Yield an empty temporary file beside `path`; when the block ends, rename it onto `path`.
+
+    A crash or an error leaves `path` as it was and removes the temporary file. The new file
+    gets `path`'s mode with `keep_mode`, else what open() would give (mkstemp's files are
+    private). With `doing`, an OSError becomes one line, `cannot <doing> <path>: <reason>`;
+    without, it propagates as it is.
+
+    Example:
+        >>> with atomic_write(Path("ckpts/net.pt"), make_folder=True) as tmp:  # doctest: +SKIP
+        ...     torch.save(payload, tmp)
+    """
     try:
         if make_folder:
             path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
+        if doing is None:
+            raise
         raise LandscapeError(
             f"cannot {doing} {path}: folder {path.parent} is not writable ({_os_reason(e)})"
         ) from None
     os.close(fd)
-    return tmp
+    try:
+        if keep_mode:
+            shutil.copymode(path, tmp)
+        else:
+            os.chmod(tmp, _default_file_mode())
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if doing is None:
+            raise
+        raise LandscapeError(f"cannot {doing} {path}: {_os_reason(e)}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def create_surface(
@@ -349,9 +379,7 @@ def create_surface(
     """Write a new, empty surface file atomically (temporary file, then rename)."""
     h5py = _h5()
     path = Path(path)
-    tmp = _temporary_beside(path, "write surface file", make_folder=True)
-    try:
-        os.chmod(tmp, _default_file_mode())
+    with atomic_write(path, "write surface file", make_folder=True) as tmp:
         with h5py.File(tmp, "w", locking=False) as f:
             f.create_dataset("xcoordinates", data=grid.x.coords())
             if grid.y is not None:
@@ -387,13 +415,6 @@ def create_surface(
             for key, value in {**base, **attrs}.items():
                 f.attrs[key] = _attr_value(value)
             f.flush()
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise LandscapeError(f"cannot write surface file {path}: {_os_reason(e)}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -476,10 +497,8 @@ def update_attrs(path: str | Path, attrs: Mapping[str, Any], append_run: Mapping
     """Change root attributes by copy-and-rename, so a crash never damages the file."""
     h5py = _h5()
     path = Path(path)
-    tmp = _temporary_beside(path, "update")
-    try:
+    with atomic_write(path, "update", keep_mode=True) as tmp:
         shutil.copyfile(path, tmp)
-        shutil.copymode(path, tmp)
         with h5py.File(tmp, "r+", locking=False) as f:
             for key, value in attrs.items():
                 f.attrs[key] = _attr_value(value)
@@ -487,13 +506,6 @@ def update_attrs(path: str | Path, attrs: Mapping[str, Any], append_run: Mapping
                 runs = _read_attr(f.attrs.get("runs", "[]")) or []
                 runs.append(dict(append_run))
                 f.attrs["runs"] = _attr_value(runs)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise LandscapeError(f"cannot update {path}: {_os_reason(e)}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager

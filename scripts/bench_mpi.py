@@ -13,7 +13,9 @@ Measured in one run, on one model (an MLP on digits), one 201x201 grid, one thre
     extrapolated to the whole grid (its per-point cost does not depend on which point).
 
 "wall" is the engine's own run time (first chunk handed out to last chunk written, as recorded
-in the file); the whole command, Python start-up included, is printed next to it.
+in the file); the whole command, Python start-up included, is printed next to it. Other users'
+processes share the CPU, so the script first measures how many cores two processes actually
+get (pure Python work, alone and two at once): (a) cannot exceed that figure.
 
 Usage: python scripts/bench_mpi.py [--grid 201] [--paper-points 500] [--json results.json]
 """
@@ -144,6 +146,21 @@ def make_checkpoint(tmp: Path) -> Path:
     return out
 
 
+_SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(15_000_000):\n    x += i\nprint(time.perf_counter() - t)"
+
+
+def parallelism() -> float:
+    """How many cores two processes get right now: pure-Python work alone, then two at once
+    (2.0 on an idle 2-core machine; less when other users' processes take CPU time)."""
+    def spin(k: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE, text=True)
+                 for _ in range(k)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    alone = spin(1)
+    return 2 * alone / spin(2)
+
+
 def load_line() -> str:
     try:
         return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -168,8 +185,10 @@ def main() -> None:
     total = n * n
     launcher = mpiexec()
     py = sys.executable
+    cores_before = parallelism()
     print(f"bench_mpi: {MODEL} {MODEL_KWARGS} on {DATA}, {n}x{n} grid ({total} points), "
-          f"1 thread per rank, {os.cpu_count()} cores; {load_line()}", flush=True)
+          f"1 thread per rank, {os.cpu_count()} cores; {load_line()}; two processes get "
+          f"{cores_before:.2f} cores", flush=True)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         ckpt = make_checkpoint(tmp)
@@ -215,7 +234,7 @@ def main() -> None:
                    "points_per_second": total / serial["seconds"], "not_evaluating": serial_idle},
         "mpi2": {"seconds": mpi["seconds"], "command_seconds": mpi_wall,
                  "points_per_second": total / mpi["seconds"], "not_evaluating": mpi_idle,
-                 "points_per_rank": mpi["points_per_rank"],
+                 "points_per_rank": mpi["points_per_rank"], "write_seconds": mpi["write_seconds"],
                  "eval_seconds_per_rank": mpi["eval_seconds_per_rank"]},
         "paper2": {"measured_points": paper["points"], "seconds": paper["wall"],
                    "command_seconds": paper_cmd_wall, "points_per_second": paper_pps,
@@ -225,6 +244,7 @@ def main() -> None:
         "engine_vs_paper_2_ranks": (total / mpi["seconds"]) / paper_pps,
         "max_rel_diff_serial_vs_mpi": rel,
         "load_after": load_line(),
+        "cores_for_two_processes": [cores_before, parallelism()],
     }
     s, m, pp = results["serial"], results["mpi2"], results["paper2"]
     print(f"(a) 1 rank x 1 thread : {s['seconds']:7.2f} s  {s['points_per_second']:8.1f} points/s  "
@@ -239,8 +259,9 @@ def main() -> None:
     print(f"(c) paper's algorithm, mpiexec -n 2: {pp['points_per_second']:8.1f} points/s on "
           f"{pp['measured_points']} points ({pp['seconds']:.2f} s), not evaluating "
           f"{100 * paper_idle:.1f}%; whole grid extrapolated {paper_total:.0f} s")
-    print(f"    engine / paper at 2 ranks: {results['engine_vs_paper_2_ranks']:.1f}x points/s; "
-          f"{results['load_after']}")
+    print(f"    engine / paper at 2 ranks: {results['engine_vs_paper_2_ranks']:.1f}x points/s")
+    print(f"after: {results['load_after']}; two processes get "
+          f"{results['cores_for_two_processes'][1]:.2f} cores")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

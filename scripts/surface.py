@@ -17,23 +17,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
+from landscape.cli import Parser  # reports a bad option in one line and exits 2, like `landscape`
 from landscape.cli.surface import HELP, add_surface_arguments, config_from_args
 from landscape.errors import LandscapeError
 
 PROG = "surface.py"
 
 
-class _Parser(argparse.ArgumentParser):
-    """Report a bad option in one line and exit 2, like the `landscape` command."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog=PROG, description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog=PROG, description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_surface_arguments(parser)
     args = parser.parse_args(argv)
     from landscape.compute import compute_surface

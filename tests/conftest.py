@@ -45,6 +45,17 @@ def cli_env() -> dict[str, str]:
     return env
 
 
+def run_cli_in(cwd: Path, *args: str | os.PathLike[str], timeout: float = 120, all_cores: bool = True) -> CliResult:
+    """Run `landscape ARGS...` in `cwd`; with `all_cores`, torch keeps its default thread count."""
+    env = cli_env()
+    if all_cores:
+        env.pop("OMP_NUM_THREADS")
+    proc = subprocess.run(
+        [landscape_command(), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> RunCli:
     """Run `landscape ARGS...` in a subprocess (cwd: a fresh tmp dir); return (code, out, err).
@@ -75,21 +86,8 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Treat it as read-only; copy it before changing it.
     """
-    from landscape.train import TrainConfig, train
-
     out = tmp_path_factory.mktemp("tiny_ckpt") / "mlp_digits.pt"
-    config = TrainConfig(
-        model=TINY_MODEL,
-        model_kwargs=dict(TINY_MODEL_KWARGS),
-        data=TINY_DATA,
-        epochs=TINY_EPOCHS,
-        seed=0,
-        device="cpu",
-        out=str(out),
-        quiet=True,
-    )
-    train(config)
-    return out
+    return _train_tiny(out, TINY_MODEL, TINY_MODEL_KWARGS, TINY_EPOCHS)
 
 
 # Training settings of `tiny_resnet_ckpt`: the real ResNet-8 at width 4 (BatchNorm, convolutions,
@@ -102,6 +100,7 @@ RESNET_EPOCHS = 2
 def _train_tiny(
     out: Path, model: str, model_kwargs: dict, epochs: int, save_every: int = 0
 ) -> Path:
+    """Train `model` on TINY_DATA (seed 0, CPU, quiet) into `out`."""
     from landscape.train import TrainConfig, train
 
     config = TrainConfig(
@@ -180,6 +179,29 @@ def plain_evaluate(
             out[f"{name}_loss"] = total / len(x)
             out[f"{name}_acc"] = 100.0 * correct / len(x)
     return out
+
+
+def plain_reestimate_bn(model: str, model_kwargs: dict, state: dict, x: torch.Tensor, batch_size: int) -> dict:
+    """Independent reference for `--bn recompute`: the state dict after plain BN re-estimation.
+
+    A fresh model gets `state`; every BatchNorm is reset with momentum None (a cumulative
+    average), then the model runs in train mode over `x` in batches of `batch_size`.
+    """
+    from torch import nn
+
+    from landscape.models import create_model
+
+    net = create_model(model, **model_kwargs)
+    net.load_state_dict(state)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            net(x[i : i + batch_size])
+    return net.state_dict()
 
 
 def digits_splits(max_samples: int | None = None) -> dict:

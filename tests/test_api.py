@@ -34,23 +34,7 @@ RTOL = 1e-5
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
-# The README's notebook example; the test below runs the README's own block when README.md has
-# one (a ```python block under a heading that mentions "notebook" or "API"), else this text.
-README_EXAMPLE = """\
-import torch
-from torch import nn
 
-import landscape
-
-torch.manual_seed(0)
-X, y = torch.randn(512, 20), torch.randint(0, 4, (512,))             # your data
-net = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 4))  # your trained model
-surf = landscape.surface(net, (X, y), x="-1:1:21", y="-1:1:21")      # 441 points
-print(surf.arrays["train_loss"].shape, surf.metrics["center_train_loss"])
-surf.plot()                                   # matplotlib contour of train_loss
-surf.to_html("landscape.html")                # interactive plotly report
-landscape.write_surface("surface.h5", surf)   # the file `landscape surface` writes
-"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,21 +156,17 @@ def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def readme_example() -> str:
-    """The README's notebook/API python block, or the text kept here until the README has it."""
+    """The README's notebook/API python block, exactly as written there."""
     readme = Path(__file__).resolve().parents[1] / "README.md"
-    if readme.is_file():
-        in_section, block = False, None
-        lines = readme.read_text(encoding="utf-8").splitlines()
-        for i, line in enumerate(lines):
-            if line.startswith("#"):
-                in_section = bool(re.search(r"notebook|\bAPI\b", line, re.IGNORECASE))
-            elif in_section and line.strip().startswith("```python"):
-                end = next(j for j in range(i + 1, len(lines)) if lines[j].strip().startswith("```"))
-                block = "\n".join(lines[i + 1 : end]) + "\n"
-                break
-        if block is not None:
-            return block
-    return README_EXAMPLE
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    in_section = False
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            in_section = bool(re.search(r"notebook|\bAPI\b", line, re.IGNORECASE))
+        elif in_section and line.strip().startswith("```python"):
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip().startswith("```"))
+            return "\n".join(lines[i + 1 : end]) + "\n"
+    raise AssertionError("README.md has no python block under a 'Notebook API' heading")
 
 
 def test_readme_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import digits_splits, plain_evaluate
+from conftest import digits_splits, plain_evaluate, plain_reestimate_bn
 from torch import nn
 
 from landscape.checkpoint import Checkpoint, build_model, load_checkpoint
 from landscape.directions import Directions, point_state, random_directions
 from landscape.errors import LandscapeError
 from landscape.evaluate import PointEvaluator, plan_evaluation
-from landscape.models import create_model
 
 CPU = torch.device("cpu")
 # uneven sample counts, so that no tested batch size divides them
@@ -145,21 +144,6 @@ def test_batchnorm_without_affine_parameters_is_evaluated_exactly() -> None:
     assert float(values["train_loss"][0]) == pytest.approx(want, rel=1e-5)
 
 
-def _reestimated(ckpt: Checkpoint, state: dict, x: torch.Tensor, batch_size: int) -> dict:
-    """Plain BN re-estimation: reset, momentum None (cumulative), train-mode pass, eval."""
-    net = create_model(ckpt.model, **ckpt.model_kwargs)
-    net.load_state_dict(state)
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    net.train()
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            net(x[i : i + batch_size])
-    return net.state_dict()
-
-
 def test_bn_recompute_equals_an_independent_reestimation(tiny_resnet_ckpt: Path, splits: dict) -> None:
     ckpt = load_checkpoint(tiny_resnet_ckpt)
     model = build_model(ckpt)
@@ -170,12 +154,13 @@ def test_bn_recompute_equals_an_independent_reestimation(tiny_resnet_ckpt: Path,
     ev = PointEvaluator(model, d, splits, plan, bn_mode="recompute", bn_data=bn_x)
     values = ev(coords)
     for i, c in enumerate(coords):
-        state = _reestimated(ckpt, point_state(ckpt.state_dict, d, *c), bn_x, 64)
+        at = point_state(ckpt.state_dict, d, *c)
+        state = plain_reestimate_bn(ckpt.model, ckpt.model_kwargs, at, bn_x, 64)
         ref = plain_evaluate(ckpt.model, ckpt.model_kwargs, state, splits)
         for name, want in ref.items():
             assert float(values[name][i]) == pytest.approx(want, rel=1e-5), (c, name)
         # and re-estimation matters here: the checkpoint's statistics give another loss
-        stale = plain_evaluate(ckpt.model, ckpt.model_kwargs, point_state(ckpt.state_dict, d, *c), splits)
+        stale = plain_evaluate(ckpt.model, ckpt.model_kwargs, at, splits)
         assert abs(stale["train_loss"] - ref["train_loss"]) > 1e-3
 
 

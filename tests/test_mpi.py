@@ -223,18 +223,20 @@ def test_mpi_without_mpi4py_names_the_pip_install(tiny_ckpt: Path, tmp_path: Pat
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("ranks", [1, 2, 3])
 def test_ranks_write_the_serial_file(ranks: int, serial_ref: Path, tiny_resnet_ckpt: Path, tmp_path: Path) -> None:
-    # 3 ranks on a 2-core machine: oversubscribed, one thread each
-    code, out, err, _ = _run(ranks, "--ckpt", str(tiny_resnet_ckpt), *GRID, "--out", "mpi.h5",
+    # 1 rank through the MPI path (--comm mpi); 3 ranks on a 2-core machine: oversubscribed
+    comm = ("--comm", "mpi") if ranks == 1 else ()
+    code, out, err, _ = _run(ranks, "--ckpt", str(tiny_resnet_ckpt), *GRID, "--out", "mpi.h5", *comm,
                              cwd=tmp_path, script=ranks == 3)
     assert code == 0, err
-    assert f"on {ranks} ranks" in out
+    assert f"mpi: {ranks} rank" in err and (f"on {ranks} ranks" in out or ranks == 1)
     path = tmp_path / "mpi.h5"
     _assert_same(path, serial_ref)
     s = read_surface(path)
     owner = s.arrays["point_rank"]
-    assert set(np.unique(owner)) <= set(range(ranks)) and len(np.unique(owner)) > 1
+    used = set(np.unique(owner).tolist())
+    assert used <= set(range(ranks)) and (len(used) > 1 or ranks == 1)
     run = s.attrs["runs"][-1]
     assert run["ranks"] == ranks and run["comm"] == "mpi"
     assert run["points_per_rank"] == [int((owner == r).sum()) for r in range(ranks)]
@@ -261,6 +263,22 @@ def test_vmap_model_under_launcher_auto_equals_plain_pytorch(tiny_ckpt: Path, tm
         ref = plain_evaluate(ckpt.model, ckpt.model_kwargs, state, splits)
         for name, want in ref.items():
             assert s.arrays[name][i, j] == pytest.approx(want, rel=1e-5), (name, i, j)
+
+
+@pytest.mark.mpi
+def test_curvature_maps_are_sharded_like_the_losses(tiny_ckpt: Path, tmp_path: Path) -> None:
+    from landscape.compute import SurfaceConfig, compute_surface
+
+    grid = dict(x="-1:1:12", y="-1:1:8", max_samples=300)
+    serial = compute_surface(SurfaceConfig(ckpt=str(tiny_ckpt), out=str(tmp_path / "serial.h5"),
+                                           curvature=True, comm="serial", quiet=True, **grid))
+    code, _, err, _ = _run(2, "--ckpt", str(tiny_ckpt), "--x=-1:1:12", "--y=-1:1:8", "--max-samples", "300",
+                           "--curvature", "--out", "mpi.h5", "--quiet", cwd=tmp_path)
+    assert code == 0, err
+    a, b = read_surface(serial), read_surface(tmp_path / "mpi.h5")
+    assert b.computed.all()
+    for name in ("max_eig", "min_eig", "train_loss"):
+        np.testing.assert_allclose(b.arrays[name], a.arrays[name], rtol=1e-6, err_msg=name)
 
 
 @pytest.mark.mpi

@@ -16,8 +16,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import cli_env, digits_splits, landscape_command, plain_evaluate
-from torch import nn
+from conftest import cli_env, digits_splits, landscape_command, plain_evaluate, plain_reestimate_bn
 
 from landscape.checkpoint import load_checkpoint
 from landscape.cli import main
@@ -285,17 +284,9 @@ def test_bn_recompute_equals_an_independent_reestimation(tiny_resnet_ckpt: Path,
     bn_x = load_dataset("digits").x_train[:200]  # the training samples evaluated, in batches of 64
     splits = digits_splits(200)
     for i in (0, 2):
-        net = create_model(c.model, **c.model_kwargs)
-        net.load_state_dict(_state_at(c.state_dict, x, None, float(s.x[i]), 0.0))
-        for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.reset_running_stats()
-                m.momentum = None
-        net.train()
-        with torch.no_grad():
-            for k in range(0, len(bn_x), 64):
-                net(bn_x[k : k + 64])
-        ref = plain_evaluate(c.model, c.model_kwargs, net.state_dict(), splits)
+        at = _state_at(c.state_dict, x, None, float(s.x[i]), 0.0)
+        state = plain_reestimate_bn(c.model, c.model_kwargs, at, bn_x, 64)
+        ref = plain_evaluate(c.model, c.model_kwargs, state, splits)
         for name, want in ref.items():
             assert float(s.arrays[name][i]) == pytest.approx(want, rel=1e-5), (i, name)
 

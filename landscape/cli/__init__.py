@@ -10,19 +10,33 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from .._version import __version__
 from ..errors import LandscapeError
 
-__all__ = ["main", "build_parser", "json_dict", "positive_int", "nonneg_int", "positive_float"]
+__all__ = [
+    "main",
+    "build_parser",
+    "Parser",
+    "json_dict",
+    "positive_int",
+    "nonneg_int",
+    "positive_float",
+    "add_data_source",
+]
+
+_N = TypeVar("_N", int, float)  # what a numeric argument type returns
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse that reports a bad option in one line (no usage dump) and exits 2."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+_Parser = Parser  # the former private name
 
 
 def json_dict(text: str) -> dict[str, Any]:
@@ -35,34 +49,40 @@ def json_dict(text: str) -> dict[str, Any]:
     return value
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number_type(
+    name: str, convert: Callable[[str], _N], accept: Callable[[_N], bool], expected: str
+) -> Callable[[str], _N]:
+    """An argparse type: `convert` the text, and reject it unless `accept(value)`, saying what was
+    `expected` in one line."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+positive_int = _number_type("positive_int", int, lambda v: v >= 1, "a positive integer")
+nonneg_int = _number_type("nonneg_int", int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number_type(
+    "positive_float", float, lambda v: v > 0 and v != float("inf"), "a positive number"
+)
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def add_data_source(group: argparse._ActionsContainer) -> None:
+    """--data, --data-root, --data-test: the data set around a checkpoint (default: its own).
+
+    Shared by `surface` and `hessian`; `landscape.data.dataset_for_checkpoint` resolves them.
+    """
+    group.add_argument("--data", default=None, help="data set (default: the checkpoint's own)")
+    group.add_argument("--data-root", default=None, help="directory with CIFAR python-pickle files")
+    group.add_argument("--data-test", default=None, help="test split for --data path.npz/.pt (arrays x, y)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,13 +111,13 @@ def _commands() -> list[Command]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="landscape",
         description="Loss landscapes of trained neural networks (Li et al., NeurIPS 2018).",
         epilog="Example: landscape train --model resnet20 --data digits",
     )
     parser.add_argument("--version", action="version", version=f"landscape {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, help_text, add, run in _commands():
         p = sub.add_parser(name, help=help_text.splitlines()[0], description=help_text,
                            formatter_class=argparse.RawDescriptionHelpFormatter)

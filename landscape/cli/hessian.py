@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import nonneg_int, positive_float, positive_int
+from . import add_data_source, nonneg_int, positive_float, positive_int
 
 HELP = """top Hessian eigenvalues (Lanczos), the smallest one, and the trace (Hutchinson)
 
@@ -25,9 +25,7 @@ def _add_hessian(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, help="checkpoint whose Hessian to compute")
     p.add_argument("--model", default=None, help="architecture, for bare state dicts")
     d = p.add_argument_group("data")
-    d.add_argument("--data", default=None, help="data set (default: the checkpoint's own)")
-    d.add_argument("--data-root", default=None, help="directory with CIFAR python-pickle files")
-    d.add_argument("--data-test", default=None, help="test split for --data path.npz/.pt (arrays x, y)")
+    add_data_source(d)
     d.add_argument("--split", choices=("train", "test"), default="train", help="which split (default train)")
     d.add_argument("--max-samples", type=positive_int, default=None,
                    help="first N samples of the split (default: all)")

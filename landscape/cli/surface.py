@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import positive_int
+from . import add_data_source, positive_int
 
 HELP = """compute (or resume) a loss surface around a checkpoint
 
@@ -40,9 +40,7 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
                    help="'hessian' (top two Hessian eigenvectors), or a surface file or the "
                    "paper's direction file whose directions to reuse")
     d = p.add_argument_group("data and evaluation")
-    d.add_argument("--data", default=None, help="data set (default: the checkpoint's own)")
-    d.add_argument("--data-root", default=None, help="directory with CIFAR python-pickle files")
-    d.add_argument("--data-test", default=None, help="test split for --data path.npz/.pt (arrays x, y)")
+    add_data_source(d)
     d.add_argument("--splits", default="train,test", help="train, test or train,test (default)")
     d.add_argument("--max-samples", type=positive_int, default=None, help="first N samples per split")
     d.add_argument("--batch-size", type=positive_int, default=None, help="samples per pass (default: chosen)")

@@ -13,20 +13,8 @@ from __future__ import annotations
 
 # The family modules register their builders when imported.
 from landscape.models import densenet, resnet, small, vgg  # noqa: F401
-from landscape.models._registry import (
-    ModelBuilder,
-    create_model,
-    is_model_name,
-    list_models,
-    register_model,
-    unregister_model,
-)
 
-__all__ = [
-    "ModelBuilder",
-    "create_model",
-    "is_model_name",
-    "list_models",
-    "register_model",
-    "unregister_model",
-]
+# The public API is the registry's: ModelBuilder, create_model, is_model_name, list_models,
+# register_model, unregister_model.
+from landscape.models._registry import *  # noqa: F403
+from landscape.models._registry import __all__  # noqa: F401

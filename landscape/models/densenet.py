@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from landscape.errors import LandscapeError
+from landscape.models._initialization import init_conv_bn
 from landscape.models._registry import register_model
 
 __all__ = ["DenseLayer", "DenseNet", "Transition"]
@@ -95,7 +96,7 @@ class DenseNet(nn.Module):
         self.bn = nn.BatchNorm2d(channels)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(channels, num_classes)
-        _init_weights(self)
+        init_conv_bn(self)
 
     def _add_stage(self, name: str, module: nn.Module) -> None:
         self.add_module(name, module)
@@ -107,15 +108,6 @@ class DenseNet(nn.Module):
             out = self.get_submodule(name)(out)
         out = self.pool(F.relu(self.bn(out)))
         return self.linear(out.flatten(1))
-
-
-def _init_weights(net: nn.Module) -> None:
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
 
 @register_model

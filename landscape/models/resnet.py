@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from landscape.errors import LandscapeError
+from landscape.models._initialization import init_conv_bn
 from landscape.models._registry import register_model
 
 __all__ = ["BasicBlock", "ResNet"]
@@ -98,21 +99,12 @@ class ResNet(nn.Module):
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(channels, num_classes)
-        _init_weights(self)
+        init_conv_bn(self)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
         return self.linear(self.pool(out).flatten(1))
-
-
-def _init_weights(net: nn.Module) -> None:
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
 
 @register_model

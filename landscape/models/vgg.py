@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from landscape.errors import LandscapeError
+from landscape.models._initialization import init_conv_bn
 from landscape.models._registry import register_model
 
 __all__ = ["VGG"]
@@ -65,21 +66,11 @@ class VGG(nn.Module):
         flat = int(convs[-1]) * pooled_size * pooled_size
         self.fc = nn.Sequential(nn.Linear(flat, hidden), nn.BatchNorm1d(hidden), nn.ReLU())
         self.classifier = nn.Linear(hidden, num_classes)
-        _init_weights(self)
+        init_conv_bn(self)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.pool(self.features(x)).flatten(1)  # [B, 4096] for VGG-9
         return self.classifier(self.fc(out))
-
-
-def _init_weights(net: nn.Module) -> None:
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
 
 @register_model
