@@ -457,7 +457,7 @@ def run_job(job: SurfaceJob) -> Path:
     bar.enabled = bar.enabled and len(pending) > 0
     bar.close()
     seconds = time.perf_counter() - start
-    _finish_run(job, plan, len(pending), seconds, ranks=1, precision_err=err)
+    _finish_run(job, getattr(ev, "plan", plan), len(pending), seconds, ranks=1, precision_err=err)
     return job.out
 
 

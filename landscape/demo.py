@@ -24,7 +24,10 @@ __all__ = [
     "render", "format_table", "table_rows",
 ]
 
-DEFAULT_NETS = ("resnet20", "resnet20_noshort", "resnet56", "resnet56_noshort", "densenet_bc40")
+DEFAULT_NETS = (
+    "resnet20", "resnet20_noshort", "resnet56", "resnet56_noshort", "resnet110", "resnet110_noshort",
+    "densenet_bc40",
+)
 QUICK_NETS = ("resnet20", "resnet20_noshort", "densenet_bc40")
 
 
@@ -33,7 +36,7 @@ class DemoConfig:
     """Settings of `landscape demo` (the defaults take about 15 minutes on 2 CPU cores)."""
 
     nets: tuple[str, ...] = DEFAULT_NETS
-    resolution: int = 21
+    resolution: int = 25
     epochs: int = 20
     batch_size: int = 64
     lr: float = 0.1

@@ -75,6 +75,7 @@ class EvalPlan:
     precision: str = "fp32"
     device: str = "cpu"
     reason: str = ""
+    expected_points: int = 1  # points this plan was made for (the compile decision uses it)
 
     def meta(self) -> dict[str, Any]:
         return {f"plan_{k}": v for k, v in asdict(self).items()}
@@ -86,6 +87,43 @@ def _has_conv(model: nn.Module) -> bool:
 
 def _has_bn(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+COMPILE_WORTH_SECONDS = 300.0  # compile a CPU conv net when more eager work than this is ahead
+CPU_CACHE_BYTES = 4 << 20  # measured here: batches whose largest activation is ~4 MB run fastest
+
+
+def _max_activation_bytes(model: nn.Module, sample: torch.Tensor) -> int:
+    """Bytes of the largest module output for one sample (a probe forward pass)."""
+    sizes: list[int] = []
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            sizes.append(out.numel() * out.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model.eval()(sample[:1])
+    except Exception:  # an unusual model: fall back to a plain batch size
+        return 0
+    finally:
+        for h in handles:
+            h.remove()
+    return max(sizes, default=0)
+
+
+def _cache_batch_size(model: nn.Module, sample: torch.Tensor, element_bytes: int = 4) -> int:
+    """CPU convolutions: the power of two batch whose largest activation fits ~4 MB (16..1024).
+
+    Measured on 2 cores: resnet20 at 32x32 runs 1.7x faster at batch 64 than at 256, and
+    densenet_bc40 3.5x faster at batch 16-32; at 8x8 inputs batch 1024 is best.
+    """
+    per_sample = _max_activation_bytes(model, sample) * element_bytes // 4
+    if per_sample <= 0:
+        return 256
+    batch = max(1, CPU_CACHE_BYTES // per_sample)
+    return int(min(1024, max(16, 1 << (batch.bit_length() - 1))))
 
 
 def plan_evaluation(
@@ -137,7 +175,9 @@ def plan_evaluation(
             points_per_pass = 32
     points_per_pass = max(1, min(points_per_pass, n_points)) if strategy == "vmap" else 1
     if batch_size is None:
-        if strategy == "sequential":
+        if strategy == "sequential" and device.type == "cpu" and conv and sample is not None:
+            batch_size = _cache_batch_size(model, sample, 2 if precision == "bf16" else 4)
+        elif strategy == "sequential":
             batch_size = 256 if conv else 4096
         else:
             batch_size = max(32, (4096 if not conv else 1024) // points_per_pass)
@@ -152,6 +192,7 @@ def plan_evaluation(
         precision=precision,
         device=str(device),
         reason=reason,
+        expected_points=int(n_points),
     )
 
 
@@ -480,8 +521,16 @@ class PointEvaluator(_GridEvaluator):
         self.runner = self.folded.module if self.folded is not None else self.model
         if self.plan.channels_last:
             self.runner.to(memory_format=torch.channels_last)
-        if dtype is not None:
+        self.cast = dtype is not None  # the whole model runs in bf16: no autocast needed
+        if self.cast:
             self.runner.to(dtype)
+        # a CPU convolution net may be compiled once a long run is seen to be worth it
+        self.auto_compile = (
+            self.plan.strategy == "sequential" and self.device.type == "cpu" and _has_conv(self.model)
+            and not isinstance(self.model, torch.jit.ScriptModule) and self.bn_mode == "eval"
+        )
+        if self.plan.compile:
+            self._compile("asked for")
 
     def _to_device(self, x: torch.Tensor, fmt: torch.memory_format, dtype: torch.dtype | None) -> torch.Tensor:
         x = x.to(self.device)
@@ -491,12 +540,52 @@ class PointEvaluator(_GridEvaluator):
             x = x.contiguous(memory_format=fmt)
         return x
 
+    def _compile(self, why: str) -> None:
+        """torch.compile the runner (weights stay inputs, so new points do not recompile)."""
+        try:
+            self.runner = torch.compile(self.runner, dynamic=False)
+        except Exception as e:  # no compiler tool chain: stay eager
+            self.plan = replace(self.plan, compile=False, reason=self.plan.reason + f"; compile failed ({type(e).__name__})")
+            return
+        self.plan = replace(self.plan, compile=True, reason=self.plan.reason + f"; torch.compile ({why})")
+        self.auto_compile = False
+
+    def _consider_compiling(self, seconds_per_point: float) -> None:
+        """Compile when the eager time still ahead exceeds COMPILE_WORTH_SECONDS (measured: compiling
+        resnet20 costs 6-40 s on 2 cores and saves 7-22% per point)."""
+        ahead = (self.plan.expected_points - self.stats["points"]) * seconds_per_point
+        if ahead > COMPILE_WORTH_SECONDS:
+            self._compile(f"{ahead:.0f} s of eager work ahead")
+
     def _evaluate(self, coords: np.ndarray) -> dict[str, np.ndarray]:
         if self.plan.strategy != "vmap":
-            return super()._evaluate(coords)
+            if self.auto_compile and self.stats["points"] == 0 and len(coords) > 0:
+                t0 = time.perf_counter()
+                first = super()._evaluate(coords[:1])
+                self._consider_compiling(time.perf_counter() - t0)
+                if len(coords) == 1:
+                    return first
+                rest = self._evaluate_compiled_safely(coords[1:])
+                return {k: np.concatenate([first[k], rest[k]]) for k in first}
+            return self._evaluate_compiled_safely(coords)
         sums = [self._eval_vmap(coords[i : i + self.plan.points_per_pass])
                 for i in range(0, len(coords), self.plan.points_per_pass)]
         return {k: np.concatenate([s[k] for s in sums]) for k in sums[0]}
+
+    def _evaluate_compiled_safely(self, coords: np.ndarray) -> dict[str, np.ndarray]:
+        """Evaluate; if the compiled runner fails on its first use, go back to eager."""
+        if not self.plan.compile or self.stats.get("compiled_ok"):
+            return super()._evaluate(coords)
+        try:
+            out = super()._evaluate(coords)
+        except LandscapeError:
+            raise
+        except Exception as e:  # e.g. no C++ compiler for inductor
+            self.runner = getattr(self.runner, "_orig_mod", self.runner)
+            self.plan = replace(self.plan, compile=False, reason=self.plan.reason + f" failed ({type(e).__name__}); eager")
+            return super()._evaluate(coords)
+        self.stats["compiled_ok"] = 1
+        return out
 
     # -- sequential ----------------------------------------------------------------------------
 
@@ -516,7 +605,7 @@ class PointEvaluator(_GridEvaluator):
                 if own[k].data_ptr() != v.data_ptr():
                     own[k].copy_(v)
         sums = {}
-        with _precision(self.plan.precision, self.device):
+        with _precision("fp32" if self.cast else self.plan.precision, self.device):
             for split, (x, y) in self.splits.items():
                 loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
                 correct = torch.zeros((), dtype=torch.int64, device=self.device)

@@ -43,7 +43,8 @@ class Progress:
         self.interval = interval if self.tty else log_interval
         self.initial = self.n = initial
         self.start = time.perf_counter()
-        self._last = 0.0
+        # on a terminal draw at once; in a log, only once `log_interval` has passed
+        self._last = 0.0 if self.tty else self.start
         self._drawn = -1
         self.postfix = ""
 
@@ -83,7 +84,7 @@ class Progress:
 
     def close(self) -> None:
         if self.enabled:
-            if self._drawn != self.n or self.tty:
+            if self.tty or self._drawn != self.n:  # in a log: one final line, unless just drawn
                 self._draw(final=True)
             if self.tty:
                 self.stream.write("\n")

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -179,7 +180,11 @@ def train(
         model.train()
         perm = torch.randperm(n, generator=g).to(device)
         run_loss, run_correct = 0.0, 0
-        bar = Progress(steps, desc=f"epoch {epoch}/{config.epochs}", unit="batch", enabled=not config.quiet)
+        # a bar per epoch on a terminal; in a log the per-epoch line below says it all
+        bar = Progress(
+            steps, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
+            enabled=not config.quiet and sys.stderr.isatty(),
+        )
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr_at(config, epoch - 1 + step / steps)

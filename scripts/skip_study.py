@@ -33,6 +33,7 @@ from landscape.demo import (
     table_rows,
     train_net,
 )
+from landscape.device import tune_host_allocator
 from landscape.distributed import import_mpi, launched_under_mpi
 from landscape.errors import LandscapeError
 
@@ -59,6 +60,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    tune_host_allocator()
     work = Path(args.workdir)
     cfg = DemoConfig(
         nets=tuple(args.nets), resolution=args.resolution, epochs=args.epochs, batch_size=args.batch_size,

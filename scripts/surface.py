@@ -30,7 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_surface_arguments(parser)
     args = parser.parse_args(argv)
     from landscape.compute import compute_surface
+    from landscape.device import tune_host_allocator
 
+    tune_host_allocator()
     try:
         compute_surface(config_from_args(args))
     except LandscapeError as e:

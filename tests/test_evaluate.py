@@ -187,3 +187,36 @@ def test_bf16_is_close_to_fp32(tiny_resnet_ckpt: Path, splits: dict) -> None:
     plan = plan_evaluation(model, CPU, 3, precision="bf16", sample=splits["train"][0])
     rough = PointEvaluator(model, d, splits, plan)(coords)
     np.testing.assert_allclose(rough["train_loss"], exact["train_loss"], rtol=0.05)
+
+
+def test_compiled_runner_equals_eager_and_is_chosen_only_when_worth_it(
+    tiny_resnet_ckpt: Path, splits: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import landscape.evaluate as ev_module
+
+    ckpt = load_checkpoint(tiny_resnet_ckpt)
+    model = build_model(ckpt)
+    d = random_directions(model, seed=3)
+    coords = np.array([[0.0, 0.0], [0.4, -0.3], [1.0, 1.0]])
+    x = splits["train"][0]
+    eager = PointEvaluator(model, d, splits, plan_evaluation(model, torch.device("cpu"), 3, sample=x))
+    want = eager(coords)
+    assert eager.plan.compile is False  # 3 cheap points: compiling would cost more than it saves
+    # with any amount of work "worth it", the engine compiles after its first (eager) point
+    monkeypatch.setattr(ev_module, "COMPILE_WORTH_SECONDS", 0.0)
+    auto = PointEvaluator(model, d, splits, plan_evaluation(model, torch.device("cpu"), 3, sample=x))
+    got = auto(coords)
+    assert auto.plan.compile is True and "torch.compile" in auto.plan.reason
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5)
+
+
+def test_cpu_batch_size_keeps_the_largest_activation_near_4mb() -> None:
+    from landscape.evaluate import _cache_batch_size
+    from landscape.models import create_model
+
+    r20 = create_model("resnet20")
+    assert _cache_batch_size(r20, torch.randn(1, 3, 32, 32)) == 64  # 64 KB per image
+    assert _cache_batch_size(r20, torch.randn(1, 3, 32, 32), element_bytes=2) == 128  # bf16
+    assert _cache_batch_size(create_model("densenet_bc40"), torch.randn(1, 3, 32, 32)) == 16
+    assert _cache_batch_size(create_model("resnet20", in_channels=1), torch.randn(1, 1, 8, 8)) == 1024

@@ -132,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from ..device import tune_host_allocator
+
+    tune_host_allocator()  # process-wide, so here at the edge rather than in the library
     try:
         return int(args._run(args) or 0)
     except LandscapeError as e:

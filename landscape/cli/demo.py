@@ -16,7 +16,7 @@ of metrics read back from the surface files. The defaults take about 15 minutes 
 examples:
   landscape demo
   landscape demo --quick                        (tiny grid, few epochs: under two minutes)
-  landscape demo --nets resnet110 resnet110_noshort --resolution 31
+  landscape demo --nets resnet20 resnet20_noshort --resolution 51
   landscape demo --data cifar10 --data-root ~/data --device cuda --epochs 300 --resolution 51
 """
 
@@ -27,7 +27,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="3 nets, 3 epochs, 5x5 grid (what CI runs)")
     p.add_argument("--nets", nargs="+", default=list(DEFAULT_NETS), metavar="MODEL",
                    help=f"models to compare (default: {' '.join(DEFAULT_NETS)})")
-    p.add_argument("--resolution", type=positive_int, default=21, help="grid points per axis (odd; default 21)")
+    p.add_argument("--resolution", type=positive_int, default=25, help="grid points per axis (odd; default 25)")
     p.add_argument("--epochs", type=positive_int, default=20, help="training epochs (default 20)")
     p.add_argument("--data", default="digits", help="digits (built in), cifar10, cifar100")
     p.add_argument("--data-root", default=None, help="directory with CIFAR python-pickle files")
