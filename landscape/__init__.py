@@ -42,6 +42,7 @@ _EXPORTS = {
     "Surface": "api",
     "Directions": "directions",
     "Axis": "grid",
+    "tune_host_allocator": "device",
 }
 
 __all__ = ["__version__", "LandscapeError", *_EXPORTS]

@@ -91,6 +91,7 @@ class SurfaceConfig:
     batch_size: int | None = None
     points_per_pass: int | None = None
     strategy: str | None = None
+    compile: str = "auto"  # torch.compile: auto (long CPU conv runs), on, off
     device: str = "auto"
     precision: str = "fp32"
     bn: str = "eval"
@@ -150,6 +151,7 @@ class SurfaceJob:
     strategy: str | None = None
     points_per_pass: int | None = None
     batch_size: int | None = None
+    compile: str = "auto"
     trajectory: dict[str, Any] | None = None
     curvature: bool = False  # also store max_eig / min_eig maps (landscape.curvature)
     extra_evaluators: list[Callable[[np.ndarray], dict[str, np.ndarray]]] = field(default_factory=list)
@@ -350,6 +352,7 @@ def prepare_job(cfg: SurfaceConfig, local_rank: int = 0) -> SurfaceJob:
         strategy=cfg.strategy,
         points_per_pass=cfg.points_per_pass,
         batch_size=cfg.batch_size,
+        compile=cfg.compile,
         trajectory=trajectory,
         curvature=cfg.curvature,
         quiet=cfg.quiet,
@@ -395,7 +398,7 @@ def make_evaluator(job: SurfaceJob, n_points: int) -> tuple[PointEvaluator, Eval
     first = next(iter(job.splits.values()))[0]
     plan = plan_evaluation(
         job.model, job.device, n_points, job.precision, job.bn_mode, job.strategy,
-        job.points_per_pass, job.batch_size, sample=first,
+        job.points_per_pass, job.batch_size, sample=first, compile=job.compile,
     )
     ev = PointEvaluator(
         job.model, job.directions, job.splits, plan, job.loss, job.metric, job.bn_mode, job.bn_data

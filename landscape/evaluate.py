@@ -72,6 +72,7 @@ class EvalPlan:
     channels_last: bool = False
     fold_bn: bool = False
     compile: bool = False
+    auto_compile: bool = True  # compile later if the first point shows a long run ahead (CPU convs)
     precision: str = "fp32"
     device: str = "cpu"
     reason: str = ""
@@ -90,6 +91,8 @@ def _has_bn(model: nn.Module) -> bool:
 
 
 COMPILE_WORTH_SECONDS = 300.0  # compile a CPU conv net when more eager work than this is ahead
+COMPILE_MODES = ("auto", "on", "off")
+COMPILE_RTOL = {"fp32": 2e-6, "tf32": 1e-3, "bf16": 1e-2}  # compiled vs eager agreement required
 CPU_CACHE_BYTES = 4 << 20  # measured here: batches whose largest activation is ~4 MB run fastest
 
 
@@ -136,8 +139,14 @@ def plan_evaluation(
     points_per_pass: int | None = None,
     batch_size: int | None = None,
     sample: torch.Tensor | None = None,
+    compile: str = "auto",
 ) -> EvalPlan:
-    """Choose strategy, points per pass, batch size and layout for this device and model."""
+    """Choose strategy, points per pass, batch size and layout for this device and model.
+
+    `compile`: "auto" (compile CPU convolution nets when the run is long enough), "on", "off".
+    """
+    if compile not in COMPILE_MODES:
+        raise LandscapeError(f"--compile {compile!r} is not one of {', '.join(COMPILE_MODES)}")
     if precision not in PRECISIONS:
         raise LandscapeError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if bn_mode not in BN_MODES:
@@ -188,7 +197,8 @@ def plan_evaluation(
         batch_size=int(batch_size),
         channels_last=bool(channels_last),
         fold_bn=bool(strategy == "sequential" and bn and conv),
-        compile=False,
+        compile=compile == "on",
+        auto_compile=compile == "auto",
         precision=precision,
         device=str(device),
         reason=reason,
@@ -526,7 +536,7 @@ class PointEvaluator(_GridEvaluator):
             self.runner.to(dtype)
         # a CPU convolution net may be compiled once a long run is seen to be worth it
         self.auto_compile = (
-            self.plan.strategy == "sequential" and self.device.type == "cpu" and _has_conv(self.model)
+            self.plan.auto_compile and self.plan.strategy == "sequential" and self.device.type == "cpu" and _has_conv(self.model)
             and not isinstance(self.model, torch.jit.ScriptModule) and self.bn_mode == "eval"
         )
         if self.plan.compile:
@@ -563,6 +573,8 @@ class PointEvaluator(_GridEvaluator):
                 t0 = time.perf_counter()
                 first = super()._evaluate(coords[:1])
                 self._consider_compiling(time.perf_counter() - t0)
+                if self.plan.compile:
+                    self._check_compiled(coords[:1], first)
                 if len(coords) == 1:
                     return first
                 rest = self._evaluate_compiled_safely(coords[1:])
@@ -571,6 +583,25 @@ class PointEvaluator(_GridEvaluator):
         sums = [self._eval_vmap(coords[i : i + self.plan.points_per_pass])
                 for i in range(0, len(coords), self.plan.points_per_pass)]
         return {k: np.concatenate([s[k] for s in sums]) for k in sums[0]}
+
+    def _check_compiled(self, coords: np.ndarray, eager: dict[str, np.ndarray]) -> None:
+        """Keep the compiled runner only if it reproduces the eager values at a point."""
+        try:
+            compiled = super()._evaluate(coords)
+            agree = all(
+                np.allclose(compiled[k], eager[k], rtol=COMPILE_RTOL[self.plan.precision], atol=0.0, equal_nan=True)
+                for k in eager
+            )
+            why = "" if agree else "differs from eager"
+        except LandscapeError:
+            raise
+        except Exception as e:  # e.g. no C++ compiler for inductor
+            why = f"failed ({type(e).__name__})"
+        if why:
+            self.runner = getattr(self.runner, "_orig_mod", self.runner)
+            self.plan = replace(self.plan, compile=False, reason=self.plan.reason + f" {why}; eager")
+        else:
+            self.stats["compiled_ok"] = 1
 
     def _evaluate_compiled_safely(self, coords: np.ndarray) -> dict[str, np.ndarray]:
         """Evaluate; if the compiled runner fails on its first use, go back to eager."""

@@ -38,6 +38,8 @@ __all__ = [
     "eig_ratio",
     "contour_levels",
     "colour_range",
+    "display_cap",
+    "auto_zmax",
     "axis_label",
     "surface_title",
     "surf_label",
@@ -140,6 +142,32 @@ def surface_values(surface: Surface, surf: str, zmax: float | None = None) -> np
     if zmax is not None:
         z = np.minimum(z, zmax)
     return z
+
+
+def display_cap(
+    clim: tuple[float, float], data: tuple[float, float], zmax: float | None
+) -> tuple[float | None, tuple[float, float]]:
+    """A 3D view's z cap when none was asked for: the colour range's top, if the data reach
+    more than twice as high (a few diverged corner points would otherwise flatten the basin)."""
+    if zmax is not None or not data[1] > 2 * clim[1] or not clim[1] > data[0]:
+        return None, data
+    return clim[1], (data[0], clim[1])
+
+
+def auto_zmax(
+    surface: Surface, surf: str, zmax: float | None = None,
+    vmin: float | None = None, vmax: float | None = None, vlevel: float | None = None,
+) -> float | None:
+    """The z clip a 3D view gets when none was asked for (see `display_cap`), else None."""
+    if zmax is not None:
+        return None
+    z = surface_values(surface, surf)
+    levels = contour_levels(z, vmin, vmax, vlevel)
+    if len(levels) < 2:
+        return None
+    finite = _finite(z)
+    cap, _ = display_cap(colour_range(levels, z), (float(finite.min()), float(finite.max())), None)
+    return cap
 
 
 def _finite(values: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -419,6 +447,10 @@ def plot_contour(
         drawn = [level for level, segs in zip(cs.levels, cs.allsegs) if any(len(seg) for seg in segs)]
         if labels and drawn:
             ax.clabel(cs, drawn[:: max(1, len(drawn) // 8)], fmt="%.3g", fontsize=7, inline=True)
+        lowest = float(np.nanmin(z))
+        if len(lv) and lowest > lv[-1]:  # nothing to draw: say so rather than leave a blank panel
+            ax.text(0.5, 0.5, f"above the top level ({lv[-1]:.3g}) everywhere\nlowest value {lowest:.3g}",
+                    transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.3")
     ax.set_aspect("auto")
     _decorate(ax, surface, surf, title)
     if trajectory:
@@ -739,7 +771,10 @@ def save_plots(
             elif k == "surface":
                 fig = Figure(figsize=(6.4, 5.2))
                 ax = fig.add_subplot(projection="3d")
-                art = plot_surface3d(surface, n, ax, log=log, zmax=zmax)
+                cap = None if log or n == "eig_ratio" else auto_zmax(surface, n, zmax, vmin, vmax, vlevel)
+                art = plot_surface3d(surface, n, ax, log=log, zmax=zmax if cap is None else cap)
+                if cap is not None:
+                    ax.set_title(ax.get_title() + f"\n(z clipped at {cap:.3g}; --zmax to choose)", fontsize=9)
                 fig.colorbar(art, ax=ax, shrink=0.6, pad=0.1)
             else:
                 fig = Figure(figsize=(6.4, 5.2))
@@ -772,6 +807,14 @@ class Comparison:
     lines: list[dict[str, Any]] = field(default_factory=list)  # per 1D surface
     axes: list[Any] = field(default_factory=list)
     mismatch: str | None = None
+    zcap: float | None = None  # the 3D row's z clip when the data reach far above the colour scale
+
+
+def _grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
+    """Columns and rows of panel pairs: at most `max_cols` nets side by side, then wrap."""
+    rows = -(-n // max_cols)
+    cols = -(-n // rows)
+    return cols, rows
 
 
 def _panel_title(surface: Surface, surf: str) -> str:
@@ -819,7 +862,8 @@ def plot_comparison(
     n = len(surfaces)
     two_d = surfaces[0].ndim == 2
     if fig is None:
-        fig = Figure(figsize=(4.0 * n + 1.0, 8.0 if two_d else 4.2), layout="constrained")
+        cols, rows = _grid_shape(n) if two_d else (n, 1)
+        fig = Figure(figsize=(4.0 * cols + 1.0, (8.0 if two_d else 4.2) * rows), layout="constrained")
     if not two_d:
         finite = _finite(values)
         pad = 0.05 * (finite.max() - finite.min() or 1.0)
@@ -844,16 +888,21 @@ def plot_comparison(
         explicit = vmin is not None or vmax is not None
         clim = (float(levels[0]), float(levels[-1])) if explicit else colour_range(levels, values)
     to3d = (lambda v: (float(np.log10(v[0])), float(np.log10(v[1])))) if log else (lambda v: v)
-    comp = Comparison(fig, surf, levels, clim, to3d(data), mismatch=problem)
+    cap, shown = display_cap(clim, data, zmax)
+    comp = Comparison(fig, surf, levels, clim, to3d(shown), mismatch=problem, zcap=cap)
+    cols, rows = _grid_shape(n)
     for k, s in enumerate(surfaces):
-        ax = fig.add_subplot(2, n, k + 1)
+        row, col = divmod(k, cols)
+        ax = fig.add_subplot(2 * rows, cols, 2 * row * cols + col + 1)
         cs = plot_contour(s, surf, ax, levels=levels, log=log, zmax=zmax, clim=clim, title=False)
         ax.set_title(_panel_title(s, surf), fontsize=8)
-        ax3 = fig.add_subplot(2, n, n + k + 1, projection="3d")
-        art = plot_surface3d(s, surf, ax3, log=log, zmax=zmax, clim=to3d(clim), zlim=comp.zlim, title=False)
+        ax3 = fig.add_subplot(2 * rows, cols, (2 * row + 1) * cols + col + 1, projection="3d")
+        art = plot_surface3d(
+            s, surf, ax3, log=log, zmax=zmax if cap is None else cap, clim=to3d(clim), zlim=comp.zlim, title=False
+        )
         # the direction kind and norm are shared: say it once, in the figure's title
         ax.set_xlabel("x step")
-        ax.set_ylabel("y step" if k == 0 else "")
+        ax.set_ylabel("y step" if col == 0 else "")
         ax3.set_xlabel("x step", fontsize=7)
         ax3.set_ylabel("y step", fontsize=7)
         comp.contours.append(cs)
@@ -861,7 +910,8 @@ def plot_comparison(
         comp.axes += [ax, ax3]
     fig.colorbar(comp.surfaces3d[0], ax=comp.axes, shrink=0.5, label=("log10 " if log else "") + _LABELS.get(surf, surf))
     dirs = surface_title(surfaces[0]).split(" · ", 1)[1:] if not problem else []
-    fig.suptitle(" · ".join([_LABELS.get(surf, surf), *dirs, "shared levels and colour scale"]), fontsize=10)
+    clipped = [f"3D clipped at {cap:.3g}"] if cap is not None else []
+    fig.suptitle(" · ".join([_LABELS.get(surf, surf), *dirs, "shared levels and colour scale", *clipped]), fontsize=10)
     _mismatch_note(fig, problem)
     return comp
 

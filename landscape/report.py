@@ -33,6 +33,7 @@ from .plotting import (
     colour_range,
     comparison_problem,
     contour_levels,
+    display_cap,
     file_metrics,
     metric_summary,
     partial_note,
@@ -381,16 +382,6 @@ def _main_surf(surfaces: Sequence[Surface], surf: str | None) -> str:
     return loss[0]
 
 
-def _display_cap(
-    clim: tuple[float, float], data: tuple[float, float], zmax: float | None
-) -> tuple[float | None, tuple[float, float]]:
-    """A 3D view's z cap when none was asked for: the colour range's top, if the data reach
-    more than twice as high (a few diverged corner points would otherwise flatten the basin)."""
-    if zmax is not None or not data[1] > 2 * clim[1] or not clim[1] > data[0]:
-        return None, data
-    return clim[1], (data[0], clim[1])
-
-
 def report_figures(
     surfaces: Sequence[Surface], surf: str | None = None, zmax: float | None = None
 ) -> list[tuple[str, str, dict[str, Any]]]:
@@ -406,10 +397,10 @@ def report_figures(
         if len(two_d) > 1:
             shared = [values[k] for k in two_d]
             levels, clim, data = _scale(shared)
-            cap, data = _display_cap(clim, data, zmax)
+            cap, data = display_cap(clim, data, zmax)
             for k in two_d:
                 s = surfaces[k]
-                title = _short(s, surf) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
+                title = _short(s, surf, f"z clipped at {cap:.3g}" if cap is not None else "")
                 z3 = values[k] if cap is None else np.minimum(values[k], cap)
                 figs.append(("compare", f"cmp{k}-3d", _fig_3d(s, surf, z3, clim, title, data)))
             for k in two_d:
@@ -432,7 +423,7 @@ def report_figures(
             figs.append((sec, f"s{k}-curve", _fig_curve(s, surface_title(s))))
         else:
             levels, clim, data = _scale([own])
-            cap, _ = _display_cap(clim, data, zmax)
+            cap, _ = display_cap(clim, data, zmax)
             title = surface_title(s, surf) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
             z3 = own if cap is None else np.minimum(own, cap)
             figs.append((sec, f"s{k}-3d", _fig_3d(s, surf, z3, clim, title)))
@@ -446,9 +437,23 @@ def report_figures(
     return figs
 
 
-def _short(s: Surface, surf: str) -> str:
-    summary = metric_summary(s, surf)
-    return f"{Path(s.path).name}: {surface_title(s)}" + (f"<br><sup>{html.escape(summary)}</sup>" if summary else "")
+def _short(s: Surface, surf: str, note: str = "") -> str:
+    """A side-by-side panel's title: the net (the directions are shared and said once) and its
+    metrics, short enough for a quarter of the page."""
+    name = s.attrs.get("model") or Path(s.path).stem
+    stem = Path(s.path).stem
+    head = html.escape(name if stem == name else f"{name} ({stem})")
+    sub = " · ".join(x for x in (metric_summary(s, surf), note) if x)
+    return head + (f"<br><sup>{html.escape(sub)}</sup>" if sub else "")
+
+
+def _shared_description(surfaces: Sequence[Surface]) -> str:
+    """'Random directions, filter-normalized. ' when every surface has the same kind, else ''."""
+    kinds = {surface_title(s).split(" · ", 1)[-1] for s in surfaces}
+    if len(kinds) != 1:
+        return ""
+    kind = kinds.pop()
+    return f"{kind[:1].upper()}{kind[1:]}. "
 
 
 _CSS = """
@@ -553,7 +558,8 @@ def report_html(
         warn = f"<p class='warn'>note: {html.escape(problem)}</p>" if problem else ""
         parts.append(
             f"<section id='compare'><h2>Side by side: {html.escape(surf_label(main))} on one colour scale</h2>"
-            "<p>Shared colour scale and contour levels; rotating one 3D view rotates the others.</p>"
+            f"<p>{html.escape(_shared_description(surfaces))}Shared colour scale and contour levels; "
+            "rotating one 3D view rotates the others.</p>"
             f"{warn}<div class='grid' style='--cols:{min(n2d, 4)}'>{''.join(by_section['compare'])}</div></section>"
         )
         nav.append("<a href='#compare'>side by side</a>")

@@ -52,7 +52,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128, help="training batch size (default 128)")
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default 0.1)")
     p.add_argument("--resolution", type=int, default=51, help="grid points per axis (default 51)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda (each rank: local rank % GPUs)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (each rank: local rank %% GPUs)")
     p.add_argument("--curvature", action="store_true", help="also map |lambda_min/lambda_max| (slow)")
     p.add_argument("--workdir", default=".", help="where ckpts/, surfaces/ and plots/ go (default .)")
     return p.parse_args(argv)

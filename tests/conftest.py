@@ -38,6 +38,22 @@ def landscape_command() -> str:
     return found
 
 
+def mpiexec_command() -> str:
+    """The mpich wheel's `mpiexec` beside this interpreter (or one on PATH); skip without it,
+    unless LANDSCAPE_REQUIRE_MPI=1 (CI), where a missing MPI fails the test."""
+    beside = Path(sys.executable).with_name("mpiexec")
+    found = str(beside) if beside.exists() else shutil.which("mpiexec")
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        found = None
+    if found is None:
+        if os.environ.get("LANDSCAPE_REQUIRE_MPI") == "1":
+            pytest.fail("mpiexec or mpi4py is missing (LANDSCAPE_REQUIRE_MPI=1): pip install mpi4py mpich")
+        pytest.skip("mpiexec or mpi4py is not installed (pip install mpi4py mpich)")
+    return found
+
+
 def cli_env() -> dict[str, str]:
     """The environment of every CLI run: no CUDA device, few threads (the machine is shared)."""
     env = dict(os.environ)

@@ -211,6 +211,38 @@ def test_compiled_runner_equals_eager_and_is_chosen_only_when_worth_it(
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5)
 
 
+def test_compile_off_is_respected_and_a_disagreeing_compiled_model_is_dropped(
+    tiny_resnet_ckpt: Path, splits: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import landscape.evaluate as ev_module
+
+    model = build_model(load_checkpoint(tiny_resnet_ckpt))
+    d = random_directions(model, seed=3)
+    coords = np.array([[0.0, 0.0], [0.4, -0.3]])
+    x = splits["train"][0]
+    monkeypatch.setattr(ev_module, "COMPILE_WORTH_SECONDS", 0.0)
+    off = PointEvaluator(model, d, splits, plan_evaluation(model, torch.device("cpu"), 2, sample=x, compile="off"))
+    want = off(coords)
+    assert off.plan.compile is False
+
+    class OffByOnePercent(torch.nn.Module):  # a "compiled" model whose outputs are wrong
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self._orig_mod = inner
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return self._orig_mod(inputs) * 1.01
+
+    monkeypatch.setattr(ev_module.torch, "compile", lambda m, **kw: OffByOnePercent(m))
+    auto = PointEvaluator(model, d, splits, plan_evaluation(model, torch.device("cpu"), 2, sample=x))
+    got = auto(coords)
+    assert auto.plan.compile is False and "differs from eager" in auto.plan.reason
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
+    with pytest.raises(LandscapeError, match="--compile 'maybe'"):
+        plan_evaluation(model, torch.device("cpu"), 2, sample=x, compile="maybe")
+
+
 def test_cpu_batch_size_keeps_the_largest_activation_near_4mb() -> None:
     from landscape.evaluate import _cache_batch_size
     from landscape.models import create_model

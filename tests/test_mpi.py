@@ -9,7 +9,6 @@ it these tests skip, unless LANDSCAPE_REQUIRE_MPI=1 (CI), where they fail.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import cli_env, digits_splits, landscape_command, plain_evaluate
+from conftest import cli_env, digits_splits, landscape_command, mpiexec_command, plain_evaluate
 
 from landscape.checkpoint import load_checkpoint
 from landscape.distributed import ChunkQueue, mpi_timeout, rank_threads, want_mpi
@@ -33,20 +32,6 @@ GRID = ("--x=-1:1:21", "--y=-0.5:0.5:15", "--max-samples", "300")
 BOUND = 30.0  # seconds within which every rank must have stopped after a fault
 
 
-def _mpiexec() -> str:
-    beside = Path(sys.executable).with_name("mpiexec")
-    found = str(beside) if beside.exists() else shutil.which("mpiexec")
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        found = None
-    if found is None:
-        if os.environ.get("LANDSCAPE_REQUIRE_MPI") == "1":
-            pytest.fail("mpiexec or mpi4py is missing (LANDSCAPE_REQUIRE_MPI=1): pip install mpi4py mpich")
-        pytest.skip("mpiexec or mpi4py is not installed (pip install mpi4py mpich)")
-    return found
-
-
 def _env(**extra: str) -> dict[str, str]:
     return {**cli_env(), **extra}
 
@@ -55,7 +40,7 @@ def _launch(n: int, *args: str, cwd: Path, env: dict[str, str] | None = None,
             script: bool = False) -> subprocess.Popen:
     program = [sys.executable, str(SURFACE_PY)] if script else [landscape_command(), "surface"]
     return subprocess.Popen(
-        [_mpiexec(), "-n", str(n), *program, *args], cwd=cwd, env=env or _env(),
+        [mpiexec_command(), "-n", str(n), *program, *args], cwd=cwd, env=env or _env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -134,7 +119,7 @@ def _one_line(err: str) -> str:
 @pytest.fixture(scope="module")
 def serial_ref(tiny_resnet_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The resnet8 surface of GRID computed serially (1 thread), the reference for MPI runs."""
-    _mpiexec()
+    mpiexec_command()
     tmp = tmp_path_factory.mktemp("mpi_serial")
     proc = subprocess.run(
         [landscape_command(), "surface", "--ckpt", str(tiny_resnet_ckpt), *GRID, "--comm", "serial",

@@ -291,6 +291,21 @@ def test_comparison_shares_levels_and_colour_scale(tmp_path: Path) -> None:
     assert "basin width x" in comp.axes[0].get_title()
 
 
+def test_comparison_of_many_nets_wraps_and_clips_a_diverged_one_in_3d(tmp_path: Path) -> None:
+    """Seven nets as in the demo: four per row; a blown-up net neither flattens the 3D row nor
+    leaves a blank contour panel."""
+    files = [make_surface(tmp_path / f"s{k}.h5", scale=1.0, model=f"net{k}") for k in range(5)]
+    files.append(make_surface(tmp_path / "wild.h5", scale=1e6, model="wild"))
+    files.append(make_surface(tmp_path / "high.h5", offset=300.0, model="high"))
+    comp = plot_comparison([read_surface(f) for f in files], "train_loss")
+    grids = {ax.get_subplotspec().get_geometry()[:2] for ax in comp.axes}
+    assert grids == {(4, 4)}  # 2 rows of (contour, 3D) pairs, 4 columns
+    assert comp.zcap == pytest.approx(comp.clim[1]) and comp.zlim[1] == pytest.approx(comp.clim[1])
+    assert "3D clipped at" in comp.figure.get_suptitle()
+    high = comp.axes[2 * 6]
+    assert any("above the top level" in t.get_text() and "300" in t.get_text() for t in high.texts)
+
+
 def test_compare_refuses_mismatches_unless_allowed(tmp_path: Path) -> None:
     a = read_surface(make_surface(tmp_path / "a.h5"))
     b = read_surface(make_surface(tmp_path / "b.h5", nx=11, ny=11))

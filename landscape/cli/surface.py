@@ -48,6 +48,8 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
                    help="grid points per pass (default: chosen per device and model)")
     d.add_argument("--strategy", choices=("sequential", "vmap"), default=None,
                    help="override the engine's choice")
+    d.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="torch.compile the model: auto (CPU conv nets, runs over ~5 min), on, off")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     d.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32",
                    help="fp32 (exact, default), or tf32/bf16 (faster; error recorded)")
@@ -93,6 +95,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
         batch_size=args.batch_size,
         points_per_pass=args.points_per_pass,
         strategy=args.strategy,
+        compile=args.compile,
         device=args.device,
         precision=args.precision,
         bn=args.bn,
