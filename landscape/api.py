@@ -110,6 +110,7 @@ def surface(
     precision: str = "fp32",
     strategy: str | None = None,
     points_per_pass: int | None = None,
+    compile: str = "auto",
     force: bool = False,
     comm: str = "auto",
     quiet: bool = True,
@@ -142,7 +143,7 @@ def surface(
             `"mpi"`. Under MPI every rank calls `surface` with the same arguments and an `out`
             path (each rank builds its own model and data); rank 0 writes the file, all ranks
             evaluate, and every rank returns the finished surface.
-        precision, strategy, points_per_pass: engine settings as in `landscape surface`.
+        precision, strategy, points_per_pass, compile: engine settings as in `landscape surface`.
 
     Example:
         >>> s = surface(net, (X, y), x="-1:1:21", y="-1:1:21")
@@ -194,7 +195,7 @@ def surface(
         out=Path(out) if out is not None else None, device=dev, attrs=attrs, settings=settings,
         loss=loss, metric=metric, bn_mode=bn, bn_data=_bn_data(splits) if bn == "recompute" else None,
         precision=precision, strategy=strategy, points_per_pass=points_per_pass,
-        batch_size=batch_size, quiet=quiet, force=force,
+        batch_size=batch_size, compile=compile, quiet=quiet, force=force,
     )
     if out is None:
         return _compute_in_memory(job, names)

@@ -534,13 +534,19 @@ class PointEvaluator(_GridEvaluator):
         self.cast = dtype is not None  # the whole model runs in bf16: no autocast needed
         if self.cast:
             self.runner.to(dtype)
-        # a CPU convolution net may be compiled once a long run is seen to be worth it
-        self.auto_compile = (
-            self.plan.auto_compile and self.plan.strategy == "sequential" and self.device.type == "cpu" and _has_conv(self.model)
-            and not isinstance(self.model, torch.jit.ScriptModule) and self.bn_mode == "eval"
-        )
+        self.compile_mode = self._compile_mode()
+        self.plan = replace(self.plan, compile=False)  # True once a compiled model is in use
+
+    def _compile_mode(self) -> str | None:
+        """'on' (asked for), 'auto' (a CPU conv net: compile if the run is long enough) or None."""
+        sequential = self.plan.strategy == "sequential" and not isinstance(self.model, torch.jit.ScriptModule)
         if self.plan.compile:
-            self._compile("asked for")
+            if sequential:
+                return "on"
+            self.plan = replace(self.plan, reason=self.plan.reason + "; no compile (needs the sequential strategy)")
+            return None
+        worth_asking = self.device.type == "cpu" and _has_conv(self.model) and self.bn_mode == "eval"
+        return "auto" if self.plan.auto_compile and sequential and worth_asking else None
 
     def _to_device(self, x: torch.Tensor, fmt: torch.memory_format, dtype: torch.dtype | None) -> torch.Tensor:
         x = x.to(self.device)
@@ -550,73 +556,47 @@ class PointEvaluator(_GridEvaluator):
             x = x.contiguous(memory_format=fmt)
         return x
 
-    def _compile(self, why: str) -> None:
-        """torch.compile the runner (weights stay inputs, so new points do not recompile)."""
-        try:
-            self.runner = torch.compile(self.runner, dynamic=False)
-        except Exception as e:  # no compiler tool chain: stay eager
-            self.plan = replace(self.plan, compile=False, reason=self.plan.reason + f"; compile failed ({type(e).__name__})")
-            return
-        self.plan = replace(self.plan, compile=True, reason=self.plan.reason + f"; torch.compile ({why})")
-        self.auto_compile = False
-
-    def _consider_compiling(self, seconds_per_point: float) -> None:
-        """Compile when the eager time still ahead exceeds COMPILE_WORTH_SECONDS (measured: compiling
-        resnet20 costs 6-40 s on 2 cores and saves 7-22% per point)."""
-        ahead = (self.plan.expected_points - self.stats["points"]) * seconds_per_point
-        if ahead > COMPILE_WORTH_SECONDS:
-            self._compile(f"{ahead:.0f} s of eager work ahead")
-
     def _evaluate(self, coords: np.ndarray) -> dict[str, np.ndarray]:
-        if self.plan.strategy != "vmap":
-            if self.auto_compile and self.stats["points"] == 0 and len(coords) > 0:
-                t0 = time.perf_counter()
-                first = super()._evaluate(coords[:1])
-                self._consider_compiling(time.perf_counter() - t0)
-                if self.plan.compile:
-                    self._check_compiled(coords[:1], first)
-                if len(coords) == 1:
-                    return first
-                rest = self._evaluate_compiled_safely(coords[1:])
-                return {k: np.concatenate([first[k], rest[k]]) for k in first}
-            return self._evaluate_compiled_safely(coords)
-        sums = [self._eval_vmap(coords[i : i + self.plan.points_per_pass])
-                for i in range(0, len(coords), self.plan.points_per_pass)]
-        return {k: np.concatenate([s[k] for s in sums]) for k in sums[0]}
+        if self.plan.strategy == "vmap":
+            sums = [self._eval_vmap(coords[i : i + self.plan.points_per_pass])
+                    for i in range(0, len(coords), self.plan.points_per_pass)]
+            return {k: np.concatenate([s[k] for s in sums]) for k in sums[0]}
+        if self.compile_mode is None or len(coords) == 0:
+            return super()._evaluate(coords)
+        t0 = time.perf_counter()  # the first point runs eager: its time decides, its values check
+        first = super()._evaluate(coords[:1])
+        self._try_compiling(coords[:1], first, time.perf_counter() - t0)
+        if len(coords) == 1:
+            return first
+        rest = super()._evaluate(coords[1:])
+        return {k: np.concatenate([first[k], rest[k]]) for k in first}
 
-    def _check_compiled(self, coords: np.ndarray, eager: dict[str, np.ndarray]) -> None:
-        """Keep the compiled runner only if it reproduces the eager values at a point."""
+    def _try_compiling(self, coords: np.ndarray, eager: dict[str, np.ndarray], seconds_per_point: float) -> None:
+        """torch.compile the runner when asked or worth it (eager work ahead over COMPILE_WORTH_SECONDS;
+        measured: compiling resnet20 costs 6-40 s on 2 cores and saves 7-22% per point), and keep
+        it only if it reproduces the eager values at `coords`."""
+        mode, self.compile_mode = self.compile_mode, None
+        ahead = (self.plan.expected_points - self.stats["points"] - len(coords)) * seconds_per_point
+        if mode == "auto" and ahead <= COMPILE_WORTH_SECONDS:
+            return
+        why = "asked for" if mode == "on" else f"{ahead:.0f} s of eager work ahead"
+        eager_runner = self.runner
         try:
+            self.runner = torch.compile(eager_runner, dynamic=False)
             compiled = super()._evaluate(coords)
-            agree = all(
-                np.allclose(compiled[k], eager[k], rtol=COMPILE_RTOL[self.plan.precision], atol=0.0, equal_nan=True)
-                for k in eager
-            )
-            why = "" if agree else "differs from eager"
         except LandscapeError:
             raise
         except Exception as e:  # e.g. no C++ compiler for inductor
-            why = f"failed ({type(e).__name__})"
-        if why:
-            self.runner = getattr(self.runner, "_orig_mod", self.runner)
-            self.plan = replace(self.plan, compile=False, reason=self.plan.reason + f" {why}; eager")
+            failure = f"failed ({type(e).__name__})"
         else:
-            self.stats["compiled_ok"] = 1
-
-    def _evaluate_compiled_safely(self, coords: np.ndarray) -> dict[str, np.ndarray]:
-        """Evaluate; if the compiled runner fails on its first use, go back to eager."""
-        if not self.plan.compile or self.stats.get("compiled_ok"):
-            return super()._evaluate(coords)
-        try:
-            out = super()._evaluate(coords)
-        except LandscapeError:
-            raise
-        except Exception as e:  # e.g. no C++ compiler for inductor
-            self.runner = getattr(self.runner, "_orig_mod", self.runner)
-            self.plan = replace(self.plan, compile=False, reason=self.plan.reason + f" failed ({type(e).__name__}); eager")
-            return super()._evaluate(coords)
-        self.stats["compiled_ok"] = 1
-        return out
+            rtol = COMPILE_RTOL[self.plan.precision]
+            agree = all(np.allclose(compiled[k], eager[k], rtol=rtol, atol=0.0, equal_nan=True) for k in eager)
+            failure = "" if agree else "differs from eager"
+        if failure:
+            self.runner = eager_runner
+            self.plan = replace(self.plan, reason=self.plan.reason + f"; torch.compile {failure}, eager")
+        else:
+            self.plan = replace(self.plan, compile=True, reason=self.plan.reason + f"; torch.compile ({why})")
 
     # -- sequential ----------------------------------------------------------------------------
 

@@ -274,6 +274,17 @@ def test_points_per_pass_and_batch_size_do_not_change_the_file(tiny_ckpt: Path, 
                 np.testing.assert_allclose(other.arrays[name], first.arrays[name], rtol=2e-6)
 
 
+def test_compile_on_stores_plain_pytorch_values_and_records_it(tiny_resnet_ckpt: Path, tmp_path: Path) -> None:
+    path = _compute(tiny_resnet_ckpt, tmp_path / "compiled.h5", x="-1:1:3", y="-1:1:2", max_samples=101,
+                    compile="on")
+    plan = read_surface(path).attrs["plan"]
+    assert plan["plan_compile"] is True and "torch.compile (asked for)" in plan["plan_reason"]
+    _assert_plain_pytorch(path, tiny_resnet_ckpt, 101)
+    off = _compute(tiny_resnet_ckpt, tmp_path / "eager.h5", x="-1:1:3", y="-1:1:2", max_samples=101,
+                   compile="off")
+    assert read_surface(off).attrs["plan"]["plan_compile"] is False
+
+
 def test_bn_recompute_equals_an_independent_reestimation(tiny_resnet_ckpt: Path, tmp_path: Path) -> None:
     path = _compute(tiny_resnet_ckpt, tmp_path / "bn.h5", x="-1:1:3", bn="recompute", batch_size=64,
                     max_samples=200)
