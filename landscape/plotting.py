@@ -861,8 +861,8 @@ def plot_comparison(
     values = [surface_values(s, surf, zmax) for s in surfaces]
     n = len(surfaces)
     two_d = surfaces[0].ndim == 2
+    cols, rows = _grid_shape(n) if two_d else (n, 1)  # 2D: (contour, 3D) pairs, wrapped
     if fig is None:
-        cols, rows = _grid_shape(n) if two_d else (n, 1)
         fig = Figure(figsize=(4.0 * cols + 1.0, (8.0 if two_d else 4.2) * rows), layout="constrained")
     if not two_d:
         finite = _finite(values)
@@ -890,7 +890,6 @@ def plot_comparison(
     to3d = (lambda v: (float(np.log10(v[0])), float(np.log10(v[1])))) if log else (lambda v: v)
     cap, shown = display_cap(clim, data, zmax)
     comp = Comparison(fig, surf, levels, clim, to3d(shown), mismatch=problem, zcap=cap)
-    cols, rows = _grid_shape(n)
     for k, s in enumerate(surfaces):
         row, col = divmod(k, cols)
         ax = fig.add_subplot(2 * rows, cols, 2 * row * cols + col + 1)
