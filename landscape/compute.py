@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from torch import nn
 
 from ._version import __version__
 from .checkpoint import Checkpoint, build_model, file_sha256, load_checkpoint
+from .cpu import cpu_info, time_call
 from .data import Dataset, dataset_for_checkpoint
 from .device import resolve_device
 from .directions import (
@@ -417,19 +419,39 @@ def _evaluate_all(job: SurfaceJob, ev: PointEvaluator, coords: np.ndarray) -> di
     return values
 
 
-def precision_error(job: SurfaceJob, ev: PointEvaluator) -> float:
-    """Largest relative loss error of the chosen precision against fp32, at the centre."""
+def precision_check(job: SurfaceJob, ev: PointEvaluator) -> dict[str, float]:
+    """What a reduced precision costs, measured at the centre: its largest relative loss error
+    against fp32 and, for bf16 on a CPU without native bf16, its speed against fp32.
+
+    Without native bf16 (an AVX2-only CPU, see `landscape.cpu`) the kernels are emulated and
+    were measured 7-12x slower than fp32; the run keeps the precision it was asked for, prints
+    one warning with the measured slowdown, and records it in the file (`bf16_slowdown`).
+    """
     if job.precision == "fp32":
-        return 0.0
+        return {}
     from dataclasses import replace
 
     ref_plan = replace(ev.plan, precision="fp32")
     ref = PointEvaluator(job.model, job.directions, job.splits, ref_plan, job.loss, job.metric, job.bn_mode, job.bn_data)
     c = np.zeros((1, job.grid.ndim))
     a, b = ev(c), ref(c)
-    return max(
-        float(abs(a[k][0] - b[k][0]) / max(abs(b[k][0]), 1e-12)) for k in a if k.endswith("_loss")
-    )
+    found = {
+        "precision_max_rel_error": max(
+            float(abs(a[k][0] - b[k][0]) / max(abs(b[k][0]), 1e-12)) for k in a if k.endswith("_loss")
+        )
+    }
+    if job.precision == "bf16" and job.device.type == "cpu":
+        info = cpu_info()
+        if not info.native_bf16:  # both ran once already: these calls are warm
+            slowdown = time_call(lambda: ev(c)) / max(time_call(lambda: ref(c)), 1e-9)
+            found["bf16_slowdown"] = round(slowdown, 3)
+            if slowdown > 1.0:
+                print(
+                    f"warning: bf16 measured {slowdown:.1f}x slower than fp32 at the first point on "
+                    f"this CPU ({info.describe()}); --precision fp32 is faster here and exact",
+                    file=sys.stderr, flush=True,
+                )
+    return found
 
 
 def chunk_points(seconds_per_point: float, points_per_pass: int, target_seconds: float = 2.0) -> int:
@@ -443,7 +465,7 @@ def run_job(job: SurfaceJob) -> Path:
     pending = _prepare_file(job)
     total = job.grid.num_points
     ev, plan = make_evaluator(job, max(len(pending), 1))
-    err = precision_error(job, ev) if len(pending) else 0.0
+    checked = precision_check(job, ev) if len(pending) else {}
     bar = Progress(total, desc="surface", unit="pt", enabled=not job.quiet, initial=total - len(pending))
     start = time.perf_counter()
     done, chunk = 0, plan.points_per_pass
@@ -460,15 +482,15 @@ def run_job(job: SurfaceJob) -> Path:
     bar.enabled = bar.enabled and len(pending) > 0
     bar.close()
     seconds = time.perf_counter() - start
-    _finish_run(job, getattr(ev, "plan", plan), len(pending), seconds, ranks=1, precision_err=err)
+    _finish_run(job, getattr(ev, "plan", plan), len(pending), seconds, ranks=1, precision=checked)
     return job.out
 
 
 def _finish_run(
-    job: SurfaceJob, plan: EvalPlan, points: int, seconds: float, ranks: int, precision_err: float,
-    run_extra: Mapping[str, Any] | None = None,
+    job: SurfaceJob, plan: EvalPlan, points: int, seconds: float, ranks: int,
+    precision: Mapping[str, float], run_extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Record the run (timing, plan, precision error, `run_extra` such as per-rank point counts)
+    """Record the run (timing, plan, `precision_check`'s findings, `run_extra` such as per-rank point counts)
     and scalar metrics; print the final line."""
     run = {
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
@@ -479,12 +501,12 @@ def _finish_run(
         "host": socket.gethostname(),
         "device": str(job.device),
         "threads": torch.get_num_threads(),
+        "cpu": cpu_info().describe(),
         "plan": plan.meta(),
         **(run_extra or {}),
     }
     attrs: dict[str, Any] = {"plan": plan.meta()}
-    if job.precision != "fp32":
-        attrs["precision_max_rel_error"] = precision_err
+    attrs.update(precision)
     from .metrics import surface_metrics
     from .storage import read_surface
 

@@ -603,7 +603,7 @@ def _serve_and_store(
     chan: _Channel, layout: Layout, job: Any, pending: np.ndarray, interrupts: _Interrupts
 ) -> Path:
     """Rank 0's loop: its own evaluating thread, the workers' requests and results, the file."""
-    from .compute import _evaluate_all, _finish_run, make_evaluator, precision_error
+    from .compute import _evaluate_all, _finish_run, make_evaluator, precision_check
     from .progress import Progress
     from .storage import SurfaceWriter
 
@@ -613,7 +613,7 @@ def _serve_and_store(
 
     def setup() -> Evaluate:
         ev, found["plan"] = make_evaluator(job, max(n, 1))
-        found["precision_err"] = precision_error(job, ev) if n else 0.0
+        found["precision"] = precision_check(job, ev) if n else {}
         return lambda idx: _evaluate_all(job, ev, job.grid.coords_of(idx))
 
     computer = _Computer(setup)
@@ -712,7 +712,7 @@ def _serve_and_store(
         "write_seconds": round(write_seconds, 4),
     }
     _finish_run(job, found["plan"], n, seconds, ranks=layout.size,
-                precision_err=found["precision_err"], run_extra=run_extra)
+                precision=found["precision"], run_extra=run_extra)
     _await_goodbyes(chan, layout, heard, timeout)
     chan.flush(5.0)
     return job.out

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cpu import guard_onednn
 from .directions import NORMS, Directions, direction_keys, normalize_direction
 from .errors import LandscapeError
 
@@ -112,6 +113,7 @@ class HessianOperator:
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = copy.deepcopy(model).to(self.device).eval()
+        guard_onednn(self.model)  # weight gradients of tiny strided 1x1 convs: see landscape/cpu.py
         if dtype != torch.float32:
             self.model.to(dtype)
         for p in self.model.parameters():

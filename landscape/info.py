@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import LandscapeError
 
-__all__ = ["describe", "is_hdf5"]
+__all__ = ["describe", "describe_machine", "is_hdf5"]
 
 
 def is_hdf5(path: str | Path) -> bool:
@@ -39,6 +39,23 @@ def describe(
     if as_json:
         return json.dumps(info, indent=2, default=str)
     return _format(info)
+
+
+def describe_machine(as_json: bool = False) -> str:
+    """torch's version, the devices it sees and the CPU's instruction sets (AVX2/AVX-512, bf16)."""
+    import torch
+
+    from .cpu import cpu_info
+
+    cpu = cpu_info()
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cpu": cpu.describe(),
+        "threads": torch.get_num_threads(),
+        "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available() else "none",
+    }
+    return json.dumps(info, indent=2) if as_json else _format(info)
 
 
 def _checkpoint_summary(
