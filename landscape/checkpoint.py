@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
+from .hooks import is_import_path, refuse_stored_import_path
 from .storage import atomic_write
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "load_into",
     "clean_state_dict",
     "file_sha256",
+    "check_stored_model",
 ]
 
 CHECKPOINT_FORMAT = "landscape-checkpoint"
@@ -126,7 +128,8 @@ def load_checkpoint(
     """Load a landscape checkpoint, a bare state dict, or a paper-style `{'state_dict': ...}`.
 
     `model`/`model_kwargs` name the architecture for files that do not carry it, and override
-    the recorded ones otherwise.
+    the recorded ones otherwise. Files are data: a recorded import path `package.module:factory`
+    is refused (one line) unless `model` is given, since it would be imported and called.
     """
     path = Path(path)
     from .hooks import is_torchscript, load_torchscript
@@ -160,6 +163,8 @@ def load_checkpoint(
         )
     if model is not None:
         ckpt.model = model
+    else:
+        check_stored_model(ckpt.model, path)
     if model_kwargs:
         ckpt.model_kwargs = {**ckpt.model_kwargs, **model_kwargs}
     if ckpt.model is None:
@@ -168,6 +173,23 @@ def load_checkpoint(
         )
     ckpt.path = str(path)
     return ckpt
+
+
+def check_stored_model(name: object, path: str | Path) -> None:
+    """Refuse a model name read from a file unless it is a registry name (or absent).
+
+    A stored import path would be imported and called with the file's keyword arguments; it is
+    used only when the user passes the same path (`--model`, or `model=` in Python).
+    """
+    if name is None:
+        return
+    if not isinstance(name, str):
+        raise LandscapeError(
+            f"{path} stores a model name of type {type(name).__name__}; expected a registered "
+            "name (see 'landscape models'): pass --model NAME"
+        )
+    if is_import_path(name):
+        raise refuse_stored_import_path(f"checkpoint {path}", "model", name, "--model")
 
 
 def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str = "checkpoint") -> None:
