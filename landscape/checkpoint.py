@@ -22,7 +22,7 @@ from torch import nn
 
 from .errors import LandscapeError
 from .hooks import is_import_path, refuse_stored_import_path
-from .storage import atomic_write
+from .outputs import atomic_write, check_output
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -72,12 +72,13 @@ class Checkpoint:
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
-    """Write atomically (temporary file, then rename) so a crash never leaves half a file."""
+    """Write atomically (temporary file, then rename) so a crash or a full disk never leaves half
+    a file; a path holding another kind of file (a surface, a plot) is refused."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output(path, "checkpoint")
     state = {k: v.detach().cpu().clone() for k, v in ckpt.state_dict.items()}
     payload = ckpt.to_dict() | {"state_dict": state}
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+    with atomic_write(path, "write checkpoint", make_folder=True) as tmp, open(tmp, "wb") as f:
         torch.save(payload, f)
     return path
 

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import LandscapeError
+from .outputs import os_reason
 
 __all__ = ["Owner", "SurfaceLock", "lock_path", "process_start", "read_owner", "is_stale"]
 
@@ -168,12 +169,16 @@ class SurfaceLock:
 def _create(lock: Path, me: Owner) -> bool:
     """Create `lock` holding `me`, atomically; False when it exists already."""
     try:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where the folder should be: open() says so below
+            pass
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
     except OSError as e:
         raise LandscapeError(
-            f"cannot create lock file {lock}: {e.strerror or e}; choose an --out in a writable folder"
+            f"cannot write {lock.with_suffix('')}: folder {lock.parent} is not writable ({os_reason(e)})"
         ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -183,7 +188,7 @@ def _create(lock: Path, me: Owner) -> bool:
     except OSError as e:
         with contextlib.suppress(OSError):
             lock.unlink()
-        raise LandscapeError(f"cannot write lock file {lock}: {e.strerror or e}") from None
+        raise LandscapeError(f"cannot write lock file {lock}: {os_reason(e)}") from None
     return True
 
 

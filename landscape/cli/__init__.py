@@ -141,11 +141,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(e, "echo", True):  # an MPI worker stopped by rank 0's error: printed there, once
             print(f"landscape {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # an OSError too: output piped into `head`
+        return 0
+    except OSError as e:  # a file operation the library did not turn into a LandscapeError
+        from ..outputs import os_reason
+
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"landscape {args.command}: error: {where}{os_reason(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 def entry() -> NoReturn:
