@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,8 +80,12 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     check_output(path, "checkpoint")
     state = {k: v.detach().cpu().clone() for k, v in ckpt.state_dict.items()}
     payload = ckpt.to_dict() | {"state_dict": state}
+    buffer = io.BytesIO()  # serialized first: torch.save fails obscurely on a full disk
+    torch.save(payload, buffer)
     with atomic_write(path, "write checkpoint", make_folder=True) as tmp, open(tmp, "wb") as f:
-        torch.save(payload, f)
+        f.write(buffer.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

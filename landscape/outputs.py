@@ -60,6 +60,8 @@ def file_kind(path: Path) -> str | None:
     "checkpoint", "zip", "png", "pdf", "svg", "html", "vtp" or "other"."""
     if path.is_dir():
         return "folder"
+    if not path.parent.is_dir():
+        return None  # nothing there to lose (writing will say why the folder is missing)
     try:
         with open(path, "rb") as f:
             head = f.read(_SNIFF + 8)
@@ -169,6 +171,13 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _make_folder(folder: Path) -> None:
+    for parent in (folder, *folder.parents):
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(parent))
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def _default_file_mode() -> int:
     """0666 minus the umask: what open() would give (mkstemp's files are private, 0600)."""
     umask = os.umask(0o022)
@@ -194,7 +203,7 @@ def atomic_write(
     path = Path(path)
     try:
         if make_folder:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(path.parent)
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
         if len(path.name.encode()) > 255:

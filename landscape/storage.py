@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import io
 import json
-import shutil
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,42 +333,45 @@ def create_surface(
     except OSError as e:
         raise output_error(e, "create folder", path.parent) from None
     check_free_space(path.parent, planned_size(grid, len(arrays), directions, trajectory), f"surface file {path}")
-    with atomic_write(path, "write surface file") as tmp:
-        with h5py.File(tmp, "w", locking=False) as f:
-            f.create_dataset("xcoordinates", data=grid.x.coords())
-            if grid.y is not None:
-                f.create_dataset("ycoordinates", data=grid.y.coords())
-            for name in arrays:
-                f.create_dataset(name, data=np.full(grid.shape, np.nan, dtype=np.float64))
-            f.create_dataset("computed", data=np.zeros(grid.shape, dtype=np.uint8))
-            f.create_dataset("point_seconds", data=np.full(grid.shape, np.nan, dtype=np.float64))
-            f.create_dataset("point_rank", data=np.full(grid.shape, -1, dtype=np.int16))
-            g = f.create_group("directions")
-            for axis, d in (("x", directions.x), ("y", directions.y)):
-                if d is None:
-                    continue
-                sub = g.create_group(axis)
-                sub.attrs["order"] = json.dumps(list(d))
-                for key, t in d.items():
-                    sub.create_dataset(key, data=t.detach().cpu().float().numpy())
-            if trajectory is not None:
-                t = f.create_group("trajectory")
-                for key, value in trajectory.items():
-                    if value is not None:
-                        t.create_dataset(key, data=np.asarray(value))
-            base = {
-                "format": SURFACE_FORMAT,
-                "version": SURFACE_VERSION,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "x_spec": grid.x.spec(),
-                "settings": dict(settings),
-                "runs": [],
-            }
-            if grid.y is not None:
-                base["y_spec"] = grid.y.spec()
-            for key, value in {**base, **attrs}.items():
-                f.attrs[key] = _attr_value(value)
-            f.flush()
+    # Built in memory, then written with plain file I/O: a full disk is then an ordinary OSError,
+    # while HDF5 failing a write half-way through creating a file can crash the process.
+    image = io.BytesIO()
+    with h5py.File(image, "w", locking=False) as f:
+        f.create_dataset("xcoordinates", data=grid.x.coords())
+        if grid.y is not None:
+            f.create_dataset("ycoordinates", data=grid.y.coords())
+        for name in arrays:
+            f.create_dataset(name, data=np.full(grid.shape, np.nan, dtype=np.float64))
+        f.create_dataset("computed", data=np.zeros(grid.shape, dtype=np.uint8))
+        f.create_dataset("point_seconds", data=np.full(grid.shape, np.nan, dtype=np.float64))
+        f.create_dataset("point_rank", data=np.full(grid.shape, -1, dtype=np.int16))
+        g = f.create_group("directions")
+        for axis, d in (("x", directions.x), ("y", directions.y)):
+            if d is None:
+                continue
+            sub = g.create_group(axis)
+            sub.attrs["order"] = json.dumps(list(d))
+            for key, t in d.items():
+                sub.create_dataset(key, data=t.detach().cpu().float().numpy())
+        if trajectory is not None:
+            t = f.create_group("trajectory")
+            for key, value in trajectory.items():
+                if value is not None:
+                    t.create_dataset(key, data=np.asarray(value))
+        base = {
+            "format": SURFACE_FORMAT,
+            "version": SURFACE_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "x_spec": grid.x.spec(),
+            "settings": dict(settings),
+            "runs": [],
+        }
+        if grid.y is not None:
+            base["y_spec"] = grid.y.spec()
+        for key, value in {**base, **attrs}.items():
+            f.attrs[key] = _attr_value(value)
+        f.flush()
+    _write_bytes(path, image.getbuffer(), "write surface file")
     return path
 
 
@@ -473,15 +477,23 @@ def update_attrs(path: str | Path, attrs: Mapping[str, Any], append_run: Mapping
     h5py = _h5()
     path = Path(path)
     check_free_space(path.parent, path.stat().st_size + (1 << 20), f"updating {path} (a copy is made)")
-    with atomic_write(path, "update", keep_mode=True) as tmp:
-        shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "r+", locking=False) as f:
-            for key, value in attrs.items():
-                f.attrs[key] = _attr_value(value)
-            if append_run is not None:
-                runs = _read_attr(f.attrs.get("runs", "[]")) or []
-                runs.append(dict(append_run))
-                f.attrs["runs"] = _attr_value(runs)
+    image = io.BytesIO(path.read_bytes())  # edited in memory: see create_surface
+    with h5py.File(image, "r+", locking=False) as f:
+        for key, value in attrs.items():
+            f.attrs[key] = _attr_value(value)
+        if append_run is not None:
+            runs = _read_attr(f.attrs.get("runs", "[]")) or []
+            runs.append(dict(append_run))
+            f.attrs["runs"] = _attr_value(runs)
+    _write_bytes(path, image.getbuffer(), "update", keep_mode=True)
+
+
+def _write_bytes(path: Path, data: Any, doing: str, keep_mode: bool = False) -> None:
+    """Write `data` (bytes-like) to `path` atomically, synced to disk before the rename."""
+    with atomic_write(path, doing, keep_mode=keep_mode) as tmp, open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 @contextlib.contextmanager
