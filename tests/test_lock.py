@@ -221,3 +221,23 @@ def test_two_serial_runs_under_mpiexec_one_refused_one_complete(tiny_ckpt: Path,
         assert f["computed"][()].all()
         assert len(json.loads(f.attrs["runs"])) == 1
     assert not lock_path(tmp_path / "s.h5").exists()
+
+
+def test_under_mpi_rank_0_alone_holds_the_lock(tiny_ckpt: Path, tmp_path: Path, sleeper: subprocess.Popen) -> None:
+    """--comm mpi: a file owned by a live process is refused once, by rank 0, and not created;
+    once free, the two ranks compute it together (the workers take no lock) and leave none."""
+    mpiexec = mpiexec_command()
+    cmd = [mpiexec, "-n", "2", landscape_command(), "surface", "--ckpt", str(tiny_ckpt), "--x=-1:1:5",
+           "--y=-1:1:5", "--max-samples", "50", "--out", "s.h5", "--comm", "mpi", "--quiet"]
+    lock = _write_lock(tmp_path / "s.h5", socket.gethostname(), sleeper.pid, process_start(sleeper.pid))
+    proc = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.count(f"being written by another run (pid {sleeper.pid}") == 1, proc.stderr
+    assert not (tmp_path / "s.h5").exists()
+    lock.unlink()
+    proc = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert f["computed"][()].all()
+        assert json.loads(f.attrs["runs"])[0]["ranks"] == 2
+    assert not lock_path(tmp_path / "s.h5").exists()
