@@ -169,7 +169,8 @@ def test_a_second_run_on_the_same_file_is_refused(tiny_ckpt: Path, tmp_path: Pat
 
 def test_a_finished_file_held_by_a_live_run_is_not_touched(tiny_ckpt: Path, tmp_path: Path,
                                                            sleeper: subprocess.Popen) -> None:
-    """--force on a file another live process owns: refused, the file byte-identical."""
+    """--force, or `hessian --store`, on a file another live process owns: refused, the file
+    byte-identical."""
     done = subprocess.run([landscape_command(), "surface", "--ckpt", str(tiny_ckpt), "--x=-1:1:3",
                            "--out", "s.h5", "--quiet"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -179,6 +180,10 @@ def test_a_finished_file_held_by_a_live_run_is_not_touched(tiny_ckpt: Path, tmp_
                             "--out", "s.h5", "--force", "--quiet"], cwd=tmp_path, env=cli_env(),
                            capture_output=True, text=True)
     assert again.returncode != 0 and f"pid {sleeper.pid}" in again.stderr
+    store = subprocess.run([landscape_command(), "hessian", "--ckpt", str(tiny_ckpt), "--top-k", "1",
+                            "--max-samples", "8", "--store", "s.h5"], cwd=tmp_path, env=cli_env(),
+                           capture_output=True, text=True)  # the other writer of surface files
+    assert store.returncode != 0 and f"pid {sleeper.pid}" in store.stderr
     assert (tmp_path / "s.h5").read_bytes() == before
 
 
