@@ -246,3 +246,24 @@ def test_under_mpi_rank_0_alone_holds_the_lock(tiny_ckpt: Path, tmp_path: Path, 
         assert f["computed"][()].all()
         assert json.loads(f.attrs["runs"])[0]["ranks"] == 2
     assert not lock_path(tmp_path / "s.h5").exists()
+
+
+def test_write_surface_in_python_respects_the_lock(tmp_path: Path,
+                                                   sleeper: subprocess.Popen) -> None:
+    """`landscape.write_surface` replaces a file only when no live run owns it."""
+    import numpy as np
+
+    from landscape.api import write_surface
+    from landscape.storage import read_surface
+
+    class Plain:
+        x, y = np.linspace(-1, 1, 3), None
+        arrays = {"train_loss": np.array([1.0, 0.5, 1.0])}
+
+    path = write_surface(tmp_path / "s.h5", Plain())
+    assert read_surface(path).done == 3 and not lock_path(path).exists()
+    before = path.read_bytes()
+    _write_lock(path, socket.gethostname(), sleeper.pid, process_start(sleeper.pid))
+    with pytest.raises(LandscapeError, match=f"pid {sleeper.pid}"):
+        write_surface(path, Plain())
+    assert path.read_bytes() == before
