@@ -225,3 +225,15 @@ def test_cifar_pickles_load_only_arrays(tmp_path: Path) -> None:
     with pytest.raises(LandscapeError, match="refusing to load os.makedirs"):
         load_dataset("cifar10", root=tmp_path)
     assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_info_describes_torchscript_without_loading_it(tmp_path: Path) -> None:
+    """A TorchScript archive is a model with its own code: `info` reads its zip directory only."""
+    from landscape.info import describe
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    torch.jit.script(net).save(str(tmp_path / "m.pt"))
+    text = describe(tmp_path / "m.pt")
+    assert "torchscript (a model with its own code: not loaded by info)" in text
+    assert "tensor records: 2" in text
