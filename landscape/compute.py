@@ -518,7 +518,7 @@ def _finish_run(
 
 def _lacks_final_metadata(surface: Any) -> bool:
     """Whether a file holds computed points but no metrics or run record."""
-    return surface.done > 0 and (not surface.attrs.get("metrics") or not surface.attrs.get("runs"))
+    return surface.done > 0 and ("metrics" not in surface.attrs or not surface.attrs.get("runs"))
 
 
 def compute_surface(cfg: SurfaceConfig) -> Path:
