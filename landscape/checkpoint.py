@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
-from .hooks import is_import_path, refuse_stored_import_path
+from .hooks import is_import_path, one_line, refuse_stored_import_path
 from .outputs import atomic_write, check_output
 
 __all__ = [
@@ -240,7 +240,14 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
         module.load_state_dict(ckpt.state_dict)
         return module
     kwargs = dict(ckpt.model_kwargs)
-    model = create_model(ckpt.model, **kwargs)
+    try:
+        model = create_model(ckpt.model, **kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as error:  # the file's keywords
+        raise LandscapeError(
+            f"checkpoint {ckpt.path or ''}: model {ckpt.model!r} cannot be built from the stored "
+            f"model_kwargs {_short([f'{k}={v!r}' for k, v in kwargs.items()])} ({one_line(error)}); "
+            "the file's model_kwargs are damaged"
+        ) from None
     load_into(model, ckpt.state_dict, what=f"checkpoint {ckpt.path or ''}".strip())
     return model.eval()
 

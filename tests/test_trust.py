@@ -237,3 +237,14 @@ def test_info_describes_torchscript_without_loading_it(tmp_path: Path) -> None:
     text = describe(tmp_path / "m.pt")
     assert "torchscript (a model with its own code: not loaded by info)" in text
     assert "tensor records: 2" in text
+
+
+def test_stored_model_kwargs_are_values_never_imported(tiny_ckpt: Path, hostile_dir: Path) -> None:
+    """An import path as a keyword value goes to the registry builder as a plain string: the
+    build fails in one line, and nothing is imported."""
+    ckpt = _hostile_ckpt(tiny_ckpt, hostile_dir / "kw.pt", model="mlp", kwargs={"hidden": "planted:build"})
+    code, _, err = _cli("surface", "--ckpt", ckpt, "--x=-1:1:3", "--out", "s.h5", cwd=hostile_dir)
+    assert code != 0 and len(err.strip().splitlines()) == 1, err
+    assert "cannot be built from the stored model_kwargs hidden='planted:build'" in err
+    _assert_nothing_ran(hostile_dir, hostile_dir / "marker_planted")
+    assert not (hostile_dir / "s.h5").exists()
