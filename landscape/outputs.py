@@ -58,10 +58,13 @@ _MAX_TEMP_STEM = 180  # temporary names add ~15 characters; keep them under NAME
 def file_kind(path: Path) -> str | None:
     """What `path` holds, judged by content: None (nothing there), "folder", "empty", "hdf5",
     "checkpoint", "zip", "png", "pdf", "svg", "html", "vtp" or "other"."""
-    if path.is_dir():
-        return "folder"
-    if not path.parent.is_dir():
-        return None  # nothing there to lose (writing will say why the folder is missing)
+    try:
+        if path.is_dir():
+            return "folder"
+        if not path.parent.is_dir():
+            return None  # nothing there to lose (writing will say why the folder is missing)
+    except OSError:  # e.g. a name too long: nothing there, and writing will say why
+        return None
     try:
         with open(path, "rb") as f:
             head = f.read(_SNIFF + 8)

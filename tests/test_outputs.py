@@ -112,8 +112,8 @@ def test_atomic_write_keeps_the_old_file_on_error(tmp_path: Path) -> None:
 
 
 def test_outputs_of_another_kind_are_refused(surface_file: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
-    """report -o S.h5, a checkpoint as a plot or figure, a surface as a checkpoint: each refused,
-    the file byte-identical."""
+    """report -o S.h5, a checkpoint as a plot or figure, a surface as a checkpoint, a folder or a
+    name too long as a file: each refused in one line, every file byte-identical."""
     s = tmp_path / "S.h5"
     s.write_bytes(surface_file.read_bytes())
     ckpt = tmp_path / "c.pt"
@@ -131,6 +131,8 @@ def test_outputs_of_another_kind_are_refused(surface_file: Path, tiny_ckpt: Path
         (("train", "--model", "mlp", "--epochs", "1", "--out", s), "holds an HDF5 file"),
         (("surface", "--ckpt", ckpt, "--x=-1:1:3", "--out", ckpt, "--force"), "holds a torch checkpoint"),
         (("report", s, "-o", "plots"), "is a folder"),
+        (("report", s, "-o", "n" * 300 + ".html"), "file name too long (choose a shorter name)"),
+        (("plot", s, "--out", ckpt), "is a file; plot writes into a folder"),
     ]
     for args, fragment in cases:
         code, _, err = _main(*args, cwd=tmp_path)
