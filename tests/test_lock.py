@@ -203,12 +203,17 @@ def test_kill_9_then_the_rerun_takes_over_and_resumes(tiny_ckpt: Path, tmp_path:
     assert not lock_path(tmp_path / "s.h5").exists()
 
 
-def test_ctrl_c_releases_the_lock(tiny_ckpt: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_release_the_lock(sig: signal.Signals, tiny_ckpt: Path, tmp_path: Path) -> None:
+    """Ctrl-C, and SIGTERM (a batch system's time limit), end the run through its `finally`
+    blocks: the lock goes, the points stay, and a rerun needs no take-over."""
     run = _start(tiny_ckpt, tmp_path)
     _wait_for(lambda: _computed(tmp_path / "s.h5") > 0)
-    run.send_signal(signal.SIGINT)
+    run.send_signal(sig)
     assert run.wait(timeout=60) == 130
+    assert "interrupted" in run.stderr.read()
     assert not lock_path(tmp_path / "s.h5").exists()
+    assert _computed(tmp_path / "s.h5") > 0
 
 
 def test_two_serial_runs_under_mpiexec_one_refused_one_complete(tiny_ckpt: Path, tmp_path: Path) -> None:
