@@ -4,7 +4,7 @@
 pid, the process's start time (clock ticks since boot, from `/proc/<pid>/stat`) and when the
 lock was taken. A second run on the same file finds the lock and is refused in one line that
 names the owner; it changes nothing. The owner removes the lock when it ends, by any exit that
-runs Python's `finally` (normal, error, Ctrl-C). After kill -9 or a crash the lock is stale:
+runs Python's `finally` (normal, error, Ctrl-C; the CLI turns SIGTERM into Ctrl-C). After kill -9 or a crash the lock is stale:
 on the same host, its pid is not running, or runs another program (a reused pid has another
 start time). A stale lock is taken over with a one-line note, so a rerun resumes at once. A
 lock from another host cannot be checked and is never taken over: the message says which
