@@ -45,12 +45,12 @@ def _hostile_ckpt(src: Path, dst: Path, model: str | None = None, kwargs: dict |
 
 def _cases(tmp: Path) -> list[tuple[str, dict, Path]]:
     """(import path, keyword arguments, the marker the call would create) per callable."""
-    m = {k: tmp / f"marker_{k}" for k in ("makedirs", "system", "call", "browser", "planted")}
+    m = {k: tmp / f"marker_{k}" for k in ("mkdir", "system", "call", "browser", "planted")}
     victim = tmp / "victim"
     victim.mkdir(exist_ok=True)
     (victim / "keep").write_text("keep")
     return [
-        ("os:makedirs", {"name": str(m["makedirs"])}, m["makedirs"]),
+        ("os:mkdir", {"path": str(m["mkdir"])}, m["mkdir"]),
         ("os:system", {"command": f"touch {m['system']}"}, m["system"]),
         ("subprocess:call", {"args": ["touch", str(m["call"])]}, m["call"]),
         ("webbrowser:open", {"url": str(m["browser"])}, m["browser"]),  # BROWSER='touch %s'
@@ -134,13 +134,13 @@ def test_python_api_refuses_stored_import_paths(tiny_ckpt: Path, hostile_dir: Pa
     from landscape.errors import LandscapeError
 
     monkeypatch.chdir(hostile_dir)
-    marker = hostile_dir / "marker_makedirs"
-    ckpt = _hostile_ckpt(tiny_ckpt, hostile_dir / "evil.pt", model="os:makedirs", kwargs={"name": str(marker)})
+    marker = hostile_dir / "marker_mkdir"
+    ckpt = _hostile_ckpt(tiny_ckpt, hostile_dir / "evil.pt", model="os:mkdir", kwargs={"path": str(marker)})
     x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
     for call in (lambda: landscape.surface(str(ckpt), (x, y), x="-1:1:3"),
                  lambda: landscape.load_model(ckpt),
                  lambda: landscape.load_checkpoint(ckpt)):
-        with pytest.raises(LandscapeError, match="files are data and are never imported: pass --model os:makedirs"):
+        with pytest.raises(LandscapeError, match="files are data and are never imported: pass --model os:mkdir"):
             call()
         assert not marker.exists()
 
