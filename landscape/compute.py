@@ -55,6 +55,7 @@ from .evaluate import (
     result_names,
 )
 from .grid import Axis, Grid
+from .lock import SurfaceLock
 from .progress import Progress, format_seconds
 from .storage import (
     SurfaceWriter,
@@ -461,7 +462,17 @@ def chunk_points(seconds_per_point: float, points_per_pass: int, target_seconds:
 
 
 def run_job(job: SurfaceJob) -> Path:
-    """Evaluate every pending point of a job (serially) and store the results."""
+    """Evaluate every pending point of a job (serially) and store the results.
+
+    The run owns `job.out` while it lasts (`landscape.lock`): a second run on the same file is
+    refused before it touches it.
+    """
+    assert job.out is not None
+    with SurfaceLock.acquire(job.out):
+        return _run_job_locked(job)
+
+
+def _run_job_locked(job: SurfaceJob) -> Path:
     pending = _prepare_file(job)
     total = job.grid.num_points
     ev, plan = make_evaluator(job, max(len(pending), 1))
@@ -510,13 +521,26 @@ def _finish_run(
     from .metrics import surface_metrics
     from .storage import read_surface
 
-    if points:  # a rerun with nothing to do leaves the file (and its plan) untouched
-        attrs["metrics"] = surface_metrics(read_surface(job.out))
+    surface = read_surface(job.out)
+    # a rerun with nothing to do leaves the file (and its plan) untouched, unless the run that
+    # computed the points died before recording them (e.g. a full disk at the very end)
+    restore = not points and _lacks_final_metadata(surface)
+    if points or restore:
+        attrs["metrics"] = surface_metrics(surface)
+        if restore:
+            run["restored_metadata"] = True
         update_attrs(job.out, attrs, append_run=run)
+        if restore and not job.quiet:
+            print(f"note: {job.out} lacked its final metrics and run record; restored them", flush=True)
     if not job.quiet:
         rate = f"{points / seconds:.3g} points/s" if seconds > 0 and points else "nothing to do"
         on = f" on {ranks} ranks" if ranks > 1 else ""
         print(f"wrote {job.out}: {points} points in {format_seconds(seconds)}{on} ({rate})", flush=True)
+
+
+def _lacks_final_metadata(surface: Any) -> bool:
+    """Whether a file holds computed points but no metrics or run record."""
+    return surface.done > 0 and ("metrics" not in surface.attrs or not surface.attrs.get("runs"))
 
 
 def compute_surface(cfg: SurfaceConfig) -> Path:

@@ -578,6 +578,18 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
     With `ship_job` the workers also get the job's settings (they build their job from the
     configuration); without, they bring their own job (the Python API: losses may be lambdas).
     """
+    from .lock import SurfaceLock
+
+    try:
+        lock = SurfaceLock.acquire(job.out)  # rank 0 is the one writer: it alone holds the lock
+    except BaseException as e:
+        _send_setup_error(chan, layout, e)
+        raise
+    with lock:
+        return _lead_locked(chan, layout, job, ship_job)
+
+
+def _lead_locked(chan: _Channel, layout: Layout, job: Any, ship_job: bool) -> Path:
     from .compute import _prepare_file
 
     try:

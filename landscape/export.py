@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LandscapeError
+from .outputs import atomic_write, check_output
 from .plotting import available_surfs, surface_values
 from .storage import Surface
 
@@ -111,8 +112,9 @@ def export_vtp(
     surface: Surface, path: str | Path, surf: str = "train_loss", zmax: float | None = None, log: bool = False
 ) -> Path:
     """Write `vtp_text(...)` to `path`; return the path."""
-    text = vtp_text(surface, surf, zmax, log)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    check_output(path, "vtp")
+    text = vtp_text(surface, surf, zmax, log)
+    with atomic_write(path, "write VTK file", make_folder=True) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
     return path

@@ -656,8 +656,18 @@ def compute_hessian(cfg: HessianConfig) -> HessianResult:
 def store_hessian(surface: str | Path, result: HessianResult) -> dict[str, Any]:
     """Write `result` into a surface file's attrs['hessian'] and recompute attrs['metrics'].
 
-    Refuses a surface computed around another checkpoint. Returns the new metrics.
+    Refuses a surface computed around another checkpoint, or one that another run is writing.
+    Returns the new metrics.
     """
+    from .lock import SurfaceLock
+    from .storage import read_surface
+
+    read_surface(surface)  # a missing or foreign file is refused before any lock is made
+    with SurfaceLock.acquire(Path(surface)):  # a surface run writing this file is not disturbed
+        return _store_hessian(surface, result)
+
+
+def _store_hessian(surface: str | Path, result: HessianResult) -> dict[str, Any]:
     from .metrics import surface_metrics
     from .storage import read_surface, update_attrs
 

@@ -62,7 +62,10 @@ def _checkpoint_summary(
     path: Path, model: str | None, model_kwargs: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     from .checkpoint import load_checkpoint
+    from .hooks import is_torchscript
 
+    if is_torchscript(path):
+        return _torchscript_summary(path)
     ckpt = load_checkpoint(path, model=model, model_kwargs=model_kwargs)
     if model is not None or model_kwargs:
         # the user named the architecture: check that the weights fit it (raises one line)
@@ -82,6 +85,22 @@ def _checkpoint_summary(
         "metrics": ckpt.metrics,
         "state_entries": len(ckpt.state_dict),
         "state_floats": n_params,
+    }
+
+
+def _torchscript_summary(path: Path) -> dict[str, Any]:
+    """What a TorchScript archive holds, read from its zip directory: loading it would compile
+    and run its code, and `info` only looks at files."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return {
+        "file": str(path),
+        "kind": "checkpoint",
+        "source": "torchscript (a model with its own code: not loaded by info)",
+        "archive entries": len(names),
+        "tensor records": sum("/data/" in n for n in names),
     }
 
 

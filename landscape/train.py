@@ -27,6 +27,7 @@ from .cpu import guard_onednn, standard_layout
 from .data import Dataset, load_dataset
 from .device import resolve_device
 from .errors import LandscapeError
+from .outputs import check_output
 from .progress import Progress
 
 __all__ = ["TrainConfig", "train", "evaluate_model", "lr_at", "snapshot_dir"]
@@ -153,6 +154,8 @@ def train(
     """Train `config.model` on `config.data`; write the checkpoint to `config.out` if given."""
     from .models import create_model
 
+    if config.out:  # refuse a bad output before training, not after
+        check_output(Path(config.out), "checkpoint")
     device = resolve_device(config.device)
     ds = dataset or load_dataset(config.data, root=config.data_root, split_seed=config.split_seed)
     torch.manual_seed(config.seed)
