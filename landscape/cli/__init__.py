@@ -139,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except LandscapeError as e:
         if getattr(e, "echo", True):  # an MPI worker stopped by rank 0's error: printed there, once
-            print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+            from ..text import printable
+
+            print(f"landscape {args.command}: error: {printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted", file=sys.stderr)
