@@ -157,6 +157,7 @@ class Surface:
     attrs: dict[str, Any] = field(default_factory=dict)
     trajectory: dict[str, np.ndarray] | None = None
     source: str = SURFACE_FORMAT  # or "paper"
+    curve_axis: str = "x"  # the axis a 1D view runs along ("y" for a 1xN grid drawn as a curve)
 
     @property
     def ndim(self) -> int:

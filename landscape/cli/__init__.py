@@ -23,6 +23,7 @@ __all__ = [
     "positive_int",
     "nonneg_int",
     "positive_float",
+    "finite_float",
     "add_data_source",
 ]
 
@@ -73,6 +74,7 @@ nonneg_int = _number_type("nonneg_int", int, lambda v: v >= 0, "an integer >= 0"
 positive_float = _number_type(
     "positive_float", float, lambda v: v > 0 and v != float("inf"), "a positive number"
 )
+finite_float = _number_type("finite_float", float, lambda v: abs(v) < float("inf"), "a finite number")
 
 
 def add_data_source(group: argparse._ActionsContainer) -> None:
