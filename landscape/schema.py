@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LandscapeError
+from .grid import MAX_GRID_POINTS
 from .text import printable
 
 __all__ = [
@@ -49,9 +50,6 @@ __all__ = [
 
 SURFACE_FORMAT = "landscape-surface"
 SURFACE_VERSION = 1
-# The largest surface any command reads or computes: 10 million grid points (a 3162 x 3162
-# grid), 80 MB per float64 array. A file declaring more is refused before allocating.
-MAX_GRID_POINTS = 10_000_000
 MAX_ATTR_ELEMENTS = 100_000  # an attribute array larger than this is not one of ours
 BOOKKEEPING = ("computed", "point_seconds", "point_rank")
 COORDINATES = ("xcoordinates", "ycoordinates")
