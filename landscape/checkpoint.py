@@ -120,6 +120,39 @@ def _torch_load(path: Path) -> Any:
         ) from None
 
 
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "state_dict": (dict,),
+    "model": (str, type(None)),
+    "model_kwargs": (dict, type(None)),
+    "data": (dict, type(None)),
+    "metrics": (dict, type(None)),
+    "train": (dict, type(None)),
+    "epoch": (int, type(None)),
+    "version": (int, type(None)),
+}
+
+
+def _check_fields(obj: dict[str, Any], path: Path) -> None:
+    """Each field of a landscape checkpoint has its documented type, and the version is known."""
+    from .text import printable
+
+    for key, types in _FIELD_TYPES.items():
+        if key == "state_dict" and key not in obj:
+            raise LandscapeError(f"checkpoint {path} has no 'state_dict'; the file is damaged: re-save it")
+        value = obj.get(key)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise LandscapeError(
+                f"checkpoint {path}: field {key!r} should be {' or '.join(t.__name__ for t in types)}, "
+                f"found {type(value).__name__} {printable(repr(value)[:40])}; the file is damaged or "
+                "hand-made: re-save it with landscape.checkpoint.save_checkpoint"
+            )
+    if obj.get("version") is not None and not 1 <= obj["version"] <= CHECKPOINT_VERSION:
+        raise LandscapeError(
+            f"checkpoint {path} has format version {obj['version']}; this landscape reads 1 to "
+            f"{CHECKPOINT_VERSION} (upgrade: pip install -U nn-landscape)"
+        )
+
+
 def load_checkpoint(
     path: str | Path, model: str | None = None, model_kwargs: dict[str, Any] | None = None
 ) -> Checkpoint:
@@ -138,6 +171,7 @@ def load_checkpoint(
         return Checkpoint(model=name, state_dict=state, path=str(path), source="torchscript")
     obj = _torch_load(path)
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        _check_fields(obj, path)
         ckpt = Checkpoint(
             model=obj.get("model"),
             state_dict=clean_state_dict(obj["state_dict"]),

@@ -402,15 +402,27 @@ def _prepare_file(job: SurfaceJob) -> np.ndarray:
         from .storage import read_directions as _rd
 
         x, y, _ = _rd(job.out)  # resume with the stored directions, bit for bit
-        job.directions.x = {k: v.to(job.directions.x[k].dtype) for k, v in x.items()}
+        job.directions.x = _matching(job.out, "x", x, job.directions.x)
         if y is not None and job.directions.y is not None:
-            job.directions.y = {k: v.to(job.directions.y[k].dtype) for k, v in y.items()}
+            job.directions.y = _matching(job.out, "y", y, job.directions.y)
     else:
         create_surface(
             job.out, job.grid, job.array_names, job.directions, job.attrs, job.settings, job.trajectory
         )
     with SurfaceWriter(job.out) as w:
         return w.pending()
+
+
+def _matching(
+    path: Path, axis: str, stored: Mapping[str, torch.Tensor], fresh: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The stored directions, checked against the model's (same keys, same shapes)."""
+    if set(stored) != set(fresh) or any(stored[k].shape != fresh[k].shape for k in fresh):
+        raise LandscapeError(
+            f"{path}: its {axis} direction does not fit this model (other keys or shapes); the file "
+            "is damaged or from another model: use another --out, or --force to start afresh"
+        )
+    return {k: v.to(fresh[k].dtype) for k, v in stored.items()}
 
 
 def make_evaluator(job: SurfaceJob, n_points: int) -> tuple[PointEvaluator, EvalPlan]:

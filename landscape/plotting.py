@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import LandscapeError
 from .storage import Surface
+from .text import printable
 
 __all__ = [
     "KINDS",
@@ -273,6 +274,10 @@ def _directions_meta(surface: Surface) -> dict[str, Any]:
 
 def axis_label(surface: Surface, axis: str = "x") -> str:
     """'x: random direction (filter-normalized) step', 'y: PC2 (12.5% of variance) step', ..."""
+    return printable(_axis_label(surface, axis))
+
+
+def _axis_label(surface: Surface, axis: str) -> str:
     a = surface.attrs
     kind = a.get("dir_kind")
     norm = _NORM_WORDS.get(str(a.get("norm")), str(a.get("norm") or ""))
@@ -281,7 +286,8 @@ def axis_label(surface: Surface, axis: str = "x") -> str:
         return f"{axis}: direction step (from a file of the paper's code)"
     if kind == "pca":
         ratio = _directions_meta(surface).get("explained_variance_ratio") or []
-        var = f" ({100 * float(ratio[k]):.1f}% of variance)" if len(ratio) > k else ""
+        known = isinstance(ratio, list) and len(ratio) > k and isinstance(ratio[k], (int, float))
+        var = f" ({100 * float(ratio[k]):.1f}% of variance)" if known else ""
         return f"{axis}: PCA component {k + 1}{var} step"
     if kind == "interpolate":
         return f"{axis}: interpolation α (0 = checkpoint, 1 = checkpoint 2)"
@@ -296,6 +302,10 @@ def axis_label(surface: Surface, axis: str = "x") -> str:
 
 def surface_title(surface: Surface, surf: str | None = None) -> str:
     """'resnet20 on digits · random directions, filter-normalized · train loss'."""
+    return printable(_surface_title(surface, surf))
+
+
+def _surface_title(surface: Surface, surf: str | None) -> str:
     a = surface.attrs
     if surface.source == "paper":
         head = f"{Path(surface.path).stem} (paper's file layout)"
@@ -940,7 +950,7 @@ def _panel_title(surface: Surface, surf: str) -> str:
     note = partial_note(surface)
     if note:
         lines.append(note)
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def plot_comparison(

@@ -44,6 +44,7 @@ from .plotting import (
     surface_values,
 )
 from .storage import Surface
+from .text import printable
 
 __all__ = ["report_html", "write_report", "report_figures", "skipped_views", "PLOT_CONFIG"]
 
@@ -485,7 +486,7 @@ def skipped_views(surfaces: Sequence[Surface], surf: str | None = None, zmax: fl
 def _short(s: Surface, surf: str, note: str = "") -> str:
     """A side-by-side panel's title: the net (the directions are shared and said once) and its
     metrics, short enough for a quarter of the page."""
-    name = s.attrs.get("model") or Path(s.path).stem
+    name = printable(str(s.attrs.get("model") or Path(s.path).stem))
     stem = Path(s.path).stem
     head = html.escape(name if stem == name else f"{name} ({stem})")
     sub = " · ".join(x for x in (metric_summary(s, surf), note) if x)

@@ -50,7 +50,7 @@ __all__ = [
 
 SURFACE_FORMAT = "landscape-surface"
 SURFACE_VERSION = 1
-MAX_ATTR_ELEMENTS = 100_000  # an attribute array larger than this is not one of ours
+MAX_ATTR_ELEMENTS = 4096  # landscape stores scalars and JSON text; a larger array is not ours
 BOOKKEEPING = ("computed", "point_seconds", "point_rank")
 COORDINATES = ("xcoordinates", "ycoordinates")
 # attributes landscape stores as JSON, and the type each must parse to
@@ -64,6 +64,7 @@ JSON_ATTRS: dict[str, type] = {
     "checkpoint_metrics": dict,
     "plan": dict,
     "splits": list,
+    "hessian": dict,
 }
 _FIX = "the file is damaged or was not written by landscape; recompute it (landscape surface --force) or restore a copy"
 
