@@ -228,6 +228,8 @@ def contour_levels(
             raise LandscapeError("--log needs positive values, and this surface has none")
         a = float(vmin) if vmin is not None else float(pos.min())
         b = float(vmax) if vmax is not None else hi
+        if vmin is None and vmax is None and a >= b:
+            return np.array([a])  # a constant: one level (drawn as one band, see plot_contour)
         if not 0 < a < b < float("inf"):
             raise LandscapeError(f"--log levels need 0 < vmin < vmax, got {a:g} and {b:g}")
         return np.geomspace(a, b, n)
@@ -530,10 +532,16 @@ def plot_contour(
     cmap = cmap or _default_cmap(surf)
     if constant and not filled:
         _note(ax, f"constant: {float(finite.min()):.4g} at every computed point")
-    if filled:
-        cs = ax.contourf(X, Y, zz, levels=lv, cmap=cmap, norm=norm, extend="both")
-    else:
-        cs = ax.contour(X, Y, zz, levels=lv, cmap=cmap, norm=norm, linewidths=1.0)
+    try:
+        if filled:
+            cs = ax.contourf(X, Y, zz, levels=lv, cmap=cmap, norm=norm, extend="both")
+        else:
+            cs = ax.contour(X, Y, zz, levels=lv, cmap=cmap, norm=norm, linewidths=1.0)
+    except ValueError as e:  # levels matplotlib cannot separate (e.g. 1e-300..1e300 in log)
+        raise LandscapeError(
+            f"cannot draw {len(lv)} contour levels from {lv[0]:g} to {lv[-1]:g} ({e}); choose "
+            "other --vmin, --vmax or --vlevel"
+        ) from None
         drawn = [level for level, segs in zip(cs.levels, cs.allsegs) if any(len(seg) for seg in segs)]
         if labels and drawn:
             ax.clabel(cs, drawn[:: max(1, len(drawn) // 8)], fmt="%.3g", fontsize=7, inline=True)

@@ -77,6 +77,8 @@ def test_constant_surface_draws_every_view(tmp_path: Path) -> None:
     paths = save_plots(s, tmp_path / "p", kind="all")
     assert len(paths) == 4 * 5 and all(p.stat().st_size > 0 for p in paths)
     assert cs.levels.size >= 1
+    assert len(save_plots(s, tmp_path / "log", kind="all", log=True)) == 4 * 5
+    assert plot_comparison([s, s], log=True).contours[1] is not None
 
 
 @pytest.mark.parametrize(("x", "y", "axis", "coords"), [
@@ -155,6 +157,8 @@ def test_levels_and_pixels_are_bounded(tmp_path: Path, capsys: pytest.CaptureFix
         contour_levels(s.arrays["train_loss"], vlevel=1e-9)
     with pytest.raises(LandscapeError, match="million pixels"):
         save_plots(s, tmp_path / "p", dpi=100_000)
+    with pytest.raises(LandscapeError, match="cannot draw 12 contour levels"):
+        plot_contour(s, "train_loss", Figure().add_subplot(), log=True, vmin=1e-300, vmax=1e300, filled=True)
     assert not (tmp_path / "p").exists()  # refused before anything was drawn or written
     for argv, fragment in (
         (["plot", str(s.path), "--vlevel", "1e-9", "--out", str(tmp_path)], "at most 1000"),
