@@ -68,6 +68,7 @@ __all__ = [
     "SurfaceJob",
     "compute_surface",
     "config_warnings",
+    "announce_plan",
     "prepare_job",
     "run_job",
     "select_splits",
@@ -489,6 +490,13 @@ def plan_line(grid: Grid, n_arrays: int, direction_floats: int) -> str:
     return f"planned: {grid.num_points:,} points ({shape} grid), surface file about {_bytes(size)}"
 
 
+def announce_plan(job: SurfaceJob) -> None:
+    """Print `plan_line` before a long run (a grid of `LONG_RUN_POINTS` or more), unless quiet."""
+    if not job.quiet and job.grid.num_points >= LONG_RUN_POINTS:
+        floats = sum(t.numel() for t in job.directions.x.values())
+        print(plan_line(job.grid, len(job.array_names), floats), flush=True)
+
+
 def estimate_line(points_left: int, seconds_per_point: float) -> str:
     """'estimate: about 8.1 days for 99,999,000 points at 143 points/s (first chunk's speed)'."""
     rate = 1.0 / max(seconds_per_point, 1e-12)
@@ -521,9 +529,7 @@ def chunk_points(seconds_per_point: float, points_per_pass: int, target_seconds:
 
 def run_job(job: SurfaceJob) -> Path:
     """Evaluate every pending point of a job (serially) and store the results."""
-    if not job.quiet and job.grid.num_points >= LONG_RUN_POINTS:
-        floats = sum(t.numel() for t in job.directions.x.values())
-        print(plan_line(job.grid, len(job.array_names), floats), flush=True)
+    announce_plan(job)
     pending = _prepare_file(job)
     total = job.grid.num_points
     ev, plan = make_evaluator(job, max(len(pending), 1))

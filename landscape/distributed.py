@@ -578,9 +578,10 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
     With `ship_job` the workers also get the job's settings (they build their job from the
     configuration); without, they bring their own job (the Python API: losses may be lambdas).
     """
-    from .compute import _prepare_file
+    from .compute import _prepare_file, announce_plan
 
     try:
+        announce_plan(job)
         pending = _prepare_file(job)
     except BaseException as e:
         _send_setup_error(chan, layout, e)
