@@ -36,6 +36,7 @@ import numpy as np
 
 from .errors import LandscapeError
 from .grid import Axis, Grid
+from .probe import probe
 from .schema import (
     BOOKKEEPING,
     SURFACE_FORMAT,
@@ -215,6 +216,11 @@ def read_surface(path: str | Path) -> Surface:
     path = Path(path)
     if not path.exists():
         raise LandscapeError(f"{printable(str(path))} does not exist")
+    probe(path, _read_checked)  # a file that crashes or hangs HDF5 is refused, in one line
+    return _read_checked(path)
+
+
+def _read_checked(path: Path) -> Surface:
     with _open(path, "r") as f:
         layout = validate_surface(f, path)
         with h5_errors(path):
@@ -289,11 +295,16 @@ def read_directions(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     Returns (x, y or None, metadata). x and y are dicts (ours) or lists (the paper's).
     """
     path = Path(path)
-    with h5_errors(path, "reading its directions"):
-        return _read_directions(path)
+    probe(path, _read_directions)
+    return _read_directions(path)
 
 
 def _read_directions(path: Path) -> tuple[Any, Any, dict[str, Any]]:
+    with h5_errors(path, "reading its directions"):
+        return _read_directions_unchecked(path)
+
+
+def _read_directions_unchecked(path: Path) -> tuple[Any, Any, dict[str, Any]]:
     import torch
 
     with _open(path, "r") as f:
@@ -440,6 +451,18 @@ def create_surface(
 def open_surface(path: str | Path, settings: Mapping[str, Any]) -> None:
     """Check that an existing file was made with the same settings; raise naming the difference."""
     path = Path(path)
+    probe(path, _resumable_settings)
+    stored = _resumable_settings(path)
+    diff = settings_difference(stored, settings)
+    if diff:
+        raise LandscapeError(
+            f"{path} was computed with other settings ({diff}); use another --out, or --force "
+            "to start afresh"
+        )
+
+
+def _resumable_settings(path: Path) -> Any:
+    """The settings a resume must match, from a file checked against the schema."""
     with _open(path, "r") as f:
         if _read_attr(f.attrs.get("format", "")) != SURFACE_FORMAT:
             raise LandscapeError(
@@ -451,12 +474,9 @@ def open_surface(path: str | Path, settings: Mapping[str, Any]) -> None:
             stored = _read_attr(f.attrs.get("settings", "{}"))
             if "directions" not in f or "x" not in f["directions"]:
                 raise damaged(path, "has no 'directions/x' group to resume with")
-    diff = settings_difference(stored, settings)
-    if diff:
-        raise LandscapeError(
-            f"{path} was computed with other settings ({diff}); use another --out, or --force "
-            "to start afresh"
-        )
+    if not isinstance(stored, Mapping):
+        raise damaged(path, "its 'settings' attribute is not a JSON object")
+    return stored
 
 
 class SurfaceWriter:
