@@ -542,6 +542,7 @@ def plot_contour(
             f"cannot draw {len(lv)} contour levels from {lv[0]:g} to {lv[-1]:g} ({e}); choose "
             "other --vmin, --vmax or --vlevel"
         ) from None
+    if not filled:
         drawn = [level for level, segs in zip(cs.levels, cs.allsegs) if any(len(seg) for seg in segs)]
         if labels and drawn:
             ax.clabel(cs, drawn[:: max(1, len(drawn) // 8)], fmt="%.3g", fontsize=7, inline=True)
