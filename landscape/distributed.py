@@ -600,6 +600,14 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
         return _serve_and_store(chan, layout, job, pending, interrupts)
 
 
+def _announce_estimate(job: Any, points_left: int, seconds_per_point: float) -> None:
+    """After the first chunk: the time the rest will take at that speed, on all ranks together."""
+    from .compute import LONG_RUN_SECONDS, estimate_line
+
+    if not job.quiet and points_left * seconds_per_point > LONG_RUN_SECONDS:
+        print(estimate_line(points_left, seconds_per_point), flush=True)
+
+
 def _serve_and_store(
     chan: _Channel, layout: Layout, job: Any, pending: np.ndarray, interrupts: _Interrupts
 ) -> Path:
@@ -637,6 +645,8 @@ def _serve_and_store(
             write_seconds += time.perf_counter() - t0
         assert chunks is not None
         chunks.record(rank, len(idx), seconds)
+        if written == 0 and len(idx):
+            _announce_estimate(job, n - len(idx), seconds / len(idx) / layout.size)
         written += len(idx)
         points[rank] += len(idx)
         eval_seconds[rank] += seconds
