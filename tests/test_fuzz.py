@@ -11,6 +11,7 @@ property-based tests (hypothesis).
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,14 +46,18 @@ def real_surface(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """One in-process run of `landscape`, as (exit code, stdout, stderr)."""
+    """One in-process run of `landscape`, as (exit code, stdout, stderr). A warning it raises
+    (which the command line would print as more lines on stderr) is added to stderr."""
     capsys.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse
-        rc = int(e.code or 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse
+            rc = int(e.code or 0)
     out, err = capsys.readouterr()
-    return rc, out, err
+    noisy = [w for w in caught if issubclass(w.category, (RuntimeWarning, UserWarning))]
+    return rc, out, err + "".join(f"{w.category.__name__}: {w.message}\n" for w in noisy)
 
 
 def _check(argv: list[str], target: Path, capsys: pytest.CaptureFixture[str], may_write: bool = False) -> int:
@@ -62,6 +67,8 @@ def _check(argv: list[str], target: Path, capsys: pytest.CaptureFixture[str], ma
         lines = err.strip().splitlines()
         assert len(lines) == 1, f"{argv[0]}: expected one line on stderr, got {err!r}"
         assert lines[0].startswith(f"landscape {argv[0]}: error: "), lines[0]
+    elif argv[0] != "surface":  # a reading command that succeeds says nothing on stderr
+        assert err == "", f"{argv[0]} succeeded but wrote {err!r}"
     assert "Traceback" not in err
     for ch in ("\x1b", "\x07", "\r", "\u202e"):
         assert ch not in out and ch not in err, f"{argv[0]} printed {ch!r} from the file"
