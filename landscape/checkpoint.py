@@ -206,6 +206,12 @@ def load_checkpoint(
 
 def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str = "checkpoint") -> None:
     """Load strictly; on mismatch raise one line naming missing and unexpected keys."""
+    _check_fit(model, state_dict, what)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _check_fit(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Raise one line naming missing and unexpected keys and shape mismatches, if any."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -226,7 +232,6 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str =
             f"{what} does not fit model {type(model).__name__}: {'; '.join(parts)} "
             "(is --model right?)"
         )
-    model.load_state_dict(state_dict, strict=True)
 
 
 def _short(items: list[str], n: int = 4) -> str:
@@ -245,9 +250,24 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
         module.load_state_dict(ckpt.state_dict)
         return module
     kwargs = dict(ckpt.model_kwargs)
+    what = f"checkpoint {ckpt.path or ''}".strip()
+    _check_shell(ckpt, kwargs, what)
     model = create_model(ckpt.model, **kwargs)
-    load_into(model, ckpt.state_dict, what=f"checkpoint {ckpt.path or ''}".strip())
+    load_into(model, ckpt.state_dict, what=what)
     return model.eval()
+
+
+def _check_shell(ckpt: Checkpoint, kwargs: dict[str, Any], what: str) -> None:
+    """Build a registered architecture on the meta device (no memory) and check the weights fit,
+    so that arguments from a file (`{"width": 10**9}`) cannot make us allocate terabytes first.
+    A user's factory (an import path) is called once only, as given."""
+    from .models import create_model
+
+    if ckpt.model is None or ":" in ckpt.model:
+        return
+    with torch.device("meta"):
+        shell = create_model(ckpt.model, **kwargs)
+    _check_fit(shell, ckpt.state_dict, what)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -305,6 +305,8 @@ CKPT_CASES: dict[str, Callable[[Path], None]] = {
     "unknown-data-set": _ckpt_edit(_set("data", {"name": HOSTILE})),
     "hostile-split-seed": _ckpt_edit(_set("data", {"name": "digits", "split_seed": -5})),
     "wrong-shape": _ckpt_edit(_reshape_first),
+    # a model of 10^18 parameters: refused from a shell on the meta device, before allocating
+    "huge-model-kwargs": _ckpt_edit(_set("model_kwargs", {"hidden": 10**9})),
 }
 
 
