@@ -48,6 +48,7 @@ from .evaluate import (
     EvalPlan,
     LoaderEvaluator,
     PointEvaluator,
+    check_loss,
     check_tensor_fits,
     is_batched_split,
     plan_evaluation,
@@ -65,7 +66,16 @@ from .storage import (
     update_attrs,
 )
 
-__all__ = ["SurfaceConfig", "SurfaceJob", "compute_surface", "prepare_job", "run_job", "select_splits"]
+__all__ = [
+    "SurfaceConfig",
+    "SurfaceJob",
+    "compute_surface",
+    "config_warnings",
+    "announce_plan",
+    "prepare_job",
+    "run_job",
+    "select_splits",
+]
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,24 @@ class SurfaceConfig:
         bad = [s for s in self.splits if s not in ("train", "test")]
         if bad or not self.splits:
             raise LandscapeError(f"--splits {','.join(self.splits)!r}: use train, test or train,test")
+        if self.data_test is not None and "test" not in self.splits:
+            raise LandscapeError(
+                f"--data-test {self.data_test} has no effect with --splits {','.join(self.splits)}; "
+                "add test to --splits, or drop --data-test"
+            )
         resolve_loss(self.loss)  # a bad --loss (or import path) fails before any file is made
+
+
+def config_warnings(cfg: SurfaceConfig) -> list[str]:
+    """One line per setting that silently does less than it says (the CLI prints them)."""
+    _, ignore = _default_norm_ignore(cfg)
+    notes = []
+    if cfg.dir_type == "states" and ignore == "biasbn" and not (cfg.ckpt2 or cfg.dirs):
+        notes.append(
+            "--dir-type states with --ignore biasbn moves nothing more than --dir-type weights "
+            "(BatchNorm running statistics are 1-D and ignored); add --ignore none to move them"
+        )
+    return notes
 
 
 @dataclass
@@ -237,7 +264,10 @@ def make_directions(
     if cfg.pca:
         snaps = [load_checkpoint(p, model=cfg.model) for p in cfg.pca]
         epochs = [s.epoch if s.epoch is not None else i for i, s in enumerate(snaps)]
-        d = pca_directions(model, [s.state_dict for s in snaps], cfg.dir_type or "weights", ignore, epochs)
+        d = pca_directions(
+            model, [s.state_dict for s in snaps], cfg.dir_type or "weights", ignore, epochs,
+            components=2 if two_d else 1,
+        )
         if not two_d:
             d.y = None
         return d
@@ -287,6 +317,7 @@ def prepare_job(cfg: SurfaceConfig, local_rank: int = 0) -> SurfaceJob:
     ds = _load_data(cfg, ckpt)
     splits = select_splits(ds, cfg.splits, cfg.max_samples)
     check_tensor_fits(model, next(iter(splits.values()))[0], ckpt.model)
+    check_loss(model, cfg.loss, *next(iter(splits.values())))  # before any file exists
     device = resolve_device(cfg.device, local_rank)
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     directions = make_directions(cfg, model, splits, device)
@@ -375,15 +406,27 @@ def _prepare_file(job: SurfaceJob) -> np.ndarray:
         from .storage import read_directions as _rd
 
         x, y, _ = _rd(job.out)  # resume with the stored directions, bit for bit
-        job.directions.x = {k: v.to(job.directions.x[k].dtype) for k, v in x.items()}
+        job.directions.x = _matching(job.out, "x", x, job.directions.x)
         if y is not None and job.directions.y is not None:
-            job.directions.y = {k: v.to(job.directions.y[k].dtype) for k, v in y.items()}
+            job.directions.y = _matching(job.out, "y", y, job.directions.y)
     else:
         create_surface(
             job.out, job.grid, job.array_names, job.directions, job.attrs, job.settings, job.trajectory
         )
     with SurfaceWriter(job.out) as w:
         return w.pending()
+
+
+def _matching(
+    path: Path, axis: str, stored: Mapping[str, torch.Tensor], fresh: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The stored directions, checked against the model's (same keys, same shapes)."""
+    if set(stored) != set(fresh) or any(stored[k].shape != fresh[k].shape for k in fresh):
+        raise LandscapeError(
+            f"{path}: its {axis} direction does not fit this model (other keys or shapes); the file "
+            "is damaged or from another model: use another --out, or --force to start afresh"
+        )
+    return {k: v.to(fresh[k].dtype) for k, v in stored.items()}
 
 
 def make_evaluator(job: SurfaceJob, n_points: int) -> tuple[PointEvaluator, EvalPlan]:
@@ -455,6 +498,52 @@ def precision_check(job: SurfaceJob, ev: PointEvaluator) -> dict[str, float]:
     return found
 
 
+LONG_RUN_POINTS = 10_000  # a grid this large gets a plan line (points, file size) before it starts
+LONG_RUN_SECONDS = 300.0  # a run estimated longer gets a time estimate after its first chunk
+
+
+def plan_line(grid: Grid, n_arrays: int, direction_floats: int) -> str:
+    """'planned: 1,002,001 points (1001x1001 grid), surface file about 45 MB'.
+
+    Per point: `n_arrays` float64 results, `computed` (1 byte), `point_seconds` (8), `point_rank`
+    (2); plus the float32 directions.
+    """
+    size = grid.num_points * (8 * n_arrays + 11) + 4 * direction_floats * grid.ndim
+    shape = "x".join(str(n) for n in grid.shape)
+    return f"planned: {grid.num_points:,} points ({shape} grid), surface file about {_bytes(size)}"
+
+
+def announce_plan(job: SurfaceJob) -> None:
+    """Print `plan_line` before a long run (a grid of `LONG_RUN_POINTS` or more), unless quiet."""
+    if not job.quiet and job.grid.num_points >= LONG_RUN_POINTS:
+        floats = sum(t.numel() for t in job.directions.x.values())
+        print(plan_line(job.grid, len(job.array_names), floats), flush=True)
+
+
+def estimate_line(points_left: int, seconds_per_point: float) -> str:
+    """'estimate: about 8.1 days for 99,999,000 points at 143 points/s (first chunk's speed)'."""
+    rate = 1.0 / max(seconds_per_point, 1e-12)
+    return (
+        f"estimate: about {_duration(points_left * seconds_per_point)} for {points_left:,} points "
+        f"at {rate:.3g} points/s (the first chunk's speed; Ctrl-C stops, a rerun resumes)"
+    )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} seconds"
+
+
 def chunk_points(seconds_per_point: float, points_per_pass: int, target_seconds: float = 2.0) -> int:
     """Points per chunk: whole passes, about `target_seconds` of work, at most 4096."""
     passes = max(1, math.ceil(target_seconds / max(seconds_per_point * points_per_pass, 1e-9)))
@@ -473,6 +562,7 @@ def run_job(job: SurfaceJob) -> Path:
 
 
 def _run_job_locked(job: SurfaceJob) -> Path:
+    announce_plan(job)
     pending = _prepare_file(job)
     total = job.grid.num_points
     ev, plan = make_evaluator(job, max(len(pending), 1))
@@ -487,6 +577,8 @@ def _run_job_locked(job: SurfaceJob) -> Path:
         dt = time.perf_counter() - t0
         with SurfaceWriter(job.out) as w:
             w.write_points(idx, values, dt / len(idx), rank=0)
+        if done == 0 and not job.quiet and (len(pending) - len(idx)) * dt / len(idx) > LONG_RUN_SECONDS:
+            print(estimate_line(len(pending) - len(idx), dt / len(idx)), flush=True)
         done += len(idx)
         bar.update(len(idx))
         chunk = chunk_points(dt / len(idx), plan.points_per_pass)

@@ -590,9 +590,10 @@ def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Pa
 
 
 def _lead_locked(chan: _Channel, layout: Layout, job: Any, ship_job: bool) -> Path:
-    from .compute import _prepare_file
+    from .compute import _prepare_file, announce_plan
 
     try:
+        announce_plan(job)
         pending = _prepare_file(job)
     except BaseException as e:
         _send_setup_error(chan, layout, e)
@@ -609,6 +610,14 @@ def _lead_locked(chan: _Channel, layout: Layout, job: Any, ship_job: bool) -> Pa
         if not job.quiet:
             print(layout.describe(job.device), file=sys.stderr, flush=True)
         return _serve_and_store(chan, layout, job, pending, interrupts)
+
+
+def _announce_estimate(job: Any, points_left: int, seconds_per_point: float) -> None:
+    """After the first chunk: the time the rest will take at that speed, on all ranks together."""
+    from .compute import LONG_RUN_SECONDS, estimate_line
+
+    if not job.quiet and points_left * seconds_per_point > LONG_RUN_SECONDS:
+        print(estimate_line(points_left, seconds_per_point), flush=True)
 
 
 def _serve_and_store(
@@ -648,6 +657,8 @@ def _serve_and_store(
             write_seconds += time.perf_counter() - t0
         assert chunks is not None
         chunks.record(rank, len(idx), seconds)
+        if written == 0 and len(idx):
+            _announce_estimate(job, n - len(idx), seconds / len(idx) / layout.size)
         written += len(idx)
         points[rank] += len(idx)
         eval_seconds[rank] += seconds

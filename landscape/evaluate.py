@@ -51,6 +51,7 @@ __all__ = [
     "call_model",
     "check_fits",
     "check_tensor_fits",
+    "check_loss",
     "result_names",
     "state_at",
 ]
@@ -804,6 +805,26 @@ def check_tensor_fits(model: nn.Module, x: torch.Tensor, model_name: str) -> Non
             f"data of shape {tuple(x.shape[1:])} do not fit model {model_name} "
             f"({str(e).strip().splitlines()[0][:160]}); check --data"
         ) from None
+
+
+def check_loss(model: nn.Module, loss: Any, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Fail early, in one line, when the loss cannot score this model's outputs (2 samples).
+
+    Run before a surface file is created, so a loss with the wrong signature leaves no file.
+    """
+    name, fn = resolve_loss(loss)
+    with torch.no_grad():
+        out = model.eval()(x[:2])
+        try:
+            _sum_loss(fn, name, out, y[:2])
+        except LandscapeError:
+            raise
+        except Exception as e:
+            raise LandscapeError(
+                f"--loss {name} failed on a batch of 2 samples ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else 'no message'}); it must "
+                "be fn(outputs, targets) returning per-sample losses or their mean"
+            ) from None
 
 
 def _call_form(inputs: Any) -> str:
