@@ -173,6 +173,10 @@ class SurfaceJob:
         """The same job along other directions (the ones stored in a file being resumed)."""
         return replace(self, plane=replace(self.plane, directions=directions))
 
+    def restarted(self) -> SurfaceJob:
+        """The same job, replacing an existing file instead of resuming it (`--force`)."""
+        return replace(self, record=replace(self.record, force=True))
+
     def quietly(self) -> SurfaceJob:
         """The same job without progress bar or final line (an MPI worker's)."""
         return replace(self, engine=replace(self.engine, quiet=True))

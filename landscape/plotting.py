@@ -20,12 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import LandscapeError
-from .storage import Surface
+
+if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
+    from .loss_surface import Surface
 
 __all__ = [
     "KINDS",

@@ -20,7 +20,7 @@ import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,7 +41,9 @@ from .plotting import (
     surface_title,
     surface_values,
 )
-from .storage import Surface
+
+if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
+    from .loss_surface import Surface
 
 __all__ = ["report_html", "write_report", "report_figures", "PLOT_CONFIG"]
 

@@ -28,7 +28,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from .errors import LandscapeError
 from .grid import Axis, Grid
+from .loss_surface import SURFACE_FORMAT, Surface
 
 __all__ = [
     "SURFACE_FORMAT",
@@ -52,7 +52,6 @@ __all__ = [
     "atomic_write",
 ]
 
-SURFACE_FORMAT = "landscape-surface"
 SURFACE_VERSION = 1
 _BOOKKEEPING = ("computed", "point_seconds", "point_rank")
 
@@ -131,66 +130,6 @@ def _read_attr(value: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------
 # reading
-
-
-@dataclass
-class Surface:
-    """A surface read from disk: coordinates, arrays ([nx] or [nx, ny]), metadata."""
-
-    path: str
-    x: np.ndarray
-    y: np.ndarray | None
-    arrays: dict[str, np.ndarray]
-    computed: np.ndarray  # bool, grid shape
-    attrs: dict[str, Any] = field(default_factory=dict)
-    trajectory: dict[str, np.ndarray] | None = None
-    source: str = SURFACE_FORMAT  # or "paper"
-
-    @property
-    def ndim(self) -> int:
-        return 1 if self.y is None else 2
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.computed.shape
-
-    @property
-    def done(self) -> int:
-        return int(self.computed.sum())
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.attrs.get("metrics") or {})
-
-    def title(self) -> str:
-        """Short label from the metadata: model, data, directions."""
-        a = self.attrs
-        model = a.get("model") or Path(self.path).stem
-        data = (a.get("dataset") or {}).get("name") if isinstance(a.get("dataset"), dict) else None
-        parts = [str(model)]
-        if data:
-            parts.append(str(data))
-        if a.get("dir_kind"):
-            parts.append(f"{a.get('dir_kind')} {a.get('norm', '')}".strip())
-        return " · ".join(parts)
-
-    def surfaces(self) -> list[str]:
-        return [k for k in self.arrays if k.endswith(("_loss", "_acc")) or k in ("max_eig", "min_eig")]
-
-    def plot(self, surf: str | None = None, kind: str = "auto", ax: Any = None, **kwargs: Any) -> Any:
-        """Draw with matplotlib (see `landscape.plotting.plot_surface`)."""
-        from .plotting import plot_surface
-
-        return plot_surface(self, surf=surf, kind=kind, ax=ax, **kwargs)
-
-    def to_html(self, path: str | Path | None = None) -> str:
-        """Self-contained interactive report (see `landscape.report.write_report`)."""
-        from .report import report_html
-
-        html = report_html([self])
-        if path is not None:
-            Path(path).write_text(html, encoding="utf-8")
-        return html
 
 
 def read_surface(path: str | Path) -> Surface:
