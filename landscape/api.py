@@ -43,6 +43,7 @@ from .errors import LandscapeError
 from .grid import Axis, Grid
 from .hooks import describe
 from .job import Engine, Plane, Provenance, Record, SurfaceJob, Target, build_job
+from .loss_surface import Surface
 from .resolve import (
     AxisSpec,
     DataLike,
@@ -59,7 +60,6 @@ from .resolve import (
     resolve_directions,
 )
 from .runner import compute_in_memory, make_evaluator, run_job
-from .loss_surface import Surface
 
 __all__ = [
     "Surface",

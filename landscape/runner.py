@@ -29,6 +29,7 @@ from .evaluate import LoaderEvaluator, PointEvaluator
 from .executor import Evaluate, Executor, RunStats, SerialExecutor, Start, Work
 from .inputs import is_batched_split
 from .job import SurfaceJob, legacy_settings, pack_directions, unpack_directions
+from .loss_surface import Surface
 from .planning import EvalPlan, plan_evaluation
 from .progress import Progress, format_seconds
 from .storage import (
@@ -39,7 +40,6 @@ from .storage import (
     read_surface,
     update_attrs,
 )
-from .loss_surface import Surface
 
 __all__ = [
     "FileSink",
