@@ -186,8 +186,14 @@ def precision_error(job: SurfaceJob, ev: PointEvaluator | LoaderEvaluator) -> fl
 class _Found:
     """What rank 0's setup learns for the run record."""
 
-    plan: EvalPlan | None = None
+    evaluator: PointEvaluator | LoaderEvaluator | None = None
     precision_err: float = 0.0
+
+    @property
+    def plan(self) -> EvalPlan:
+        """The loss evaluator's plan as it is now (a compile decision updates it on the way)."""
+        assert self.evaluator is not None
+        return self.evaluator.plan
 
 
 def _setup(
@@ -197,7 +203,7 @@ def _setup(
     and (with `measure`) the precision error."""
     evaluate, ev = make_evaluator(job, max(n_pending, 1))
     if found is not None:
-        found.plan = ev.plan
+        found.evaluator = ev
         found.precision_err = precision_error(job, ev) if n_pending and measure else 0.0
     grid = job.grid
     return (lambda idx: evaluate(grid.coords_of(idx))), ev.plan.points_per_pass
@@ -215,7 +221,7 @@ def _progress(job: SurfaceJob, n_pending: int) -> Progress:
 def _record_run(job: SurfaceJob, found: _Found, stats: RunStats) -> None:
     """Record the run (timing, plan, precision error, executor details such as per-rank point
     counts) and scalar metrics; print the final line."""
-    assert found.plan is not None and job.out is not None
+    assert job.out is not None
     points, seconds = stats.points, stats.seconds
     run = {
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
@@ -301,7 +307,6 @@ def compute_in_memory(job: SurfaceJob) -> Surface:
         setup=lambda n, message, preloaded: _setup(job, n, found, measure=False),
     )
     SerialExecutor().run(work)
-    assert found.plan is not None
     names = job.array_names
     arrays = {name: sink.values[name].reshape(grid.shape) for name in names if name in sink.values}
     arrays.update({n: v.reshape(grid.shape) for n, v in sink.values.items() if n not in arrays})
