@@ -148,13 +148,15 @@ def _bn_inputs(cfg: SurfaceConfig, ds: Dataset) -> torch.Tensor | None:
     return select_splits(ds, ("train",), cfg.max_samples)["train"][0] if cfg.bn == "recompute" else None
 
 
-def load_inputs(cfg: SurfaceConfig, local_rank: int = 0) -> SurfaceInputs:
-    """Load the checkpoint, build its model, load the data and check in one line that they fit."""
+def load_inputs(cfg: SurfaceConfig, local_rank: int = 0, check: bool = True) -> SurfaceInputs:
+    """Load the checkpoint, build its model, load the data and (with `check`) say in one line
+    if they do not fit (MPI workers skip that: rank 0 has checked the same files)."""
     ckpt = load_checkpoint(cfg.ckpt, model=cfg.model)
     model = build_model(ckpt)
     ds = dataset_for_checkpoint(cfg.ckpt, ckpt.data, cfg.data, cfg.data_root, cfg.data_test)
     splits = select_splits(ds, cfg.splits, cfg.max_samples)
-    check_data_fits(model, splits)
+    if check:
+        check_data_fits(model, splits)
     return SurfaceInputs(ckpt, model, ds, splits, resolve_device(cfg.device, local_rank))
 
 
@@ -294,7 +296,7 @@ def run_config(
         executor,
         lead or (lambda: prepare_job(cfg, rank)),
         lambda inputs, d: job_from_inputs(cfg, inputs, d),
-        lambda: load_inputs(cfg, rank),
+        lambda: load_inputs(cfg, rank, check=False),
     )
     return Path(cfg.out) if cfg.out else default_out(cfg)
 

@@ -390,12 +390,12 @@ def compute_hessian(cfg: HessianConfig) -> HessianResult:
     """Load the checkpoint and data of a configuration and compute its Hessian spectrum."""
     from .checkpoint import build_model, file_sha256, load_checkpoint
     from .device import resolve_device
-    from .evaluate import check_tensor_fits
+    from .inputs import check_fits
 
     ckpt = load_checkpoint(cfg.ckpt, model=cfg.model)
     model = build_model(ckpt)
     x, y, data = _load_data(cfg, ckpt)
-    check_tensor_fits(model, x, ckpt.model)
+    check_fits(model, x[:2], f"data split {cfg.split!r}")
     device = resolve_device(cfg.device)
     res = hessian_spectrum(
         model, x, y, cfg.top_k, cfg.smallest, cfg.trace, cfg.trace_samples, cfg.trace_tol,
