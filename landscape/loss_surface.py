@@ -2,7 +2,8 @@
 
 One type for a surface read from a file (ours or the paper's) and one computed in memory. It
 only holds values; files are `landscape.storage`'s business, figures `landscape.plotting`'s and
-`landscape.report`'s (`plot` and `to_html` are shortcuts to them, imported when called).
+`landscape.report`'s: `plot` and `to_html` are shortcuts to them, imported when called (those
+modules import this one for annotations only, so there is no cycle).
 
 Example:
     >>> s = read_surface("surfaces/resnet20.h5")
