@@ -1,13 +1,17 @@
 """The package's import graph: no cycles, no private names imported across modules, layers kept.
 
-Built from the source with `ast` (every import, at module level or inside a function; imports
-under `if TYPE_CHECKING:` are for annotations only and do not count), so it runs anywhere
-without importing the package.
+`lint-imports` (import-linter, a test dependency) checks the layers contract in pyproject.toml;
+the other tests build the graph from the source with `ast` (every import, at module level or
+inside a function; imports under `if TYPE_CHECKING:` are for annotations only and do not count)
+and check what the contract does not: no cycles within a layer, no private names imported.
 """
 
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "landscape"
@@ -168,3 +172,12 @@ def test_layers() -> None:
         if rank[b] < rank[a] and (a, b) not in SHORTCUTS
     ]
     assert upward == []
+
+
+def test_import_linter_contract() -> None:
+    repo = PACKAGE.parent
+    beside = Path(sys.executable).with_name("lint-imports")
+    exe = str(beside) if beside.exists() else shutil.which("lint-imports")
+    assert exe is not None, "lint-imports is missing: pip install -e '.[test]' (import-linter)"
+    proc = subprocess.run([exe], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]
