@@ -144,10 +144,6 @@ class _GridEvaluator:
         self.keys = self.dirs.keys()
         self.stats: dict[str, float] = {"points": 0, "seconds": 0.0}
 
-    @property
-    def metric_names(self) -> list[str]:
-        return result_names(self.splits, self.metric_fn is not None)
-
     def __call__(self, coords: np.ndarray) -> dict[str, np.ndarray]:
         coords = np.ascontiguousarray(np.atleast_2d(np.asarray(coords, dtype=np.float64)))
         start = time.perf_counter()

@@ -447,15 +447,6 @@ def update_attrs(path: str | Path, attrs: Mapping[str, Any], append_run: Mapping
                 f.attrs["runs"] = _attr_value(runs)
 
 
-@contextlib.contextmanager
-def writer(path: str | Path) -> Iterator[SurfaceWriter]:
-    w = SurfaceWriter(path)
-    try:
-        yield w
-    finally:
-        w.close()
-
-
 def surface_summary(path: str | Path) -> dict[str, Any]:
     """Metadata and progress of a surface file, for `landscape info`."""
     s = read_surface(path)
