@@ -34,41 +34,45 @@ Launch lines (the options are those of `landscape surface`):
 
 from __future__ import annotations
 
-import math
-import os
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import LandscapeError, describe_error, one_line
-from .executor import Evaluate, Executor, RunStats, SerialExecutor, Start, Work, chunk_points
+from .errors import LandscapeError, describe_error
+from .executor import ChunkQueue, Evaluate, Executor, RunStats, SerialExecutor, Start, Work
+from .mpi_env import (
+    MPI_INSTALL_HINT,
+    Layout,
+    RankStopped,
+    import_mpi,
+    launched_under_mpi,
+    layout_of,
+    mpi_timeout,
+    rank_threads,
+    want_mpi,
+)
 
 __all__ = [
+    "MpiExecutor",
+    "executor_for",
+    # from mpi_env and executor, importable from here too
     "MPI_INSTALL_HINT",
     "ChunkQueue",
     "Layout",
-    "MpiExecutor",
     "RankStopped",
     "describe_error",
-    "executor_for",
     "import_mpi",
     "launched_under_mpi",
     "mpi_timeout",
     "rank_threads",
     "want_mpi",
 ]
-
-MPI_INSTALL_HINT = "pip install 'nn-landscape[mpi]' (or pip install mpi4py mpich)"
-
-_LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 
 # message tags
 _SETUP, _REQUEST, _RESULT, _WORK, _ERROR, _STOP, _BYE, _FINAL, _BEAT = range(1, 10)
@@ -78,204 +82,11 @@ _SETUP, _REQUEST, _RESULT, _WORK, _ERROR, _STOP, _BYE, _FINAL, _BEAT = range(1, 
 # evaluating thread wake it at once. Polling rarely keeps the GIL with the evaluating thread.
 _POLL = 0.02
 _SETUP_POLL = 0.05  # while rank 0 prepares (that can take minutes: PCA, Hessian directions)
-_DEFAULT_TIMEOUT = 20.0
 _PREFETCH = 2  # chunks a worker holds: the one it computes and the next (hides the round trip)
 
 
-def launched_under_mpi() -> int:
-    """Number of ranks the MPI launcher started (1 when not under a launcher)."""
-    for var in _LAUNCHER_SIZE_VARS[:4]:
-        value = os.environ.get(var)
-        if value and value.isdigit():
-            return int(value)
-    return 1
-
-
-def _launcher_rank() -> int:
-    """This process's rank as the launcher's environment says (0 when not under a launcher)."""
-    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
-        value = os.environ.get(var)
-        if value and value.isdigit():
-            return int(value)
-    return 0
-
-
-def want_mpi(comm: str) -> bool:
-    """auto: MPI when launched with more than one rank; mpi: always; serial: never."""
-    if comm not in ("auto", "serial", "mpi"):
-        raise LandscapeError(f"--comm {comm!r} is not one of auto, serial, mpi")
-    if comm == "serial":
-        return False
-    if comm == "mpi":
-        return True
-    return launched_under_mpi() > 1
-
-
-class RankStopped(LandscapeError):
-    """A worker rank ends because rank 0 reported an error; rank 0 prints it, once."""
-
-    echo = False
-
-
-def import_mpi() -> Any:
-    """`mpi4py.MPI`, or one line naming the `pip install` that provides it."""
-    try:
-        from mpi4py import MPI
-    except Exception as e:  # not installed, or installed without a loadable MPI library
-        error = LandscapeError(
-            f"MPI was asked for (--comm mpi, or a launcher with several ranks) but mpi4py cannot "
-            f"be imported ({one_line(e, with_type=False)}); install it with {MPI_INSTALL_HINT}, or use --comm serial"
-        )
-        error.echo = _launcher_rank() == 0  # every rank fails alike: one line is enough
-        raise error from None
-    return MPI
-
-
-def mpi_timeout(env: Mapping[str, str] | None = None) -> float:
-    """Seconds of silence after which a rank counts as dead (LANDSCAPE_MPI_TIMEOUT, default 20)."""
-    text = (os.environ if env is None else env).get("LANDSCAPE_MPI_TIMEOUT", "").strip()
-    if not text:
-        return _DEFAULT_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value > 0 and math.isfinite(value)):
-        raise LandscapeError(f"LANDSCAPE_MPI_TIMEOUT={text!r} must be a positive number of seconds")
-    return value
-
-
-def rank_threads(
-    ranks_per_node: int, cpus: int | None = None, affinity: int | None = None, omp: str | None = None
-) -> int | None:
-    """Intra-op threads for one rank: None (keep torch's) when OMP_NUM_THREADS is set, else
-    the node's cores shared among its ranks (`cpus // ranks_per_node`, at least 1, at most the
-    cores this process may run on).
-
-    Example:
-        >>> rank_threads(2, cpus=16), rank_threads(3, cpus=2), rank_threads(4, cpus=8, omp="2")
-        (8, 1, None)
-    """
-    if omp:
-        return None
-    cpus = cpus or os.cpu_count() or 1
-    affinity = affinity or cpus
-    return max(1, min(affinity, cpus // max(1, ranks_per_node)))
-
-
 # ---------------------------------------------------------------------------------------------
-# the work queue (pure)
-
-
-class ChunkQueue:
-    """Pending flat indices, handed out in order as chunks of whole passes, sized per rank.
-
-    A rank's first chunk is one pass (to measure it); later chunks hold about `target_seconds`
-    of that rank's measured work, and never more than a `1 / (2 * ranks)` share of what is left,
-    so chunks shrink near the end and the ranks finish together. Chunk sizes are multiples of
-    `unit` (points per pass) but for the last, so points share passes exactly as in a serial run.
-
-    Example:
-        >>> q = ChunkQueue(np.arange(100), ranks=2, unit=4)
-        >>> len(q.next(0)), q.record(0, 4, 0.004), len(q.next(0))
-        (4, None, 24)
-    """
-
-    def __init__(
-        self, pending: np.ndarray, ranks: int, unit: int = 1, target_seconds: float = 1.5
-    ) -> None:
-        self.pending = np.asarray(pending, dtype=np.int64)
-        self.ranks = max(1, int(ranks))
-        self.unit = max(1, int(unit))
-        self.target_seconds = target_seconds
-        self.cursor = 0
-        self.seconds_per_point: dict[int, float] = {}
-
-    @property
-    def left(self) -> int:
-        return len(self.pending) - self.cursor
-
-    def record(self, rank: int, points: int, seconds: float) -> None:
-        """Fold a finished chunk's timing into the rank's seconds per point."""
-        if points <= 0:
-            return
-        spp = seconds / points
-        old = self.seconds_per_point.get(rank)
-        self.seconds_per_point[rank] = spp if old is None else 0.5 * (old + spp)
-
-    def size_for(self, rank: int) -> int:
-        spp = self.seconds_per_point.get(rank)
-        size = self.unit if spp is None else chunk_points(spp, self.unit, self.target_seconds)
-        share = math.ceil(math.ceil(self.left / (2 * self.ranks)) / self.unit) * self.unit
-        return max(self.unit, min(size, share))
-
-    def next(self, rank: int) -> np.ndarray:
-        """The next chunk for `rank` (empty when everything has been handed out)."""
-        chunk = self.pending[self.cursor : self.cursor + self.size_for(rank)]
-        self.cursor += len(chunk)
-        return chunk
-
-
-# ---------------------------------------------------------------------------------------------
-# process layout, messages, the evaluating thread
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where this process sits: rank, node-local rank, threads, and (rank 0) everyone's pid."""
-
-    rank: int
-    size: int
-    local_rank: int
-    ranks_per_node: int
-    threads: int
-    host: str
-    ranks: tuple[tuple[str, int, int], ...] = ()  # rank 0 only: (host, pid, threads) per rank
-
-    @property
-    def nodes(self) -> int:
-        return len({h for h, _, _ in self.ranks}) or 1
-
-    def describe(self, device: Any) -> str:
-        """One line for the log, mapping ranks to pids (what a launcher names when one dies)."""
-        hosts = sorted({h for h, _, _ in self.ranks})
-        where = f"{self.nodes} node{'s' if self.nodes > 1 else ''} ({', '.join(hosts[:4])}"
-        where += ", ...)" if len(hosts) > 4 else ")"
-        threads = sorted({t for _, _, t in self.ranks})
-        text = (
-            f"mpi: {self.size} rank{'s' if self.size > 1 else ''} on {where}, "
-            f"{'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''} per rank, "
-            f"rank 0 on {device}"
-        )
-        if self.size <= 16:
-            many = self.nodes > 1
-            text += "; pids " + " ".join(
-                f"{r}:{pid}" + (f"@{h}" if many else "") for r, (h, pid, _) in enumerate(self.ranks)
-            )
-        return text
-
-
-def _layout(comm: Any, MPI: Any) -> Layout:
-    """Node-local rank and threads per rank (from the communicator split by shared memory)."""
-    rank, size = comm.Get_rank(), comm.Get_size()
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
-    local_rank, per_node = node.Get_rank(), node.Get_size()
-    node.Free()
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    threads = rank_threads(per_node, affinity=affinity, omp=os.environ.get("OMP_NUM_THREADS"))
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    host = socket.gethostname()
-    everyone = comm.gather((host, os.getpid(), torch.get_num_threads()), root=0)
-    return Layout(
-        rank, size, local_rank, per_node, torch.get_num_threads(), host,
-        tuple(everyone) if rank == 0 else (),
-    )
+# messages, Ctrl-C, the evaluating thread
 
 
 class _Channel:
@@ -444,7 +255,7 @@ class MpiExecutor:
 def _start() -> tuple[Any, Layout, _Channel]:
     MPI = import_mpi()
     comm = MPI.COMM_WORLD
-    return comm, _layout(comm, MPI), _Channel(comm, MPI)
+    return comm, layout_of(comm, MPI), _Channel(comm, MPI)
 
 
 def _send_setup_error(chan: _Channel, layout: Layout, e: BaseException) -> None:

@@ -15,8 +15,8 @@ Example:
     ...     setup=lambda n, message, preloaded: (lambda idx: {"sq": idx.astype(float) ** 2}, 2),
     ... )
     >>> stats = SerialExecutor().run(work)
-    >>> stats.points, [list(c) for c, _ in sink.chunks]
-    (5, [[0, 1], [2, 3], [4]])
+    >>> stats.points, [c.tolist() for c, _ in sink.chunks]   # one pass first, then ~2 s chunks
+    (5, [[0, 1], [2, 3, 4]])
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = [
     "Executor",
     "SerialExecutor",
     "chunk_points",
+    "ChunkQueue",
 ]
 
 Evaluate = Callable[[np.ndarray], dict[str, np.ndarray]]  # flat indices [k] -> {name: values [k]}
@@ -163,3 +164,53 @@ class SerialExecutor:
 
     def sync(self) -> None:
         return None
+
+
+
+class ChunkQueue:
+    """Pending flat indices, handed out in order as chunks of whole passes, sized per rank.
+
+    A rank's first chunk is one pass (to measure it); later chunks hold about `target_seconds`
+    of that rank's measured work, and never more than a `1 / (2 * ranks)` share of what is left,
+    so chunks shrink near the end and the ranks finish together. Chunk sizes are multiples of
+    `unit` (points per pass) but for the last, so points share passes exactly as in a serial run.
+
+    Example:
+        >>> q = ChunkQueue(np.arange(100), ranks=2, unit=4)
+        >>> len(q.next(0)), q.record(0, 4, 0.004), len(q.next(0))
+        (4, None, 24)
+    """
+
+    def __init__(
+        self, pending: np.ndarray, ranks: int, unit: int = 1, target_seconds: float = 1.5
+    ) -> None:
+        self.pending = np.asarray(pending, dtype=np.int64)
+        self.ranks = max(1, int(ranks))
+        self.unit = max(1, int(unit))
+        self.target_seconds = target_seconds
+        self.cursor = 0
+        self.seconds_per_point: dict[int, float] = {}
+
+    @property
+    def left(self) -> int:
+        return len(self.pending) - self.cursor
+
+    def record(self, rank: int, points: int, seconds: float) -> None:
+        """Fold a finished chunk's timing into the rank's seconds per point."""
+        if points <= 0:
+            return
+        spp = seconds / points
+        old = self.seconds_per_point.get(rank)
+        self.seconds_per_point[rank] = spp if old is None else 0.5 * (old + spp)
+
+    def size_for(self, rank: int) -> int:
+        spp = self.seconds_per_point.get(rank)
+        size = self.unit if spp is None else chunk_points(spp, self.unit, self.target_seconds)
+        share = math.ceil(math.ceil(self.left / (2 * self.ranks)) / self.unit) * self.unit
+        return max(self.unit, min(size, share))
+
+    def next(self, rank: int) -> np.ndarray:
+        """The next chunk for `rank` (empty when everything has been handed out)."""
+        chunk = self.pending[self.cursor : self.cursor + self.size_for(rank)]
+        self.cursor += len(chunk)
+        return chunk

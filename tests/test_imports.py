@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("evaluate", "hessian", "plotting"),
     ("batchnorm", "storage", "checkpoint", "metrics", "executor"),
     ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data"),
-    ("dataset", "models", "hooks", "grid", "device", "progress"),
+    ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env"),
     ("errors", "_version", "__init__"),
 )
 
