@@ -213,7 +213,8 @@ def write_surface(path: str | Path, surface: Any, directions: Directions | None 
 
     The file follows the schema of `landscape surface` (storage.py), so the CLI can plot it,
     summarize it and resume it. Points that are not computed (`computed` false, or NaN losses
-    when there is no `computed`) stay pending. An existing file is replaced.
+    when there is no `computed`) stay pending. An existing surface file is replaced, unless
+    another run is writing it (refused); a file of another kind is refused.
 
     Example:
         >>> s = surface(net, (X, y), y="-1:1:21")
@@ -238,12 +239,15 @@ def write_surface(path: str | Path, surface: Any, directions: Directions | None 
         attrs.pop(key, None)
     seconds = arrays.pop("point_seconds", None)
     arrays.pop("point_rank", None)
-    path = storage.create_surface(path, grid, list(arrays), d, attrs, settings)
-    flat = np.flatnonzero(computed.ravel())
-    if len(flat):
-        with storage.SurfaceWriter(path) as w:
-            values = {k: v.ravel()[flat] for k, v in arrays.items()}
-            w.write_points(flat, values, None if seconds is None else seconds.ravel()[flat])
+    from .lock import SurfaceLock
+
+    with SurfaceLock.acquire(Path(path)):  # never under a run that is writing this file
+        path = storage.create_surface(path, grid, list(arrays), d, attrs, settings)
+        flat = np.flatnonzero(computed.ravel())
+        if len(flat):
+            with storage.SurfaceWriter(path) as w:
+                values = {k: v.ravel()[flat] for k, v in arrays.items()}
+                w.write_points(flat, values, None if seconds is None else seconds.ravel()[flat])
     return Path(path)
 
 

@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
-from .storage import atomic_write
+from .hooks import is_import_path, one_line, refuse_stored_import_path
+from .outputs import atomic_write, check_output
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -33,6 +36,7 @@ __all__ = [
     "load_into",
     "clean_state_dict",
     "file_sha256",
+    "check_stored_model",
 ]
 
 CHECKPOINT_FORMAT = "landscape-checkpoint"
@@ -70,13 +74,18 @@ class Checkpoint:
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
-    """Write atomically (temporary file, then rename) so a crash never leaves half a file."""
+    """Write atomically (temporary file, then rename) so a crash or a full disk never leaves half
+    a file; a path holding another kind of file (a surface, a plot) is refused."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output(path, "checkpoint")
     state = {k: v.detach().cpu().clone() for k, v in ckpt.state_dict.items()}
     payload = ckpt.to_dict() | {"state_dict": state}
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        torch.save(payload, f)
+    buffer = io.BytesIO()  # serialized first: torch.save fails obscurely on a full disk
+    torch.save(payload, buffer)
+    with atomic_write(path, "write checkpoint", make_folder=True) as tmp, open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 
@@ -126,7 +135,8 @@ def load_checkpoint(
     """Load a landscape checkpoint, a bare state dict, or a paper-style `{'state_dict': ...}`.
 
     `model`/`model_kwargs` name the architecture for files that do not carry it, and override
-    the recorded ones otherwise.
+    the recorded ones otherwise. Files are data: a recorded import path `package.module:factory`
+    is refused (one line) unless `model` is given, since it would be imported and called.
     """
     path = Path(path)
     from .hooks import is_torchscript, load_torchscript
@@ -160,6 +170,8 @@ def load_checkpoint(
         )
     if model is not None:
         ckpt.model = model
+    else:
+        check_stored_model(ckpt.model, path)
     if model_kwargs:
         ckpt.model_kwargs = {**ckpt.model_kwargs, **model_kwargs}
     if ckpt.model is None:
@@ -168,6 +180,23 @@ def load_checkpoint(
         )
     ckpt.path = str(path)
     return ckpt
+
+
+def check_stored_model(name: object, path: str | Path) -> None:
+    """Refuse a model name read from a file unless it is a registry name (or absent).
+
+    A stored import path would be imported and called with the file's keyword arguments; it is
+    used only when the user passes the same path (`--model`, or `model=` in Python).
+    """
+    if name is None:
+        return
+    if not isinstance(name, str):
+        raise LandscapeError(
+            f"{path} stores a model name of type {type(name).__name__}; expected a registered "
+            "name (see 'landscape models'): pass --model NAME"
+        )
+    if is_import_path(name):
+        raise refuse_stored_import_path(f"checkpoint {path}", "model", name, "--model")
 
 
 def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str = "checkpoint") -> None:
@@ -211,7 +240,14 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
         module.load_state_dict(ckpt.state_dict)
         return module
     kwargs = dict(ckpt.model_kwargs)
-    model = create_model(ckpt.model, **kwargs)
+    try:
+        model = create_model(ckpt.model, **kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as error:  # the file's keywords
+        raise LandscapeError(
+            f"checkpoint {ckpt.path or ''}: model {ckpt.model!r} cannot be built from the stored "
+            f"model_kwargs {_short([f'{k}={v!r}' for k, v in kwargs.items()])} ({one_line(error)}); "
+            "the file's model_kwargs are damaged"
+        ) from None
     load_into(model, ckpt.state_dict, what=f"checkpoint {ckpt.path or ''}".strip())
     return model.eval()
 

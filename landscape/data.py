@@ -77,9 +77,21 @@ def load_dataset(
     )
 
 
-def dataset_from_meta(meta: dict[str, Any], root: str | Path | None = None) -> Dataset:
-    """Rebuild the dataset a checkpoint was trained on, from its recorded metadata."""
+def dataset_from_meta(
+    meta: dict[str, Any], root: str | Path | None = None, source: str = "the file"
+) -> Dataset:
+    """Rebuild the dataset a checkpoint was trained on, from its recorded metadata.
+
+    Files are data: a recorded import path (a data factory) is refused in one line naming
+    `source`; the user passes it with --data (Python: `data=`) to run it.
+    """
+    from .hooks import is_import_path, refuse_stored_import_path
+
     name = meta.get("name", "digits")
+    if not isinstance(name, str):
+        raise LandscapeError(f"{source} records a data set name of type {type(name).__name__}; pass --data")
+    if is_import_path(name):
+        raise refuse_stored_import_path(source, "data set", name, "--data")
     kwargs: dict[str, Any] = {}
     if name == "synthetic":
         kwargs = {
@@ -102,7 +114,7 @@ def dataset_for_checkpoint(
     if data is None:
         if not recorded:
             raise LandscapeError(f"checkpoint {ckpt} records no data set; pass --data (e.g. --data digits)")
-        return dataset_from_meta(recorded, root=root)
+        return dataset_from_meta(recorded, root=root, source=f"checkpoint {ckpt}")
     if test is not None:
         return load_dataset(data, root=root, test=test)
     return load_dataset(data, root=root)
@@ -140,10 +152,26 @@ def _cifar_expected(name: str) -> str:
     return "cifar-100-python/train and test"
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Loads only what CIFAR's python files hold (dicts, lists, bytes, numbers, numpy arrays):
+    a pickle naming any other callable is refused, so a planted file cannot run code."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not CIFAR data)")
+        return super().find_class(module, name)
+
+
 def _read_pickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = _CifarUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise LandscapeError(f"missing CIFAR file {path}") from None
     except Exception as e:  # corrupt or foreign file

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import LandscapeError
+from .outputs import atomic_write, check_output
 from .plotting import available_surfs, surface_values
 
 if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
@@ -114,8 +115,9 @@ def export_vtp(
     surface: Surface, path: str | Path, surf: str = "train_loss", zmax: float | None = None, log: bool = False
 ) -> Path:
     """Write `vtp_text(...)` to `path`; return the path."""
-    text = vtp_text(surface, surf, zmax, log)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    check_output(path, "vtp")
+    text = vtp_text(surface, surf, zmax, log)
+    with atomic_write(path, "write VTK file", make_folder=True) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
     return path

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .cpu import guard_onednn
 from .directions import NORMS, Directions, direction_keys, normalize_direction
 from .errors import LandscapeError
 from .lanczos import LanczosResult, TraceResult, exact_trace, hutchinson_trace, lanczos
@@ -105,6 +106,7 @@ class HessianOperator:
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = copy.deepcopy(model).to(self.device).eval()
+        guard_onednn(self.model)  # weight gradients of tiny strided 1x1 convs: see landscape/cpu.py
         if dtype != torch.float32:
             self.model.to(dtype)
         for p in self.model.parameters():
@@ -417,8 +419,18 @@ def compute_hessian(cfg: HessianConfig) -> HessianResult:
 def store_hessian(surface: str | Path, result: HessianResult) -> dict[str, Any]:
     """Write `result` into a surface file's attrs['hessian'] and recompute attrs['metrics'].
 
-    Refuses a surface computed around another checkpoint. Returns the new metrics.
+    Refuses a surface computed around another checkpoint, or one that another run is writing.
+    Returns the new metrics.
     """
+    from .lock import SurfaceLock
+    from .storage import read_surface
+
+    read_surface(surface)  # a missing or foreign file is refused before any lock is made
+    with SurfaceLock.acquire(Path(surface)):  # a surface run writing this file is not disturbed
+        return _store_hessian(surface, result)
+
+
+def _store_hessian(surface: str | Path, result: HessianResult) -> dict[str, Any]:
     from .metrics import surface_metrics
     from .storage import read_surface, update_attrs
 

@@ -5,6 +5,10 @@ Every hook (a model factory, a data factory, a loss function) is named `package.
 installed packages, as `python -m` would, so `landscape surface --model mynets:build` works from
 a project directory without installing it. Each failure is one line that names the path.
 
+Files are data: nothing read from a checkpoint, surface or direction file reaches
+`import_object`. A name stored in a file that is an import path is refused with
+`refuse_stored_import_path` unless the user passes the same path themselves.
+
 Example:
     >>> fn = import_object("torch.nn.functional:cross_entropy", "loss")
     >>> build = import_object("mynets:build", "model factory")  # doctest: +SKIP
@@ -29,6 +33,8 @@ __all__ = [
     "one_line",
     "is_torchscript",
     "load_torchscript",
+    "is_import_path",
+    "refuse_stored_import_path",
 ]
 
 
@@ -62,6 +68,23 @@ def import_object(path: str, what: str = "object") -> Any:
             )
         obj = getattr(obj, part)
     return obj
+
+
+def is_import_path(name: object) -> bool:
+    """Whether a name is an import path `package.module:attr` (code), not a registry name."""
+    return isinstance(name, str) and ":" in name
+
+
+def refuse_stored_import_path(source: str, what: str, name: str, option: str) -> LandscapeError:
+    """The one-line refusal for an import path read from a file (files are data, never code).
+
+    `source` names the file (`checkpoint a.pt`), `what` the field (`model`, `data set`), and
+    `option` what the user passes to use it anyway (`--model`).
+    """
+    return LandscapeError(
+        f"{source} names its {what} by the import path {name!r}; files are data and are never "
+        f"imported: pass {option} {name} yourself if you trust it"
+    )
 
 
 def call_factory(factory: Any, label: str, **kwargs: Any) -> Any:

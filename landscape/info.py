@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import LandscapeError
 
-__all__ = ["describe", "is_hdf5"]
+__all__ = ["describe", "describe_machine", "is_hdf5"]
 
 
 def is_hdf5(path: str | Path) -> bool:
@@ -41,11 +41,31 @@ def describe(
     return _format(info)
 
 
+def describe_machine(as_json: bool = False) -> str:
+    """torch's version, the devices it sees and the CPU's instruction sets (AVX2/AVX-512, bf16)."""
+    import torch
+
+    from .cpu import cpu_info
+
+    cpu = cpu_info()
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cpu": cpu.describe(),
+        "threads": torch.get_num_threads(),
+        "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available() else "none",
+    }
+    return json.dumps(info, indent=2) if as_json else _format(info)
+
+
 def _checkpoint_summary(
     path: Path, model: str | None, model_kwargs: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     from .checkpoint import load_checkpoint
+    from .hooks import is_torchscript
 
+    if is_torchscript(path):
+        return _torchscript_summary(path)
     ckpt = load_checkpoint(path, model=model, model_kwargs=model_kwargs)
     if model is not None or model_kwargs:
         # the user named the architecture: check that the weights fit it (raises one line)
@@ -65,6 +85,22 @@ def _checkpoint_summary(
         "metrics": ckpt.metrics,
         "state_entries": len(ckpt.state_dict),
         "state_floats": n_params,
+    }
+
+
+def _torchscript_summary(path: Path) -> dict[str, Any]:
+    """What a TorchScript archive holds, read from its zip directory: loading it would compile
+    and run its code, and `info` only looks at files."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return {
+        "file": str(path),
+        "kind": "checkpoint",
+        "source": "torchscript (a model with its own code: not loaded by info)",
+        "archive entries": len(names),
+        "tensor records": sum("/data/" in n for n in names),
     }
 
 

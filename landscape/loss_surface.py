@@ -87,5 +87,7 @@ class Surface:
 
         html = report_html([self])
         if path is not None:
-            Path(path).write_text(html, encoding="utf-8")
+            from .report import write_html
+
+            write_html(Path(path), html)
         return html

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import LandscapeError
+from .outputs import atomic_write, check_output, output_error
 
 if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
     from .loss_surface import Surface
@@ -742,14 +743,21 @@ def save_plots(
     if trajectory and not surface.trajectory:
         plot_trajectory(surface, None)  # raises the one-line error
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise LandscapeError(f"--out {out} is a file; plot writes into a folder: give a folder name")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(e, "create folder", out) from None
     stem = Path(surface.path).stem
     written: list[Path] = []
     levels = {"vmin": vmin, "vmax": vmax, "vlevel": vlevel, "log": log, "zmax": zmax}
 
     def save(fig: Any, name: str) -> None:
         path = out / f"{name}.{fmt}"
-        fig.savefig(path, dpi=dpi, format=fmt, bbox_inches="tight")
+        check_output(path, fmt, "plot")
+        with atomic_write(path, "write plot") as tmp:
+            fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight")
         written.append(path)
 
     if surface.ndim == 1:
@@ -930,7 +938,9 @@ def save_comparison(
     fmt = out.suffix.lstrip(".").lower() or "png"
     if fmt not in ("png", "pdf", "svg"):
         raise LandscapeError(f"--out {out}: use a .png, .pdf or .svg file name")
+    out = out if out.suffix else out.with_suffix(".png")
+    check_output(out, fmt)
     comp = plot_comparison(surfaces, surf, **kwargs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    comp.figure.savefig(out if out.suffix else out.with_suffix(".png"), dpi=dpi, format=fmt, bbox_inches="tight")
-    return out if out.suffix else out.with_suffix(".png")
+    with atomic_write(out, "write figure", make_folder=True) as tmp:
+        comp.figure.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight")
+    return out

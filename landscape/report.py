@@ -26,6 +26,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import LandscapeError
+from .outputs import atomic_write, check_output
 from .plotting import (
     EIG_RATIO_MAX,
     available_surfs,
@@ -45,7 +46,7 @@ from .plotting import (
 if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
     from .loss_surface import Surface
 
-__all__ = ["report_html", "write_report", "report_figures", "PLOT_CONFIG"]
+__all__ = ["report_html", "write_report", "write_html", "report_figures", "PLOT_CONFIG"]
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 _COLORS = {"train": "#1f77b4", "test": "#ff7f0e"}
@@ -550,6 +551,13 @@ def write_report(
 ) -> Path:
     """Write `report_html(...)` to `path`; return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_html(surfaces, surf, zmax), encoding="utf-8")
+    check_output(path, "html")
+    return write_html(path, report_html(surfaces, surf, zmax))
+
+
+def write_html(path: Path, text: str) -> Path:
+    """Write a report atomically, never over a file of another kind (a surface, a checkpoint)."""
+    check_output(path, "html")
+    with atomic_write(path, "write report", make_folder=True) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
     return path

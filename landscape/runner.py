@@ -15,20 +15,23 @@ Example:
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .cpu import cpu_info, time_call
 from .errors import LandscapeError
 from .evaluate import LoaderEvaluator, PointEvaluator
 from .executor import Evaluate, Executor, RunStats, SerialExecutor, Start, Work
 from .inputs import is_batched_split
 from .job import SurfaceJob, legacy_settings, pack_directions, unpack_directions
+from .lock import SurfaceLock
 from .loss_surface import Surface
 from .planning import EvalPlan, plan_evaluation
 from .progress import Progress, format_seconds
@@ -47,7 +50,7 @@ __all__ = [
     "open_job_file",
     "check_resumable",
     "make_evaluator",
-    "precision_error",
+    "precision_check",
     "run_job",
     "run_prepared",
     "compute_in_memory",
@@ -168,18 +171,38 @@ def make_evaluator(job: SurfaceJob, n_points: int) -> tuple[CoordsEvaluator, Poi
     return both, ev
 
 
-def precision_error(job: SurfaceJob, ev: PointEvaluator | LoaderEvaluator) -> float:
-    """Largest relative loss error of the chosen precision against fp32, at the centre."""
+def precision_check(job: SurfaceJob, ev: PointEvaluator | LoaderEvaluator) -> dict[str, float]:
+    """What a reduced precision costs, measured at the centre: its largest relative loss error
+    against fp32 and, for bf16 on a CPU without native bf16, its speed against fp32.
+
+    Without native bf16 (an AVX2-only CPU, see `landscape.cpu`) the kernels are emulated and
+    were measured 7-12x slower than fp32; the run keeps the precision it was asked for, prints
+    one warning with the measured slowdown, and records it in the file (`bf16_slowdown`).
+    """
     if job.engine.precision == "fp32":
-        return 0.0
+        return {}
     t = job.target
     ref_plan = replace(ev.plan, precision="fp32")
     ref = PointEvaluator(t.model, job.directions, t.splits, ref_plan, t.loss, t.metric, t.bn_mode, t.bn_data)
     c = np.zeros((1, job.grid.ndim))
     a, b = ev(c), ref(c)
-    return max(
-        float(abs(a[k][0] - b[k][0]) / max(abs(b[k][0]), 1e-12)) for k in a if k.endswith("_loss")
-    )
+    found = {
+        "precision_max_rel_error": max(
+            float(abs(a[k][0] - b[k][0]) / max(abs(b[k][0]), 1e-12)) for k in a if k.endswith("_loss")
+        )
+    }
+    if job.engine.precision == "bf16" and job.device.type == "cpu":
+        info = cpu_info()
+        if not info.native_bf16:  # both ran once already: these calls are warm
+            slowdown = time_call(lambda: ev(c)) / max(time_call(lambda: ref(c)), 1e-9)
+            found["bf16_slowdown"] = round(slowdown, 3)
+            if slowdown > 1.0:
+                print(
+                    f"warning: bf16 measured {slowdown:.1f}x slower than fp32 at the first point on "
+                    f"this CPU ({info.describe()}); --precision fp32 is faster here and exact",
+                    file=sys.stderr, flush=True,
+                )
+    return found
 
 
 @dataclass
@@ -187,7 +210,7 @@ class _Found:
     """What rank 0's setup learns for the run record."""
 
     evaluator: PointEvaluator | LoaderEvaluator | None = None
-    precision_err: float = 0.0
+    precision: dict[str, float] = field(default_factory=dict)  # precision_check's findings
 
     @property
     def plan(self) -> EvalPlan:
@@ -200,11 +223,11 @@ def _setup(
     job: SurfaceJob, n_pending: int, found: _Found | None = None, measure: bool = True
 ) -> tuple[Evaluate, int]:
     """(evaluate flat indices, points per pass) for a job; on rank 0 `found` receives the plan
-    and (with `measure`) the precision error."""
+    and (with `measure`) what the precision costs."""
     evaluate, ev = make_evaluator(job, max(n_pending, 1))
     if found is not None:
         found.evaluator = ev
-        found.precision_err = precision_error(job, ev) if n_pending and measure else 0.0
+        found.precision = precision_check(job, ev) if n_pending and measure else {}
     grid = job.grid
     return (lambda idx: evaluate(grid.coords_of(idx))), ev.plan.points_per_pass
 
@@ -232,21 +255,33 @@ def _record_run(job: SurfaceJob, found: _Found, stats: RunStats) -> None:
         "host": socket.gethostname(),
         "device": str(job.device),
         "threads": torch.get_num_threads(),
+        "cpu": cpu_info().describe(),
         "plan": found.plan.meta(),
         **stats.extra,
     }
-    attrs: dict[str, Any] = {"plan": found.plan.meta()}
-    if job.engine.precision != "fp32":
-        attrs["precision_max_rel_error"] = found.precision_err
+    attrs: dict[str, Any] = {"plan": found.plan.meta(), **found.precision}
     from .metrics import surface_metrics
 
-    if points:  # a rerun with nothing to do leaves the file (and its plan) untouched
-        attrs["metrics"] = surface_metrics(read_surface(job.out))
+    surface = read_surface(job.out)
+    # a rerun with nothing to do leaves the file (and its plan) untouched, unless the run that
+    # computed the points died before recording them (e.g. a full disk at the very end)
+    restore = not points and _lacks_final_metadata(surface)
+    if points or restore:
+        attrs["metrics"] = surface_metrics(surface)
+        if restore:
+            run["restored_metadata"] = True
         update_attrs(job.out, attrs, append_run=run)
+        if restore and not job.engine.quiet:
+            print(f"note: {job.out} lacked its final metrics and run record; restored them", flush=True)
     if not job.engine.quiet:
         rate = f"{points / seconds:.3g} points/s" if seconds > 0 and points else "nothing to do"
         on = f" on {stats.ranks} ranks" if stats.ranks > 1 else ""
         print(f"wrote {job.out}: {points} points in {format_seconds(seconds)}{on} ({rate})", flush=True)
+
+
+def _lacks_final_metadata(surface: Surface) -> bool:
+    """Whether a file holds computed points but no metrics or run record."""
+    return surface.done > 0 and ("metrics" not in surface.attrs or not surface.attrs.get("runs"))
 
 
 def run_prepared(
@@ -263,9 +298,15 @@ def run_prepared(
     """
     state: dict[str, SurfaceJob] = {}
     found = _Found()
+    locks: list[SurfaceLock] = []
 
     def prepare() -> Start:
-        job, pending = open_job_file(lead())
+        job = lead()
+        assert job.out is not None
+        # rank 0 is the one writer: it owns the file (landscape.lock) until the run ends, and a
+        # second run on the same file is refused before it touches it
+        locks.append(SurfaceLock.acquire(job.out))
+        job, pending = open_job_file(job)
         state["job"] = job
         assert job.out is not None
         message = lambda: {"directions": pack_directions(job.directions)}  # noqa: E731
@@ -281,7 +322,11 @@ def run_prepared(
     def finish(stats: RunStats) -> None:
         _record_run(state["job"], found, stats)
 
-    executor.run(Work(prepare, setup, preload, finish))
+    try:
+        executor.run(Work(prepare, setup, preload, finish))
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 def run_job(job: SurfaceJob, executor: Executor | None = None) -> Path:

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
+import io
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ import numpy as np
 from .errors import LandscapeError
 from .grid import Axis, Grid
 from .loss_surface import SURFACE_FORMAT, Surface
+from .outputs import atomic_write, check_free_space, check_output, os_reason, output_error
 
 __all__ = [
     "SURFACE_FORMAT",
@@ -73,23 +72,9 @@ def _open(path: str | Path, mode: str):
         raise LandscapeError(f"{path} is not a readable HDF5 surface file ({_first_line(e)})") from None
 
 
-def _os_reason(e: OSError) -> str:
-    """Why a write failed, in words a user can act on."""
-    if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
-        return "no space left on device (free some space, or choose another --out)"
-    return _first_line(e)
-
-
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:200] if text else type(e).__name__
-
-
-def _default_file_mode() -> int:
-    """0666 minus the umask: what open() would give (mkstemp's files are private, 0600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _jsonable(value: Any) -> Any:
@@ -263,49 +248,6 @@ def settings_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any], pr
     return None
 
 
-@contextlib.contextmanager
-def atomic_write(
-    path: Path, doing: str | None = None, make_folder: bool = False, keep_mode: bool = False
-) -> Iterator[str]:
-    """Yield an empty temporary file beside `path`; when the block ends, rename it onto `path`.
-
-    A crash or an error leaves `path` as it was and removes the temporary file. The new file
-    gets `path`'s mode with `keep_mode`, else what open() would give (mkstemp's files are
-    private). With `doing`, an OSError becomes one line, `cannot <doing> <path>: <reason>`;
-    without, it propagates as it is.
-
-    Example:
-        >>> with atomic_write(Path("ckpts/net.pt"), make_folder=True) as tmp:  # doctest: +SKIP
-        ...     torch.save(payload, tmp)
-    """
-    try:
-        if make_folder:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        if doing is None:
-            raise
-        raise LandscapeError(
-            f"cannot {doing} {path}: folder {path.parent} is not writable ({_os_reason(e)})"
-        ) from None
-    os.close(fd)
-    try:
-        if keep_mode:
-            shutil.copymode(path, tmp)
-        else:
-            os.chmod(tmp, _default_file_mode())
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        if doing is None:
-            raise
-        raise LandscapeError(f"cannot {doing} {path}: {_os_reason(e)}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def create_surface(
     path: str | Path,
     grid: Grid,
@@ -315,46 +257,70 @@ def create_surface(
     settings: Mapping[str, Any],
     trajectory: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a new, empty surface file atomically (temporary file, then rename)."""
+    """Write a new, empty surface file atomically (temporary file, then rename).
+
+    Refuses (one line) a path holding another kind of file, and a disk without room for the
+    whole file: every array is allocated here, so later writes never need more space.
+    """
     h5py = _h5()
     path = Path(path)
-    with atomic_write(path, "write surface file", make_folder=True) as tmp:
-        with h5py.File(tmp, "w", locking=False) as f:
-            f.create_dataset("xcoordinates", data=grid.x.coords())
-            if grid.y is not None:
-                f.create_dataset("ycoordinates", data=grid.y.coords())
-            for name in arrays:
-                f.create_dataset(name, data=np.full(grid.shape, np.nan, dtype=np.float64))
-            f.create_dataset("computed", data=np.zeros(grid.shape, dtype=np.uint8))
-            f.create_dataset("point_seconds", data=np.full(grid.shape, np.nan, dtype=np.float64))
-            f.create_dataset("point_rank", data=np.full(grid.shape, -1, dtype=np.int16))
-            g = f.create_group("directions")
-            for axis, d in (("x", directions.x), ("y", directions.y)):
-                if d is None:
-                    continue
-                sub = g.create_group(axis)
-                sub.attrs["order"] = json.dumps(list(d))
-                for key, t in d.items():
-                    sub.create_dataset(key, data=t.detach().cpu().float().numpy())
-            if trajectory is not None:
-                t = f.create_group("trajectory")
-                for key, value in trajectory.items():
-                    if value is not None:
-                        t.create_dataset(key, data=np.asarray(value))
-            base = {
-                "format": SURFACE_FORMAT,
-                "version": SURFACE_VERSION,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "x_spec": grid.x.spec(),
-                "settings": dict(settings),
-                "runs": [],
-            }
-            if grid.y is not None:
-                base["y_spec"] = grid.y.spec()
-            for key, value in {**base, **attrs}.items():
-                f.attrs[key] = _attr_value(value)
-            f.flush()
+    check_output(path, "hdf5")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(e, "create folder", path.parent) from None
+    check_free_space(path.parent, planned_size(grid, len(arrays), directions, trajectory), f"surface file {path}")
+    # Built in memory, then written with plain file I/O: a full disk is then an ordinary OSError,
+    # while HDF5 failing a write half-way through creating a file can crash the process.
+    image = io.BytesIO()
+    with h5py.File(image, "w", locking=False) as f:
+        f.create_dataset("xcoordinates", data=grid.x.coords())
+        if grid.y is not None:
+            f.create_dataset("ycoordinates", data=grid.y.coords())
+        for name in arrays:
+            f.create_dataset(name, data=np.full(grid.shape, np.nan, dtype=np.float64))
+        f.create_dataset("computed", data=np.zeros(grid.shape, dtype=np.uint8))
+        f.create_dataset("point_seconds", data=np.full(grid.shape, np.nan, dtype=np.float64))
+        f.create_dataset("point_rank", data=np.full(grid.shape, -1, dtype=np.int16))
+        g = f.create_group("directions")
+        for axis, d in (("x", directions.x), ("y", directions.y)):
+            if d is None:
+                continue
+            sub = g.create_group(axis)
+            sub.attrs["order"] = json.dumps(list(d))
+            for key, t in d.items():
+                sub.create_dataset(key, data=t.detach().cpu().float().numpy())
+        if trajectory is not None:
+            t = f.create_group("trajectory")
+            for key, value in trajectory.items():
+                if value is not None:
+                    t.create_dataset(key, data=np.asarray(value))
+        base = {
+            "format": SURFACE_FORMAT,
+            "version": SURFACE_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "x_spec": grid.x.spec(),
+            "settings": dict(settings),
+            "runs": [],
+        }
+        if grid.y is not None:
+            base["y_spec"] = grid.y.spec()
+        for key, value in {**base, **attrs}.items():
+            f.attrs[key] = _attr_value(value)
+        f.flush()
+    _write_bytes(path, image.getbuffer(), "write surface file")
     return path
+
+
+def planned_size(grid: Grid, n_arrays: int, directions: Any, trajectory: Mapping[str, Any] | None = None) -> int:
+    """Bytes a new surface file will take (arrays, bookkeeping, directions, a margin)."""
+    points = grid.num_points
+    per_point = 8 * n_arrays + 1 + 8 + 2  # float64 arrays, computed, point_seconds, point_rank
+    dirs = sum(
+        int(t.numel()) * 4 for d in (directions.x, directions.y) if d is not None for t in d.values()
+    )
+    traj = sum(np.asarray(v).nbytes for v in (trajectory or {}).values() if v is not None)
+    return points * per_point + dirs + traj + (1 << 20)  # 1 MiB for HDF5 headers and attributes
 
 
 def open_surface(path: str | Path, settings: Mapping[str, Any]) -> None:
@@ -398,6 +364,17 @@ class SurfaceWriter:
         flat = np.asarray(flat, dtype=np.int64)
         if not len(flat):
             return
+        try:
+            self._write_points(flat, values, seconds, rank)
+        except OSError as e:
+            raise LandscapeError(
+                f"cannot write results to {self.path}: {os_reason(e)}; every point stored before "
+                "is kept: rerun the same command to resume"
+            ) from None
+
+    def _write_points(
+        self, flat: np.ndarray, values: Mapping[str, np.ndarray], seconds: np.ndarray | float | None, rank: int
+    ) -> None:
         idx = np.unravel_index(flat, self.shape)
         # h5py fancy indexing wants increasing indices along one axis: write point by point
         # through a sorted, de-duplicated order on the flat view when the grid is 2D.
@@ -436,15 +413,24 @@ def update_attrs(path: str | Path, attrs: Mapping[str, Any], append_run: Mapping
     """Change root attributes by copy-and-rename, so a crash never damages the file."""
     h5py = _h5()
     path = Path(path)
-    with atomic_write(path, "update", keep_mode=True) as tmp:
-        shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "r+", locking=False) as f:
-            for key, value in attrs.items():
-                f.attrs[key] = _attr_value(value)
-            if append_run is not None:
-                runs = _read_attr(f.attrs.get("runs", "[]")) or []
-                runs.append(dict(append_run))
-                f.attrs["runs"] = _attr_value(runs)
+    check_free_space(path.parent, path.stat().st_size + (1 << 20), f"updating {path} (a copy is made)")
+    image = io.BytesIO(path.read_bytes())  # edited in memory: see create_surface
+    with h5py.File(image, "r+", locking=False) as f:
+        for key, value in attrs.items():
+            f.attrs[key] = _attr_value(value)
+        if append_run is not None:
+            runs = _read_attr(f.attrs.get("runs", "[]")) or []
+            runs.append(dict(append_run))
+            f.attrs["runs"] = _attr_value(runs)
+    _write_bytes(path, image.getbuffer(), "update", keep_mode=True)
+
+
+def _write_bytes(path: Path, data: Any, doing: str, keep_mode: bool = False) -> None:
+    """Write `data` (bytes-like) to `path` atomically, synced to disk before the rename."""
+    with atomic_write(path, doing, keep_mode=keep_mode) as tmp, open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def surface_summary(path: str | Path) -> dict[str, Any]:

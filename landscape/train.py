@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import Checkpoint, save_checkpoint
+from .cpu import guard_onednn, standard_layout
 from .data import Dataset, load_dataset
 from .device import resolve_device
 from .errors import LandscapeError
+from .outputs import check_output
 from .progress import Progress
 
 __all__ = ["TrainConfig", "train", "evaluate_model", "lr_at", "snapshot_dir"]
@@ -99,7 +101,9 @@ def _augment(x: torch.Tensor, kind: str, g: torch.Generator) -> torch.Tensor:
     cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).to(x.device)  # [n, w]
     idx_n = torch.arange(n, device=x.device).view(n, 1, 1)
     out = padded.permute(0, 2, 3, 1)[idx_n, rows.view(n, h, 1), cols.view(n, 1, w)]
-    out = out.permute(0, 3, 1, 2).contiguous()
+    # plain NCHW strides: with one channel `.contiguous()` would keep channels-last strides, and
+    # the convolutions would pick oneDNN's channels-last kernels (see landscape/cpu.py)
+    out = standard_layout(out.permute(0, 3, 1, 2))
     if kind == "crop-flip":
         flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
         out[flip] = out[flip].flip(-1)
@@ -150,11 +154,14 @@ def train(
     """Train `config.model` on `config.data`; write the checkpoint to `config.out` if given."""
     from .models import create_model
 
+    if config.out:  # refuse a bad output before training, not after
+        check_output(Path(config.out), "checkpoint")
     device = resolve_device(config.device)
     ds = dataset or load_dataset(config.data, root=config.data_root, split_seed=config.split_seed)
     torch.manual_seed(config.seed)
     kwargs = {"in_channels": ds.in_channels, "num_classes": ds.num_classes, **config.model_kwargs}
     model = create_model(config.model, **kwargs).to(device)
+    guard_onednn(model)  # a oneDNN fault on AVX2 CPUs: see landscape/cpu.py
     x_train, y_train = ds.x_train.to(device), ds.y_train.to(device)
     x_test = ds.x_test.to(device) if ds.x_test is not None else None
     y_test = ds.y_test.to(device) if ds.y_test is not None else None

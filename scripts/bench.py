@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+from landscape.cpu import cpu_info
 from landscape.device import tune_host_allocator
 from landscape.directions import Directions, random_directions
 from landscape.grid import Axis, Grid
@@ -234,6 +235,7 @@ def bench_cnn(name: str, n_images: int, grid_n: int, tmp: Path, extra: bool) -> 
         res["bf16_speedup_vs_tuned"] = res["paper_tuned_s_per_point"] / res["engine_bf16_s_per_point"]
         rel = np.abs(out16["loss"] - out["loss"]) / np.abs(out["loss"])
         res["bf16_max_rel_loss_error"] = float(rel.max())
+        res["bf16_guard_slowdown"] = float(out16["attrs"].get("bf16_slowdown", 0.0)) or None
         sv, _ = engine_surface(model, d, x, y, grid, tmp / f"{name}_vmap.h5", strategy="vmap", points_per_pass=4)
         res["engine_vmap4_s_per_point"] = sv / grid.num_points
         flops = model_flops(model, x)
@@ -292,6 +294,8 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     tune_host_allocator()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores", flush=True)
+    cpu = cpu_info()
+    print(f"cpu: {cpu.describe()}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -308,6 +312,13 @@ def main() -> int:
         print(f"  engine bf16            {r['engine_bf16_s_per_point']:8.3f} s/point   {r['bf16_speedup']:5.2f}x faster"
               f" ({r['bf16_speedup_vs_tuned']:.2f}x vs tuned)"
               f"   max rel loss error vs fp32 {r['bf16_max_rel_loss_error']:.2e}")
+        if r["bf16_guard_slowdown"] is None:
+            print("  bf16 guard             not needed: this CPU runs bf16 natively (no check, no warning)")
+        else:
+            verdict = "warned, kept bf16 as asked" if r["bf16_guard_slowdown"] > 1 else "no warning"
+            print(f"  bf16 guard             no native bf16: measured {r['bf16_guard_slowdown']:.2f}x the fp32 time"
+                  f" at the first point; {verdict} (the whole run: "
+                  f"{r['engine_bf16_s_per_point'] / r['engine_fp32_s_per_point']:.2f}x)")
         print(f"  engine forced vmap x4  {r['engine_vmap4_s_per_point']:8.3f} s/point   "
               f"({r['engine_vmap4_s_per_point'] / r['engine_fp32_s_per_point']:.2f}x slower than the chosen plan on this CPU)")
         print(f"  engine fp32 {r['engine_fp32_gflops']:.1f} GFLOP/s = {100 * r['fp32_fraction_of_limit']:.0f}% of the "

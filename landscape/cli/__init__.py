@@ -7,9 +7,11 @@ Heavy imports (torch, h5py, matplotlib) happen inside the subcommand handlers, s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from .._version import __version__
@@ -133,17 +135,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..device import tune_host_allocator
 
     tune_host_allocator()  # process-wide, so here at the edge rather than in the library
+    with _terminate_as_interrupt():
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return int(args._run(args) or 0)
     except LandscapeError as e:
         if getattr(e, "echo", True):  # an MPI worker stopped by rank 0's error: printed there, once
             print(f"landscape {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # an OSError too: output piped into `head`
+        return 0
+    except OSError as e:  # a file operation the library did not turn into a LandscapeError
+        from ..outputs import os_reason
+
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"landscape {args.command}: error: {where}{os_reason(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
+
+
+def _interrupt(signum: int, frame: Any) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a batch system's time limit, `kill`) ends a serial run like Ctrl-C, so that its
+    `finally` blocks run: the surface file's lock is released and temporary files are removed.
+    Under mpiexec SIGTERM is left as it is (an exception inside an MPI transfer could hang)."""
+    from ..distributed import launched_under_mpi
+
+    try:
+        old = None if launched_under_mpi() > 1 else signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 def entry() -> NoReturn:

@@ -103,7 +103,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_info(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="a checkpoint (.pt) or a surface file (.h5)")
+    p.add_argument(
+        "path", nargs="?", default=None,
+        help="a checkpoint (.pt) or a surface file (.h5); without one, this machine's torch and CPU",
+    )
     p.add_argument("--model", default=None, help="architecture, for bare state dicts")
     p.add_argument(
         "--model-kwargs", type=json_dict, default={}, help='its arguments, e.g. \'{"width": 8}\''
@@ -112,8 +115,11 @@ def _add_info(p: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from ..info import describe
+    from ..info import describe, describe_machine
 
+    if args.path is None:
+        print(describe_machine(as_json=args.json))
+        return 0
     print(describe(args.path, model=args.model, as_json=args.json, model_kwargs=args.model_kwargs))
     return 0
 
@@ -128,7 +134,7 @@ COMMANDS = [
     ("models", "list the registered architectures\n\nexample: landscape models 'resnet*' --params", _add_models, _run_models),
     (
         "info",
-        "print a checkpoint's or a surface file's metadata\n\nexample: landscape info surfaces/resnet20.h5",
+        "print a checkpoint's or a surface file's metadata, or this machine's\n\nexample: landscape info surfaces/resnet20.h5",
         _add_info,
         _run_info,
     ),
