@@ -129,6 +129,39 @@ def _torch_load(path: Path) -> Any:
         ) from None
 
 
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "state_dict": (dict,),
+    "model": (str, type(None)),
+    "model_kwargs": (dict, type(None)),
+    "data": (dict, type(None)),
+    "metrics": (dict, type(None)),
+    "train": (dict, type(None)),
+    "epoch": (int, type(None)),
+    "version": (int, type(None)),
+}
+
+
+def _check_fields(obj: dict[str, Any], path: Path) -> None:
+    """Each field of a landscape checkpoint has its documented type, and the version is known."""
+    from .text import printable
+
+    for key, types in _FIELD_TYPES.items():
+        if key == "state_dict" and key not in obj:
+            raise LandscapeError(f"checkpoint {path} has no 'state_dict'; the file is damaged: re-save it")
+        value = obj.get(key)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise LandscapeError(
+                f"checkpoint {path}: field {key!r} should be {' or '.join(t.__name__ for t in types)}, "
+                f"found {type(value).__name__} {printable(repr(value)[:40])}; the file is damaged or "
+                "hand-made: re-save it with landscape.checkpoint.save_checkpoint"
+            )
+    if obj.get("version") is not None and not 1 <= obj["version"] <= CHECKPOINT_VERSION:
+        raise LandscapeError(
+            f"checkpoint {path} has format version {obj['version']}; this landscape reads 1 to "
+            f"{CHECKPOINT_VERSION} (upgrade: pip install -U nn-landscape)"
+        )
+
+
 def load_checkpoint(
     path: str | Path, model: str | None = None, model_kwargs: dict[str, Any] | None = None
 ) -> Checkpoint:
@@ -148,6 +181,7 @@ def load_checkpoint(
         return Checkpoint(model=name, state_dict=state, path=str(path), source="torchscript")
     obj = _torch_load(path)
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        _check_fields(obj, path)
         ckpt = Checkpoint(
             model=obj.get("model"),
             state_dict=clean_state_dict(obj["state_dict"]),
@@ -201,6 +235,12 @@ def check_stored_model(name: object, path: str | Path) -> None:
 
 def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str = "checkpoint") -> None:
     """Load strictly; on mismatch raise one line naming missing and unexpected keys."""
+    _check_fit(model, state_dict, what)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _check_fit(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Raise one line naming missing and unexpected keys and shape mismatches, if any."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -221,7 +261,6 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str =
             f"{what} does not fit model {type(model).__name__}: {'; '.join(parts)} "
             "(is --model right?)"
         )
-    model.load_state_dict(state_dict, strict=True)
 
 
 def _short(items: list[str], n: int = 4) -> str:
@@ -240,7 +279,9 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
         module.load_state_dict(ckpt.state_dict)
         return module
     kwargs = dict(ckpt.model_kwargs)
+    what = f"checkpoint {ckpt.path or ''}".strip()
     try:
+        _check_shell(ckpt, kwargs, what)
         model = create_model(ckpt.model, **kwargs)
     except (TypeError, ValueError, RuntimeError, OverflowError) as error:  # the file's keywords
         raise LandscapeError(
@@ -248,8 +289,21 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
             f"model_kwargs {_short([f'{k}={v!r}' for k, v in kwargs.items()])} ({one_line(error)}); "
             "the file's model_kwargs are damaged"
         ) from None
-    load_into(model, ckpt.state_dict, what=f"checkpoint {ckpt.path or ''}".strip())
+    load_into(model, ckpt.state_dict, what=what)
     return model.eval()
+
+
+def _check_shell(ckpt: Checkpoint, kwargs: dict[str, Any], what: str) -> None:
+    """Build a registered architecture on the meta device (no memory) and check the weights fit,
+    so that arguments from a file (`{"width": 10**9}`) cannot make us allocate terabytes first.
+    A user's factory (an import path) is called once only, as given."""
+    from .models import create_model
+
+    if ckpt.model is None or ":" in ckpt.model:
+        return
+    with torch.device("meta"):
+        shell = create_model(ckpt.model, **kwargs)
+    _check_fit(shell, ckpt.state_dict, what)
 
 
 def file_sha256(path: str | Path) -> str:

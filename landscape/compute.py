@@ -32,7 +32,7 @@ from .errors import LandscapeError
 from .executor import Executor
 from .grid import Axis, Grid
 from .job import Engine, Plane, Provenance, SurfaceJob, Target, build_job, model_meta
-from .losses import resolve_loss
+from .losses import check_loss, resolve_loss
 from .planning import BN_MODES, PRECISIONS
 from .resolve import check_data_fits, make_directions
 from .runner import run_prepared
@@ -47,6 +47,7 @@ __all__ = [
     "job_from_inputs",
     "select_splits",
     "default_out",
+    "config_warnings",
 ]
 
 
@@ -113,9 +114,26 @@ class SurfaceConfig:
         bad = [s for s in self.splits if s not in ("train", "test")]
         if bad or not self.splits:
             raise LandscapeError(f"--splits {','.join(self.splits)!r}: use train, test or train,test")
+        if self.data_test is not None and "test" not in self.splits:
+            raise LandscapeError(
+                f"--data-test {self.data_test} has no effect with --splits {','.join(self.splits)}; "
+                "add test to --splits, or drop --data-test"
+            )
         resolve_loss(self.loss)  # a bad --loss (or import path) fails before any file is made
         if self.comm not in ("auto", "serial", "mpi"):
             raise LandscapeError(f"--comm {self.comm!r} is not one of auto, serial, mpi")
+
+
+def config_warnings(cfg: SurfaceConfig) -> list[str]:
+    """One line per setting that silently does less than it says (the CLI prints them)."""
+    _, ignore = _default_norm_ignore(cfg)
+    notes = []
+    if cfg.dir_type == "states" and ignore == "biasbn" and not (cfg.ckpt2 or cfg.dirs):
+        notes.append(
+            "--dir-type states with --ignore biasbn moves nothing more than --dir-type weights "
+            "(BatchNorm running statistics are 1-D and ignored); add --ignore none to move them"
+        )
+    return notes
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,6 +175,7 @@ def load_inputs(cfg: SurfaceConfig, local_rank: int = 0, check: bool = True) -> 
     splits = select_splits(ds, cfg.splits, cfg.max_samples)
     if check:
         check_data_fits(model, splits)
+        check_loss(model, cfg.loss, *next(iter(splits.values())))  # before any file exists
     return SurfaceInputs(ckpt, model, ds, splits, resolve_device(cfg.device, local_rank))
 
 

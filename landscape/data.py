@@ -52,6 +52,11 @@ def load_dataset(
     arguments go to the synthetic generator (`n_train`, `n_test`, `in_channels`, `image_size`,
     `num_classes`).
     """
+    if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or not 0 <= split_seed < 2**32:
+        raise LandscapeError(
+            f"split seed {split_seed!r} (--split-seed, or the one a checkpoint records): use an "
+            "integer from 0 to 4294967295"
+        )
     if name == "digits":
         return _load_digits(split_seed)
     if name in ("cifar10", "cifar100"):
@@ -111,6 +116,12 @@ def dataset_for_checkpoint(
 ) -> Dataset:
     """The data set of `--data` (with `--data-root`, `--data-test`), else the one checkpoint
     `ckpt` records (`recorded`, its data metadata); one line when there is neither."""
+    if test is not None and not _is_user_data(data):
+        source = "the checkpoint's own data set" if data is None else f"--data {data}"
+        raise LandscapeError(
+            f"--data-test {test} has no effect with {source}: it gives the test split of "
+            "--data path.npz/.pt or --data package.module:factory; drop it"
+        )
     if data is None:
         if not recorded:
             raise LandscapeError(f"checkpoint {ckpt} records no data set; pass --data (e.g. --data digits)")
@@ -118,6 +129,11 @@ def dataset_for_checkpoint(
     if test is not None:
         return load_dataset(data, root=root, test=test)
     return load_dataset(data, root=root)
+
+
+def _is_user_data(name: str | None) -> bool:
+    """An array file or an import path (the data sets `--data-test` applies to)."""
+    return name is not None and (name.endswith((".npz", ".pt", ".pth")) or ":" in name)
 
 
 def _load_digits(split_seed: int) -> Dataset:

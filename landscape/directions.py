@@ -216,11 +216,14 @@ def pca_directions(
     dir_type: str = "weights",
     ignore: str = "biasbn",
     epochs: Sequence[int] | None = None,
+    components: int = 2,
 ) -> Directions:
     """Top two principal components of (snapshot - final), and the projected trajectory.
 
     The final model is `model`. Components are unit vectors (not filter-normalized), as in the
-    paper; explained variance ratios and the snapshots' coordinates are recorded.
+    paper; explained variance ratios and the snapshots' coordinates are recorded. The first
+    `components` (1 or 2) must have variance: snapshots that do not vary along one are refused,
+    since SVD would return an arbitrary direction there.
     """
     _check_choice(ignore, IGNORES, "--ignore")
     if len(snapshots) < 2:
@@ -239,6 +242,7 @@ def pca_directions(
     m = torch.stack(rows)  # [n_snapshots, D]
     centered = m - m.mean(0, keepdim=True)
     _, sing, vt = torch.linalg.svd(centered, full_matrices=False)
+    _check_variance(sing, m, components)
     var = sing**2 / max(len(rows) - 1, 1)
     ratio = (var / var.sum()).tolist() if var.sum() > 0 else [0.0] * len(var)
     comps = vt[:2]
@@ -257,6 +261,20 @@ def pca_directions(
         "epochs": list(epochs) if epochs is not None else list(range(len(snapshots))),
     }
     return Directions(x, y, "pca", dir_type, "none", ignore, None, extra, trajectory)
+
+
+def _check_variance(sing: torch.Tensor, m: torch.Tensor, components: int) -> None:
+    """Refuse a PCA component with (numerically) zero variance: its direction would be arbitrary."""
+    scale = float(torch.linalg.norm(m))
+    for k in range(components):
+        value = float(sing[k]) if k < len(sing) else 0.0
+        if not value > 1e-6 * scale or value == 0.0:
+            which = "vary at all" if k == 0 else "vary along a second component (a 2D plane needs 3 or more distinct snapshots)"
+            raise LandscapeError(
+                f"--pca: the {m.shape[0]} snapshots do not {which}: zero variance, so the PCA "
+                f"direction {'xy'[k]} would be arbitrary; give snapshots from different epochs of one "
+                "run (landscape train --save-every K), or drop --y for a 1D curve"
+            )
 
 
 def directions_from_tensors(

@@ -18,7 +18,11 @@ import numpy as np
 
 from .errors import LandscapeError
 
-__all__ = ["Axis", "Grid"]
+__all__ = ["Axis", "Grid", "MAX_GRID_POINTS"]
+
+# The largest surface any command computes or reads: 10 million grid points (a 3162 x 3162
+# grid; 80 MB per float64 array). Larger grids are refused before anything is allocated.
+MAX_GRID_POINTS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,11 @@ class Axis:
             raise LandscapeError(f"grid axis {self.spec()} has a non-finite end")
         if self.num < 1:
             raise LandscapeError(f"grid axis {self.spec()} needs at least 1 point")
+        if self.num > MAX_GRID_POINTS:
+            raise LandscapeError(
+                f"grid axis {self.spec()}: {self.num} points is more than the {MAX_GRID_POINTS} a "
+                "surface may hold; use fewer points (e.g. 401), or split the range over several files"
+            )
         if self.num > 1 and not self.stop > self.start:
             raise LandscapeError(
                 f"grid axis {self.spec()}: MIN must be below MAX (write MIN:MAX:NUM, e.g. -1:1:51)"
@@ -80,6 +89,14 @@ class Grid:
 
     x: Axis
     y: Axis | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_points > MAX_GRID_POINTS:
+            raise LandscapeError(
+                f"grid {self.x.spec()} by {self.y.spec() if self.y else ''} has {self.num_points} "
+                f"points, more than the {MAX_GRID_POINTS} a surface may hold; use fewer points per "
+                "axis, or split the range over several files"
+            )
 
     @property
     def ndim(self) -> int:

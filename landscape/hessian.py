@@ -376,6 +376,11 @@ class HessianConfig:
             raise LandscapeError(f"--tol must be positive, got {self.tol}")
         if self.max_samples is not None and self.max_samples < 1:
             raise LandscapeError(f"--max-samples must be at least 1, got {self.max_samples}")
+        if self.data_test is not None and self.split != "test":
+            raise LandscapeError(
+                f"--data-test {self.data_test} has no effect with --split {self.split}; add "
+                "--split test, or drop --data-test"
+            )
 
 
 def _load_data(cfg: HessianConfig, ckpt: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LandscapeError
+from .text import printable
 
 __all__ = ["describe", "describe_machine", "is_hdf5"]
 
@@ -105,14 +106,16 @@ def _torchscript_summary(path: Path) -> dict[str, Any]:
 
 
 def _format(info: dict[str, Any], indent: int = 0) -> str:
+    """`key: value` lines, nested dicts indented; text from the file with controls escaped."""
     lines = []
     pad = "  " * indent
     for key, value in info.items():
+        name = printable(str(key))
         if isinstance(value, dict) and value:
-            lines.append(f"{pad}{key}:")
+            lines.append(f"{pad}{name}:")
             lines.append(_format(value, indent + 1))
         elif isinstance(value, float):
-            lines.append(f"{pad}{key}: {value:.6g}")
+            lines.append(f"{pad}{name}: {value:.6g}")
         else:
-            lines.append(f"{pad}{key}: {value}")
+            lines.append(f"{pad}{name}: {printable(str(value))}")
     return "\n".join(lines)

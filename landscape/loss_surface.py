@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 
 from .directions import Directions
+from .schema import SURFACE_FORMAT
 
 __all__ = ["SURFACE_FORMAT", "Surface"]
-
-SURFACE_FORMAT = "landscape-surface"
 
 
 @dataclass
@@ -42,6 +41,7 @@ class Surface:
     attrs: dict[str, Any] = field(default_factory=dict)
     trajectory: dict[str, np.ndarray] | None = None
     source: str = SURFACE_FORMAT  # or "paper"
+    curve_axis: str = "x"  # the axis a 1D view runs along ("y" for a 1xN grid drawn as a curve)
     directions: Directions | None = None  # when read with them, or computed in memory
 
     @property

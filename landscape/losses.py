@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .errors import LandscapeError
+from .errors import LandscapeError, one_line
 
 __all__ = [
     "LossFn",
@@ -27,6 +28,7 @@ __all__ = [
     "mse",
     "resolve_loss",
     "sum_loss",
+    "check_loss",
     "result_names",
 ]
 
@@ -90,6 +92,25 @@ def sum_loss(loss_fn: LossFn, name: str, out: torch.Tensor, y: torch.Tensor) -> 
         f"loss {name} returned shape {tuple(value.shape)}; expected a scalar mean or one value "
         f"per sample ([{n}])"
     )
+
+
+def check_loss(model: nn.Module, loss: str | LossFn | None, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Fail early, in one line, when the loss cannot score this model's outputs (2 samples).
+
+    Run before a surface file is created, so a loss with the wrong signature leaves no file.
+    """
+    name, fn = resolve_loss(loss)
+    with torch.no_grad():
+        out = model.eval()(x[:2])
+        try:
+            sum_loss(fn, name, out, y[:2])
+        except LandscapeError:
+            raise
+        except Exception as e:
+            raise LandscapeError(
+                f"--loss {name} failed on a batch of 2 samples ({one_line(e)}); it must "
+                "be fn(outputs, targets) returning per-sample losses or their mean"
+            ) from None
 
 
 def result_names(splits: Iterable[str], with_metric: bool) -> list[str]:

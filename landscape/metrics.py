@@ -85,7 +85,10 @@ def surface_metrics(surface: Any, margin: float = MARGIN, radii: tuple[float, ..
         dist = np.hypot(gx, gy)
     for r in radii:
         mask = (dist <= r + 1e-12) & computed
-        rise = np.nanmax(np.where(mask, loss - center, np.nan)) if mask.any() else np.nan
+        with np.errstate(invalid="ignore"):  # inf - inf at a diverged centre
+            rises = np.where(mask, loss - center, np.nan)
+        known = rises[~np.isnan(rises)]  # all-NaN (diverged everywhere): no rise, no warning
+        rise = float(known.max()) if known.size else np.nan
         out[f"max_rise_r{r:g}"] = float(rise) if np.isfinite(rise) else None
     level = center + margin
     capped = False

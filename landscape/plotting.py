@@ -17,8 +17,9 @@ Arrays are stored as [nx, ny] with value [i, j] at (x[i], y[j]) (see `landscape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from .errors import LandscapeError
 from .outputs import atomic_write, check_output, output_error
+from .text import printable
 
 if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
     from .loss_surface import Surface
@@ -33,6 +35,11 @@ if TYPE_CHECKING:  # the value type draws itself through these modules: no impor
 __all__ = [
     "KINDS",
     "SURFS",
+    "MAX_LEVELS",
+    "MAX_PIXELS",
+    "NothingToDraw",
+    "as_drawable",
+    "check_pixels",
     "PAPER_LEVELS",
     "EIG_RATIO_MAX",
     "Comparison",
@@ -70,6 +77,12 @@ KINDS_2D = ("contour", "contourf", "heatmap", "surface")
 PAPER_LEVELS = (0.1, 10.0, 0.5)  # the paper's contour defaults: vmin, vmax, vlevel
 EIG_RATIO_MAX = 0.5  # the paper's |lambda_min / lambda_max| colour scale is 0..0.5
 MIN_LEVELS_DRAWN = 4  # fewer paper-default levels inside the data range: pick levels from the data
+MAX_LEVELS = 1000  # contour levels one figure may draw (--vlevel 1e-9 would ask for billions)
+MAX_PIXELS = 50_000_000  # pixels one raster figure may have (about 200 MB of RGBA while drawn)
+
+
+class NothingToDraw(LandscapeError):
+    """An array whose computed points are all NaN or infinite: its views are skipped with a note."""
 
 _LABELS = {
     "train_loss": "train loss",
@@ -138,6 +151,11 @@ def surface_values(surface: Surface, surf: str, zmax: float | None = None) -> np
             " (pick one with --surf)"
         )
     if not np.isfinite(z).any():
+        if surface.done:
+            raise NothingToDraw(
+                f"{surface.path}: {surf!r} has no finite value to draw ({surface.done} computed "
+                "points, all NaN or infinite: the net diverged there)"
+            )
         raise LandscapeError(
             f"{surface.path}: no computed values in {surf!r} yet ({surface.done} of "
             f"{surface.computed.size} points done); run or resume `landscape surface` first"
@@ -213,7 +231,9 @@ def contour_levels(
             raise LandscapeError("--log needs positive values, and this surface has none")
         a = float(vmin) if vmin is not None else float(pos.min())
         b = float(vmax) if vmax is not None else hi
-        if not 0 < a < b:
+        if vmin is None and vmax is None and a >= b:
+            return np.array([a])  # a constant: one level (drawn as one band, see plot_contour)
+        if not 0 < a < b < float("inf"):
             raise LandscapeError(f"--log levels need 0 < vmin < vmax, got {a:g} and {b:g}")
         return np.geomspace(a, b, n)
     a, b, step = (
@@ -225,6 +245,12 @@ def contour_levels(
         raise LandscapeError(f"--vlevel must be positive, got {step:g}")
     if not b > a:
         raise LandscapeError(f"--vmax must be above --vmin, got vmin {a:g} and vmax {b:g}")
+    count = (b - a) / step
+    if not count <= MAX_LEVELS:  # also catches an infinite count
+        raise LandscapeError(
+            f"--vlevel {step:g} between {a:g} and {b:g} gives {count:.3g} contour levels; at most "
+            f"{MAX_LEVELS} are drawn (choose --vlevel {(b - a) / MAX_LEVELS:.3g} or more)"
+        )
     levels = np.arange(a, b, step)
     if vmin is not None or vmax is not None or vlevel is not None:
         return levels
@@ -253,6 +279,10 @@ def _directions_meta(surface: Surface) -> dict[str, Any]:
 
 def axis_label(surface: Surface, axis: str = "x") -> str:
     """'x: random direction (filter-normalized) step', 'y: PC2 (12.5% of variance) step', ..."""
+    return printable(_axis_label(surface, axis))
+
+
+def _axis_label(surface: Surface, axis: str) -> str:
     a = surface.attrs
     kind = a.get("dir_kind")
     norm = _NORM_WORDS.get(str(a.get("norm")), str(a.get("norm") or ""))
@@ -261,7 +291,8 @@ def axis_label(surface: Surface, axis: str = "x") -> str:
         return f"{axis}: direction step (from a file of the paper's code)"
     if kind == "pca":
         ratio = _directions_meta(surface).get("explained_variance_ratio") or []
-        var = f" ({100 * float(ratio[k]):.1f}% of variance)" if len(ratio) > k else ""
+        known = isinstance(ratio, list) and len(ratio) > k and isinstance(ratio[k], (int, float))
+        var = f" ({100 * float(ratio[k]):.1f}% of variance)" if known else ""
         return f"{axis}: PCA component {k + 1}{var} step"
     if kind == "interpolate":
         return f"{axis}: interpolation α (0 = checkpoint, 1 = checkpoint 2)"
@@ -276,6 +307,10 @@ def axis_label(surface: Surface, axis: str = "x") -> str:
 
 def surface_title(surface: Surface, surf: str | None = None) -> str:
     """'resnet20 on digits · random directions, filter-normalized · train loss'."""
+    return printable(_surface_title(surface, surf))
+
+
+def _surface_title(surface: Surface, surf: str | None) -> str:
     a = surface.attrs
     if surface.source == "paper":
         head = f"{Path(surface.path).stem} (paper's file layout)"
@@ -311,7 +346,9 @@ def file_metrics(surface: Surface) -> dict[str, Any]:
         from .metrics import surface_metrics
 
         try:
-            m = surface_metrics(surface)
+            with warnings.catch_warnings():  # all-NaN slices of a diverged net: no caption, no noise
+                warnings.simplefilter("ignore", RuntimeWarning)
+                m = surface_metrics(surface)
         except Exception:  # metrics are a caption; never let them stop a plot
             m = {}
     return m
@@ -361,6 +398,49 @@ def comparison_problem(surfaces: Sequence[Surface]) -> str | None:
     return None
 
 
+def as_drawable(surface: Surface) -> Surface:
+    """A 2D surface with one row or column (1xN, Nx1, 1x1) as the 1D curve it is; else itself.
+
+    Contours and 3D views need at least 2x2 points; a single row is drawn as a curve along its
+    long axis (`Surface.curve_axis` says which), a single point as a marker.
+    """
+    if surface.y is None or min(surface.shape) > 1:
+        return surface
+    along_y = len(surface.x) == 1 and len(surface.y) > 1
+    coords = surface.y if along_y else surface.x
+    arrays = {k: np.asarray(v).reshape(-1) if np.ndim(v) == 2 else v for k, v in surface.arrays.items()}
+    return replace(
+        surface, x=coords, y=None, arrays=arrays, computed=surface.computed.reshape(-1),
+        trajectory=None, curve_axis="y" if along_y else "x",
+    )
+
+
+def check_pixels(fig: Any, dpi: int, fmt: str = "png") -> None:
+    """Refuse a figure of more than `MAX_PIXELS` pixels at `dpi` (before drawing it)."""
+    w, h = fig.get_size_inches()
+    pixels = w * dpi * h * dpi
+    if pixels > MAX_PIXELS:
+        best = int((MAX_PIXELS / (w * h)) ** 0.5)
+        raise LandscapeError(
+            f"--dpi {dpi} would draw a {w * dpi:.0f}x{h * dpi:.0f}-pixel {fmt}; at most "
+            f"{MAX_PIXELS // 1_000_000} million pixels are drawn (use --dpi {best} or less)"
+        )
+
+
+def _note(ax: Any, text: str) -> Any:
+    """A note in the middle of an axes (a view with nothing to draw says why)."""
+    return ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center",
+                   fontsize=8, color="0.3", wrap=True)
+
+
+def _padded(lo: float, hi: float) -> tuple[float, float]:
+    """A range around a single value (a constant surface), so the axis is not singular."""
+    if hi > lo:
+        return lo, hi
+    pad = max(abs(lo) * 1e-3, 1e-3)
+    return lo - pad, hi + pad
+
+
 # ---------------------------------------------------------------------------------------------
 # drawing
 
@@ -377,6 +457,11 @@ def _mesh(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
         raise LandscapeError(
             f"{surface.path} is a 1D curve; this view needs a 2D surface (use --kind line)"
         )
+    if min(surface.shape) < 2:
+        raise LandscapeError(
+            f"{surface.path} is a {surface.shape[0]}x{surface.shape[1]} grid; contours and 3D views "
+            "need at least 2x2 points (draw it as a curve: --kind line, or `as_drawable`)"
+        )
     return np.meshgrid(surface.x, surface.y, indexing="ij")  # each [nx, ny], like the arrays
 
 
@@ -388,6 +473,7 @@ def _norm(clim: tuple[float, float] | None, values: np.ndarray, log: bool) -> An
         if log:
             finite = finite[finite > 0]
         clim = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    clim = _padded(*clim)
     if log:
         return LogNorm(vmin=max(clim[0], 1e-300), vmax=clim[1])
     return Normalize(vmin=clim[0], vmax=clim[1])
@@ -438,20 +524,33 @@ def plot_contour(
         clim = clim or (0.0, EIG_RATIO_MAX)
     if ax is None:
         ax = _new_axes()
+    finite = _finite(z)
+    constant = float(finite.min()) == float(finite.max())
+    if filled and len(lv) < 2:  # a constant: one band around its value fills the plane
+        lv = np.array(_padded(float(lv[0]) if len(lv) else float(finite.min()), float(finite.max())))
     if clim is None and len(lv) > 1:
         clim = colour_range(lv, z)
     norm = _norm(clim, z, log)
     zz = np.ma.masked_invalid(z)
     cmap = cmap or _default_cmap(surf)
-    if filled:
-        cs = ax.contourf(X, Y, zz, levels=lv, cmap=cmap, norm=norm, extend="both")
-    else:
-        cs = ax.contour(X, Y, zz, levels=lv, cmap=cmap, norm=norm, linewidths=1.0)
+    if constant and not filled:
+        _note(ax, f"constant: {float(finite.min()):.4g} at every computed point")
+    try:
+        if filled:
+            cs = ax.contourf(X, Y, zz, levels=lv, cmap=cmap, norm=norm, extend="both")
+        else:
+            cs = ax.contour(X, Y, zz, levels=lv, cmap=cmap, norm=norm, linewidths=1.0)
+    except ValueError as e:  # levels matplotlib cannot separate (e.g. 1e-300..1e300 in log)
+        raise LandscapeError(
+            f"cannot draw {len(lv)} contour levels from {lv[0]:g} to {lv[-1]:g} ({e}); choose "
+            "other --vmin, --vmax or --vlevel"
+        ) from None
+    if not filled:
         drawn = [level for level, segs in zip(cs.levels, cs.allsegs) if any(len(seg) for seg in segs)]
         if labels and drawn:
             ax.clabel(cs, drawn[:: max(1, len(drawn) // 8)], fmt="%.3g", fontsize=7, inline=True)
-        lowest = float(np.nanmin(z))
-        if len(lv) and lowest > lv[-1]:  # nothing to draw: say so rather than leave a blank panel
+        lowest = float(finite.min())
+        if len(lv) and lowest > lv[-1] and not constant:  # nothing to draw: say so rather than leave a blank panel
             ax.text(0.5, 0.5, f"above the top level ({lv[-1]:.3g}) everywhere\nlowest value {lowest:.3g}",
                     transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.3")
     ax.set_aspect("auto")
@@ -541,8 +640,8 @@ def plot_surface3d(
         X, Y, np.ma.masked_invalid(z), cmap=cmap or _default_cmap(surf), norm=norm,
         rstride=1, cstride=1, linewidth=0, antialiased=False,
     )
-    if zlim is not None:
-        ax.set_zlim(*zlim)
+    finite = _finite(z)
+    ax.set_zlim(*_padded(*(zlim if zlim is not None else (float(finite.min()), float(finite.max())))))
     ax.set_xlabel(axis_label(surface, "x"), fontsize=7)
     ax.set_ylabel(axis_label(surface, "y"), fontsize=7)
     ax.set_zlabel(("log10 " if log else "") + _LABELS.get(surf, surf), fontsize=7)
@@ -571,6 +670,7 @@ def plot_line(
     For a 2D surface, draws the slices through the centre instead (see `plot_slices`).
     Returns {'loss': [Line2D], 'acc': [Line2D], 'twin': Axes or None}.
     """
+    surface = as_drawable(surface)
     if surface.y is not None:
         return plot_slices(surface, surfs, ax, log=log, zmax=zmax, title=title)
     names = list(surfs) if surfs else default_surfs(surface)
@@ -579,8 +679,8 @@ def plot_line(
         ax = _new_axes()
     drawn = _draw_lines(ax, {n: (surface.x, v, "-") for n, v in values.items()}, log)
     if ylim is not None:
-        ax.set_ylim(*ylim)
-    ax.set_xlabel(axis_label(surface, "x"))
+        ax.set_ylim(*_padded(*ylim))
+    ax.set_xlabel(axis_label(surface, surface.curve_axis))
     if title:
         _set_title(ax, surface, surface_title(surface))
     return drawn
@@ -591,6 +691,8 @@ def _draw_lines(ax: Any, lines: dict[str, tuple[np.ndarray, np.ndarray, str]], l
     loss, acc, twin = [], [], None
     for label, (x, v, style) in lines.items():
         name = label.split(" ")[0]
+        if len(x) == 1:
+            style = "o"  # a single point: a marker, since a line of one point draws nothing
         color = _COLORS.get(_split_of(name), None)
         text = _LABELS.get(name, name) + label[len(name):]
         if name.endswith("_acc"):
@@ -668,6 +770,7 @@ def plot_surface(surface: Surface, surf: str | None = None, kind: str = "auto", 
     """
     if kind not in KINDS or kind == "all":
         raise LandscapeError(f"kind {kind!r} is not one of {', '.join(k for k in KINDS if k != 'all')}")
+    surface = as_drawable(surface)
     if kind == "auto":
         kind = "line" if surface.ndim == 1 else ("heatmap" if surf == "eig_ratio" else "contour")
     if kind == "line":
@@ -726,20 +829,35 @@ def save_plots(
     log: bool = False,
     zmax: float | None = None,
     trajectory: bool = False,
+    on_skip: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write every requested view to `out_dir/<file stem>_<surf>_<kind>.<fmt>`; return the paths.
 
-    A 1D file gets one figure with all its curves (`<stem>_line.<fmt>`) unless `surfs` is given.
+    A 1D file gets one figure with all its curves (`<stem>_line.<fmt>`) unless `surfs` is given;
+    a 1xN or Nx1 grid is drawn as a curve (see `as_drawable`). An array with no finite value
+    (the net diverged everywhere) is skipped: `on_skip` gets a one-line note; without
+    `on_skip`, `NothingToDraw` is raised.
     """
     from matplotlib.figure import Figure
 
     if fmt not in ("png", "pdf", "svg"):
         raise LandscapeError(f"--format {fmt!r} is not one of png, pdf, svg")
+    check_pixels(Figure(figsize=(6.4, 5.2)), dpi, fmt)
+    surface = as_drawable(surface)
+    if surface.ndim == 1:
+        _kinds(surface, kind, "")  # a 2D view of a curve: refused in one line
     names = list(surfs) if surfs else default_surfs(surface)
     if not names:
         raise LandscapeError(f"{surface.path} holds no loss or accuracy arrays to draw")
+    drawable = []
     for n in names:  # fail on a bad name before writing anything
-        surface_values(surface, n)
+        try:
+            surface_values(surface, n)
+            drawable.append(n)
+        except NothingToDraw as e:
+            if on_skip is None:
+                raise
+            on_skip(f"skipped {n}: {str(e).split(': ', 1)[-1]}")
     if trajectory and not surface.trajectory:
         plot_trajectory(surface, None)  # raises the one-line error
     out = Path(out_dir)
@@ -760,8 +878,10 @@ def save_plots(
             fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight")
         written.append(path)
 
+    names = drawable
+    if not names:
+        return written
     if surface.ndim == 1:
-        _kinds(surface, kind, names[0])
         if surfs:
             groups = [[n] for n in names]
         else:  # curves share one figure; the curvature ratio (0..0.5) gets its own
@@ -775,28 +895,37 @@ def save_plots(
         return written
     for n in names:
         for k in _kinds(surface, kind, n):
-            if k == "line":
-                fig = Figure(figsize=(6.4, 4.4))
-                plot_slices(surface, [n], fig.add_subplot(), log=log, zmax=zmax)
-            elif k == "surface":
-                fig = Figure(figsize=(6.4, 5.2))
-                ax = fig.add_subplot(projection="3d")
-                cap = None if log or n == "eig_ratio" else auto_zmax(surface, n, zmax, vmin, vmax, vlevel)
-                art = plot_surface3d(surface, n, ax, log=log, zmax=zmax if cap is None else cap)
-                if cap is not None:
-                    ax.set_title(ax.get_title() + f"\n(z clipped at {cap:.3g}; --zmax to choose)", fontsize=9)
-                fig.colorbar(art, ax=ax, shrink=0.6, pad=0.1)
-            else:
-                fig = Figure(figsize=(6.4, 5.2))
-                ax = fig.add_subplot()
-                if k == "heatmap":
-                    art = plot_heatmap(surface, n, ax, log=log, zmax=zmax, trajectory=trajectory)
-                else:
-                    art = plot_contour(surface, n, ax, filled=k == "contourf", trajectory=trajectory, **levels)
-                if k != "contour":
-                    fig.colorbar(art, ax=ax)
-            save(fig, f"{stem}_{n}_{k}")
+            save(_view_figure(surface, n, k, levels, trajectory), f"{stem}_{n}_{k}")
     return written
+
+
+def _view_figure(surface: Surface, n: str, k: str, levels: dict[str, Any], trajectory: bool) -> Any:
+    """One figure of `landscape plot`: view `k` of array `n` of a 2D surface."""
+    from matplotlib.figure import Figure
+
+    log, zmax = levels["log"], levels["zmax"]
+    if k == "line":
+        fig = Figure(figsize=(6.4, 4.4))
+        plot_slices(surface, [n], fig.add_subplot(), log=log, zmax=zmax)
+    elif k == "surface":
+        fig = Figure(figsize=(6.4, 5.2))
+        ax = fig.add_subplot(projection="3d")
+        cap = None if log or n == "eig_ratio" else auto_zmax(
+            surface, n, zmax, levels["vmin"], levels["vmax"], levels["vlevel"])
+        art = plot_surface3d(surface, n, ax, log=log, zmax=zmax if cap is None else cap)
+        if cap is not None:
+            ax.set_title(ax.get_title() + f"\n(z clipped at {cap:.3g}; --zmax to choose)", fontsize=9)
+        fig.colorbar(art, ax=ax, shrink=0.6, pad=0.1)
+    else:
+        fig = Figure(figsize=(6.4, 5.2))
+        ax = fig.add_subplot()
+        if k == "heatmap":
+            art = plot_heatmap(surface, n, ax, log=log, zmax=zmax, trajectory=trajectory)
+        else:
+            art = plot_contour(surface, n, ax, filled=k == "contourf", trajectory=trajectory, **levels)
+        if k != "contour":
+            fig.colorbar(art, ax=ax)
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------
@@ -818,6 +947,7 @@ class Comparison:
     axes: list[Any] = field(default_factory=list)
     mismatch: str | None = None
     zcap: float | None = None  # the 3D row's z clip when the data reach far above the colour scale
+    notes: list[str] = field(default_factory=list)  # panels skipped (no finite value), one line each
 
 
 def _grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
@@ -839,7 +969,7 @@ def _panel_title(surface: Surface, surf: str) -> str:
     note = partial_note(surface)
     if note:
         lines.append(note)
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def plot_comparison(
@@ -863,52 +993,63 @@ def plot_comparison(
 
     if len(surfaces) < 1:
         raise LandscapeError("compare needs at least one surface file")
+    surfaces = [as_drawable(s) for s in surfaces]
     problem = comparison_problem(surfaces) if len(surfaces) > 1 else None
     if problem and not allow_mismatch:
         raise LandscapeError(f"cannot compare: {problem} (pass --allow-mismatch to draw them anyway)")
     if len({s.ndim for s in surfaces}) > 1:
         raise LandscapeError(f"cannot compare 1D and 2D files in one figure: {problem}")
-    values = [surface_values(s, surf, zmax) for s in surfaces]
+    values, notes = _panel_values(surfaces, surf, zmax)
+    shown = [v for v in values if v is not None]
     n = len(surfaces)
     two_d = surfaces[0].ndim == 2
     cols, rows = _grid_shape(n) if two_d else (n, 1)  # 2D: (contour, 3D) pairs, wrapped
     if fig is None:
         fig = Figure(figsize=(4.0 * cols + 1.0, (8.0 if two_d else 4.2) * rows), layout="constrained")
     if not two_d:
-        finite = _finite(values)
+        finite = _finite(shown)
         pad = 0.05 * (finite.max() - finite.min() or 1.0)
         ylim = (float(finite.min() - pad), float(finite.max() + pad))
-        if log:
+        if log and (finite > 0).any():
             ylim = (float(finite[finite > 0].min()) / 1.2, float(finite.max()) * 1.2)
-        comp = Comparison(fig, surf, np.array([]), ylim, mismatch=problem)
+        comp = Comparison(fig, surf, np.array([]), ylim, mismatch=problem, notes=notes)
         for k, s in enumerate(surfaces):
             ax = fig.add_subplot(1, n, k + 1)
-            comp.lines.append(plot_line(s, [surf], ax, log=log, zmax=zmax, ylim=ylim, title=False))
+            if values[k] is None:
+                _note(ax, f"{Path(s.path).name}: no finite {surf_label(surf)}")
+                comp.lines.append({})
+            else:
+                comp.lines.append(plot_line(s, [surf], ax, log=log, zmax=zmax, ylim=ylim, title=False))
             ax.set_title(_panel_title(s, surf), fontsize=8)
             comp.axes.append(ax)
         _mismatch_note(fig, problem)
         return comp
-    levels = contour_levels(values, vmin, vmax, vlevel, log)
-    finite = _finite(values)
+    levels = contour_levels(shown, vmin, vmax, vlevel, log)
+    finite = _finite(shown)
     if log:
         finite = finite[finite > 0]
-    data = (float(finite.min()), float(finite.max()))
+    data = (float(finite.min()), float(finite.max())) if finite.size else (1.0, 10.0)
     clim = data
     if len(levels) > 1:
         explicit = vmin is not None or vmax is not None
-        clim = (float(levels[0]), float(levels[-1])) if explicit else colour_range(levels, values)
+        clim = (float(levels[0]), float(levels[-1])) if explicit else colour_range(levels, shown)
     to3d = (lambda v: (float(np.log10(v[0])), float(np.log10(v[1])))) if log else (lambda v: v)
-    cap, shown = display_cap(clim, data, zmax)
-    comp = Comparison(fig, surf, levels, clim, to3d(shown), mismatch=problem, zcap=cap)
+    cap, drawn_range = display_cap(clim, data, zmax)
+    comp = Comparison(fig, surf, levels, clim, to3d(drawn_range), mismatch=problem, zcap=cap, notes=notes)
     for k, s in enumerate(surfaces):
         row, col = divmod(k, cols)
         ax = fig.add_subplot(2 * rows, cols, 2 * row * cols + col + 1)
-        cs = plot_contour(s, surf, ax, levels=levels, log=log, zmax=zmax, clim=clim, title=False)
-        ax.set_title(_panel_title(s, surf), fontsize=8)
         ax3 = fig.add_subplot(2 * rows, cols, (2 * row + 1) * cols + col + 1, projection="3d")
-        art = plot_surface3d(
-            s, surf, ax3, log=log, zmax=zmax if cap is None else cap, clim=to3d(clim), zlim=comp.zlim, title=False
-        )
+        if values[k] is None:
+            _note(ax, f"{Path(s.path).name}: no finite {surf_label(surf)}")
+            cs = art = None
+        else:
+            cs = plot_contour(s, surf, ax, levels=levels, log=log, zmax=zmax, clim=clim, title=False)
+            art = plot_surface3d(
+                s, surf, ax3, log=log, zmax=zmax if cap is None else cap, clim=to3d(clim), zlim=comp.zlim,
+                title=False,
+            )
+        ax.set_title(_panel_title(s, surf), fontsize=8)
         # the direction kind and norm are shared: say it once, in the figure's title
         ax.set_xlabel("x step")
         ax.set_ylabel("y step" if col == 0 else "")
@@ -917,12 +1058,30 @@ def plot_comparison(
         comp.contours.append(cs)
         comp.surfaces3d.append(art)
         comp.axes += [ax, ax3]
-    fig.colorbar(comp.surfaces3d[0], ax=comp.axes, shrink=0.5, label=("log10 " if log else "") + _LABELS.get(surf, surf))
+    first = next(a for a in comp.surfaces3d if a is not None)
+    fig.colorbar(first, ax=comp.axes, shrink=0.5, label=("log10 " if log else "") + _LABELS.get(surf, surf))
     dirs = surface_title(surfaces[0]).split(" · ", 1)[1:] if not problem else []
     clipped = [f"3D clipped at {cap:.3g}"] if cap is not None else []
     fig.suptitle(" · ".join([_LABELS.get(surf, surf), *dirs, "shared levels and colour scale", *clipped]), fontsize=10)
     _mismatch_note(fig, problem)
     return comp
+
+
+def _panel_values(
+    surfaces: Sequence[Surface], surf: str, zmax: float | None
+) -> tuple[list[np.ndarray | None], list[str]]:
+    """Each surface's values (None where nothing is finite, with a note); raises when none is."""
+    values: list[np.ndarray | None] = []
+    notes = []
+    for s in surfaces:
+        try:
+            values.append(surface_values(s, surf, zmax))
+        except NothingToDraw as e:
+            values.append(None)
+            notes.append(f"skipped the panel of {e}")
+    if all(v is None for v in values):
+        raise NothingToDraw(f"nothing to compare: no file has a finite {surf!r}")
+    return values, notes
 
 
 def _mismatch_note(fig: Any, problem: str | None) -> None:
@@ -931,16 +1090,32 @@ def _mismatch_note(fig: Any, problem: str | None) -> None:
 
 
 def save_comparison(
-    surfaces: Sequence[Surface], out: str | Path, surf: str = "train_loss", dpi: int = 120, **kwargs: Any
-) -> Path:
-    """Draw `plot_comparison` and write it to `out` (format from the suffix); return the path."""
+    surfaces: Sequence[Surface], out: str | Path, surf: str = "train_loss", dpi: int = 120,
+    on_skip: Callable[[str], None] | None = None, **kwargs: Any,
+) -> Path | None:
+    """Draw `plot_comparison` and write it to `out` (format from the suffix); return the path.
+
+    Panels (or, when no file has a finite value, the whole figure: None is returned) are
+    skipped with a one-line note to `on_skip`; without it, `NothingToDraw` is raised.
+    """
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower() or "png"
     if fmt not in ("png", "pdf", "svg"):
         raise LandscapeError(f"--out {out}: use a .png, .pdf or .svg file name")
     out = out if out.suffix else out.with_suffix(".png")
     check_output(out, fmt)
-    comp = plot_comparison(surfaces, surf, **kwargs)
+    try:
+        comp = plot_comparison(surfaces, surf, **kwargs)
+    except NothingToDraw as e:
+        if on_skip is None:
+            raise
+        on_skip(f"skipped the figure: {e}")
+        return None
+    for note in comp.notes:
+        if on_skip is None:
+            raise NothingToDraw(note)
+        on_skip(note)
+    check_pixels(comp.figure, dpi, fmt)
     with atomic_write(out, "write figure", make_folder=True) as tmp:
         comp.figure.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight")
     return out

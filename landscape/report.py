@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,8 @@ from .errors import LandscapeError
 from .outputs import atomic_write, check_output
 from .plotting import (
     EIG_RATIO_MAX,
+    NothingToDraw,
+    as_drawable,
     available_surfs,
     axis_label,
     colour_range,
@@ -42,11 +44,12 @@ from .plotting import (
     surface_title,
     surface_values,
 )
+from .text import printable
 
 if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
     from .loss_surface import Surface
 
-__all__ = ["report_html", "write_report", "write_html", "report_figures", "PLOT_CONFIG"]
+__all__ = ["report_html", "write_report", "write_html", "report_figures", "skipped_views", "PLOT_CONFIG"]
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 _COLORS = {"train": "#1f77b4", "test": "#ff7f0e"}
@@ -196,8 +199,17 @@ def _line_traces(x: np.ndarray, values: dict[str, np.ndarray], xaxis: str, yloss
     return out
 
 
+def _values_or_none(s: Surface, surf: str, zmax: float | None = None) -> np.ndarray | None:
+    """`surface_values`, or None for an array with no finite value (its views are skipped)."""
+    try:
+        return surface_values(s, surf, zmax)
+    except NothingToDraw:
+        return None
+
+
 def _curve_values(s: Surface) -> dict[str, np.ndarray]:
-    return {n: surface_values(s, n) for n in available_surfs(s) if n.endswith(("_loss", "_acc"))}
+    values = {n: _values_or_none(s, n) for n in available_surfs(s) if n.endswith(("_loss", "_acc"))}
+    return {n: v for n, v in values.items() if v is not None}
 
 
 def _fig_slices(s: Surface) -> dict[str, Any]:
@@ -241,7 +253,8 @@ def _fig_train_test(s: Surface) -> dict[str, Any]:
     """Train and test loss on one colour scale and levels, and the gap test - train."""
     tr, te = surface_values(s, "train_loss"), surface_values(s, "test_loss")
     levels, clim, _ = _scale([tr, te])
-    gap = te - tr
+    with np.errstate(invalid="ignore"):  # inf - inf where both diverged: no gap to show
+        gap = te - tr
     g = float(np.nanmax(np.abs(gap))) if np.isfinite(gap).any() else 1.0
     data = [
         _contour_trace(s, tr, levels, "train loss", coloraxis="coloraxis"),
@@ -370,7 +383,7 @@ def _metric_rows(s: Surface) -> list[tuple[str, Any, str]]:
 def _main_surf(surfaces: Sequence[Surface], surf: str | None) -> str:
     if surf is not None:
         for s in surfaces:
-            surface_values(s, surf)  # one-line error naming what exists
+            _values_or_none(s, surf)  # one-line error naming what exists
         return surf
     common = set.intersection(*(set(available_surfs(s)) for s in surfaces))
     for name in ("train_loss", "test_loss"):
@@ -391,59 +404,92 @@ def report_figures(
     """Every figure of the report as (section id, figure id, plotly figure dict), in page order."""
     if not surfaces:
         raise LandscapeError("report needs at least one surface file")
+    surfaces = [as_drawable(s) for s in surfaces]
     surf = _main_surf(surfaces, surf)
-    values = [surface_values(s, surf, zmax) for s in surfaces]
+    values = [_values_or_none(s, surf, zmax) for s in surfaces]
     figs: list[tuple[str, str, dict[str, Any]]] = []
-    two_d = [k for k, s in enumerate(surfaces) if s.ndim == 2]
-    one_d = [k for k, s in enumerate(surfaces) if s.ndim == 1]
+    two_d = [k for k, s in enumerate(surfaces) if s.ndim == 2 and values[k] is not None]
+    one_d = [k for k, s in enumerate(surfaces) if s.ndim == 1 and values[k] is not None]
     if len(surfaces) > 1:
-        if len(two_d) > 1:
-            shared = [values[k] for k in two_d]
-            levels, clim, data = _scale(shared)
-            cap, data = display_cap(clim, data, zmax)
-            for k in two_d:
-                s = surfaces[k]
-                title = _short(s, surf, f"z clipped at {cap:.3g}" if cap is not None else "")
-                z3 = values[k] if cap is None else np.minimum(values[k], cap)
-                figs.append(("compare", f"cmp{k}-3d", _fig_3d(s, surf, z3, clim, title, data)))
-            for k in two_d:
-                s = surfaces[k]
-                figs.append(("compare", f"cmp{k}-contour",
-                             _fig_contour(s, surf, values[k], levels, clim, _short(s, surf))))
-        if len(one_d) > 1:
-            data = []
-            for k in one_d:
-                data.append({"type": "scatter", "mode": "lines+markers", "name": _short(surfaces[k], surf),
-                             "x": _list(surfaces[k].x), "y": _list(values[k])})
-            figs.append(("compare", "cmp-curves", {"data": data, "layout": {
-                "title": _title(f"{surf_label(surf)} of each 1D file"), "height": 420,
-                "xaxis": {"title": {"text": axis_label(surfaces[one_d[0]], 'x')}},
-                "yaxis": {"title": {"text": surf_label(surf)}}}}))
+        figs += _compare_figures(surfaces, surf, values, two_d, one_d, zmax)
     for k, s in enumerate(surfaces):
-        sec = f"surface-{k}"
-        own = surface_values(s, surf, zmax)
-        if s.ndim == 1:
-            figs.append((sec, f"s{k}-curve", _fig_curve(s, surface_title(s))))
-        else:
-            levels, clim, data = _scale([own])
-            cap, _ = display_cap(clim, data, zmax)
-            title = surface_title(s, surf) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
-            z3 = own if cap is None else np.minimum(own, cap)
-            figs.append((sec, f"s{k}-3d", _fig_3d(s, surf, z3, clim, title)))
-            figs.append((sec, f"s{k}-contour", _fig_contour(s, surf, own, levels, clim, surface_title(s, surf))))
-            figs.append((sec, f"s{k}-slices", _fig_slices(s)))
-            names = available_surfs(s)
-            if "train_loss" in names and "test_loss" in names:
-                figs.append((sec, f"s{k}-traintest", _fig_train_test(s)))
-        if "eig_ratio" in available_surfs(s):
-            figs.append((sec, f"s{k}-eigratio", _fig_eig_ratio(s)))
+        figs += _surface_figures(k, s, surf, values[k], zmax)
     return figs
+
+
+def _compare_figures(
+    surfaces: Sequence[Surface], surf: str, values: Sequence[np.ndarray | None],
+    two_d: Sequence[int], one_d: Sequence[int], zmax: float | None,
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The side-by-side section: 3D and contour views on one scale, or the 1D curves together."""
+    figs: list[tuple[str, str, dict[str, Any]]] = []
+    if len(two_d) > 1:
+        shared = [values[k] for k in two_d]
+        levels, clim, data = _scale(shared)
+        cap, data = display_cap(clim, data, zmax)
+        for k in two_d:
+            s = surfaces[k]
+            title = _short(s, surf, f"z clipped at {cap:.3g}" if cap is not None else "")
+            z3 = values[k] if cap is None else np.minimum(values[k], cap)
+            figs.append(("compare", f"cmp{k}-3d", _fig_3d(s, surf, z3, clim, title, data)))
+        for k in two_d:
+            s = surfaces[k]
+            figs.append(("compare", f"cmp{k}-contour",
+                         _fig_contour(s, surf, values[k], levels, clim, _short(s, surf))))
+    if len(one_d) > 1:
+        data = []
+        for k in one_d:
+            data.append({"type": "scatter", "mode": "lines+markers", "name": _short(surfaces[k], surf),
+                         "x": _list(surfaces[k].x), "y": _list(values[k])})
+        figs.append(("compare", "cmp-curves", {"data": data, "layout": {
+            "title": _title(f"{surf_label(surf)} of each 1D file"), "height": 420,
+            "xaxis": {"title": {"text": axis_label(surfaces[one_d[0]], surfaces[one_d[0]].curve_axis)}},
+            "yaxis": {"title": {"text": surf_label(surf)}}}}))
+    return figs
+
+
+def _surface_figures(
+    k: int, s: Surface, surf: str, own: np.ndarray | None, zmax: float | None
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """One surface's section; views of an array with no finite value are left out."""
+    sec = f"surface-{k}"
+    figs: list[tuple[str, str, dict[str, Any]]] = []
+    if own is not None and s.ndim == 1:
+        figs.append((sec, f"s{k}-curve", _fig_curve(s, surface_title(s))))
+    elif own is not None:
+        levels, clim, data = _scale([own])
+        cap, _ = display_cap(clim, data, zmax)
+        title = surface_title(s, surf) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
+        z3 = own if cap is None else np.minimum(own, cap)
+        figs.append((sec, f"s{k}-3d", _fig_3d(s, surf, z3, clim, title)))
+        figs.append((sec, f"s{k}-contour", _fig_contour(s, surf, own, levels, clim, surface_title(s, surf))))
+        figs.append((sec, f"s{k}-slices", _fig_slices(s)))
+        names = available_surfs(s)
+        both = all(_values_or_none(s, n) is not None for n in ("train_loss", "test_loss") if n in names)
+        if "train_loss" in names and "test_loss" in names and both:
+            figs.append((sec, f"s{k}-traintest", _fig_train_test(s)))
+    if "eig_ratio" in available_surfs(s) and _values_or_none(s, "eig_ratio") is not None:
+        figs.append((sec, f"s{k}-eigratio", _fig_eig_ratio(s)))
+    return figs
+
+
+def skipped_views(surfaces: Sequence[Surface], surf: str | None = None, zmax: float | None = None) -> list[str]:
+    """One line per surface whose main array has no finite value (its views are left out)."""
+    surfaces = [as_drawable(s) for s in surfaces]
+    main = _main_surf(surfaces, surf)
+    notes = []
+    for s in surfaces:
+        try:
+            surface_values(s, main, zmax)
+        except NothingToDraw as e:
+            notes.append(f"skipped the views of {e}")
+    return notes
 
 
 def _short(s: Surface, surf: str, note: str = "") -> str:
     """A side-by-side panel's title: the net (the directions are shared and said once) and its
     metrics, short enough for a quarter of the page."""
-    name = s.attrs.get("model") or Path(s.path).stem
+    name = printable(str(s.attrs.get("model") or Path(s.path).stem))
     stem = Path(s.path).stem
     head = html.escape(name if stem == name else f"{name} ({stem})")
     sub = " · ".join(x for x in (metric_summary(s, surf), note) if x)
@@ -489,8 +535,10 @@ def report_html(
     """The whole report as one HTML string (plotly.js inlined once; no network at all)."""
     from plotly.offline import get_plotlyjs
 
+    surfaces = [as_drawable(s) for s in surfaces]
     figs = report_figures(surfaces, surf, zmax)
     main = _main_surf(surfaces, surf)
+    skipped = "".join(f"<p class='warn'>note: {html.escape(n)}</p>" for n in skipped_views(surfaces, surf, zmax))
     by_section: dict[str, list[str]] = {}
     for sec, fig_id, fig in figs:
         is3d = fig["data"] and fig["data"][0].get("type") == "surface"
@@ -538,7 +586,7 @@ def report_html(
         f"<p>{len(surfaces)} surface(s), {len(figs)} figures · made by landscape {__version__} on {created}"
         " · works offline</p>"
         "<div class='toolbar'><button id='ls-log-toggle' type='button'>z: linear (switch to log10)</button> "
-        f"<nav>{' '.join(nav)}</nav></div></header>\n"
+        f"<nav>{' '.join(nav)}</nav></div>{skipped}</header>\n"
         + "\n".join(parts)
         + f"\n<script type='text/javascript'>{_SCRIPT}</script>\n"
         + f"<script type='application/json' id='ls-report-meta'>{json.dumps({'figures': len(figs)})}</script>"
@@ -547,9 +595,13 @@ def report_html(
 
 
 def write_report(
-    surfaces: Sequence[Surface], path: str | Path, surf: str | None = None, zmax: float | None = None
+    surfaces: Sequence[Surface], path: str | Path, surf: str | None = None, zmax: float | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write `report_html(...)` to `path`; return the path."""
+    """Write `report_html(...)` to `path`; return the path. Views left out because their array
+    has no finite value are also told to `on_skip`, one line each."""
+    for note in skipped_views(surfaces, surf, zmax) if on_skip else ():
+        on_skip(note)
     path = Path(path)
     check_output(path, "html")
     return write_html(path, report_html(surfaces, surf, zmax))

@@ -346,7 +346,7 @@ def make_directions(
         return d if two_d else replace(d, y=None)
     if kind == "pca":
         states = [state_dict_of(s) for s in snapshots]
-        d = pca_directions(net, states, dir_type, ignore or "biasbn", epochs)
+        d = pca_directions(net, states, dir_type, ignore or "biasbn", epochs, components=2 if two_d else 1)
         return d if two_d else replace(d, y=None)
     if kind == "file":
         if path is None:

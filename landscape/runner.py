@@ -29,6 +29,7 @@ from .cpu import cpu_info, time_call
 from .errors import LandscapeError
 from .evaluate import LoaderEvaluator, PointEvaluator
 from .executor import Evaluate, Executor, RunStats, SerialExecutor, Start, Work
+from .grid import Grid
 from .inputs import is_batched_split
 from .job import SurfaceJob, legacy_settings, pack_directions, unpack_directions
 from .lock import SurfaceLock
@@ -48,6 +49,9 @@ __all__ = [
     "FileSink",
     "MemorySink",
     "open_job_file",
+    "announce_plan",
+    "plan_line",
+    "estimate_line",
     "check_resumable",
     "make_evaluator",
     "precision_check",
@@ -60,11 +64,17 @@ CoordsEvaluator = Callable[[np.ndarray], dict[str, np.ndarray]]  # coordinates [
 
 
 class FileSink:
-    """Results written to a surface file as they come (values, then their `computed` flags)."""
+    """Results written to a surface file as they come (values, then their `computed` flags).
 
-    def __init__(self, path: Path) -> None:
+    After the first chunk of a run with `pending` points on `ranks` ranks, a run that will take
+    longer than `LONG_RUN_SECONDS` at that speed says so (`estimate_line`), unless `quiet`.
+    """
+
+    def __init__(self, path: Path, pending: int = 0, ranks: int = 1, quiet: bool = True) -> None:
         self.path = path
         self.write_seconds = 0.0
+        self.left, self.ranks, self.quiet = pending, max(ranks, 1), quiet
+        self.written = 0
 
     def write(self, idx: np.ndarray, values: Mapping[str, np.ndarray], seconds: float, rank: int) -> None:
         if not len(idx):
@@ -73,6 +83,11 @@ class FileSink:
         with SurfaceWriter(self.path) as w:
             w.write_points(idx, values, seconds / len(idx), rank=rank)
         self.write_seconds += time.perf_counter() - t0
+        if self.written == 0 and not self.quiet:
+            left, per_point = self.left - len(idx), seconds / len(idx) / self.ranks
+            if left * per_point > LONG_RUN_SECONDS:
+                print(estimate_line(left, per_point), flush=True)
+        self.written += len(idx)
 
 
 class MemorySink:
@@ -91,6 +106,54 @@ class MemorySink:
 
 # ---------------------------------------------------------------------------------------------
 # the file
+
+
+LONG_RUN_POINTS = 10_000  # a grid this large gets a plan line (points, file size) before it starts
+LONG_RUN_SECONDS = 300.0  # a run estimated longer gets a time estimate after its first chunk
+
+
+def plan_line(grid: Grid, n_arrays: int, direction_floats: int) -> str:
+    """'planned: 1,002,001 points (1001x1001 grid), surface file about 45 MB'.
+
+    Per point: `n_arrays` float64 results, `computed` (1 byte), `point_seconds` (8), `point_rank`
+    (2); plus the float32 directions.
+    """
+    size = grid.num_points * (8 * n_arrays + 11) + 4 * direction_floats * grid.ndim
+    shape = "x".join(str(n) for n in grid.shape)
+    return f"planned: {grid.num_points:,} points ({shape} grid), surface file about {_bytes(size)}"
+
+
+def announce_plan(job: SurfaceJob) -> None:
+    """Print `plan_line` before a long run (a grid of `LONG_RUN_POINTS` or more), unless quiet."""
+    if not job.engine.quiet and job.grid.num_points >= LONG_RUN_POINTS:
+        floats = sum(t.numel() for t in job.directions.x.values())
+        print(plan_line(job.grid, len(job.array_names), floats), flush=True)
+
+
+def estimate_line(points_left: int, seconds_per_point: float) -> str:
+    """'estimate: about 8.1 days for 99,999,000 points at 143 points/s (first chunk's speed)'."""
+    rate = 1.0 / max(seconds_per_point, 1e-12)
+    return (
+        f"estimate: about {_duration(points_left * seconds_per_point)} for {points_left:,} points "
+        f"at {rate:.3g} points/s (the first chunk's speed; Ctrl-C stops, a rerun resumes)"
+    )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} seconds"
+
+
 
 
 def _stored_settings(path: Path) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
@@ -112,6 +175,18 @@ def check_resumable(job: SurfaceJob) -> None:
         open_surface(job.out, wanted)  # raises the older file's own difference
 
 
+def _matching(
+    path: Path, axis: str, stored: Mapping[str, torch.Tensor], fresh: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The stored directions, checked against the model's (same keys, same shapes)."""
+    if set(stored) != set(fresh) or any(stored[k].shape != fresh[k].shape for k in fresh):
+        raise LandscapeError(
+            f"{path}: its {axis} direction does not fit this model (other keys or shapes); the file "
+            "is damaged or from another model: use another --out, or --force to start afresh"
+        )
+    return {k: v.to(fresh[k].dtype) for k, v in stored.items()}
+
+
 def open_job_file(job: SurfaceJob) -> tuple[SurfaceJob, np.ndarray]:
     """Create the job's file, or check an existing one's settings; return the job to run (with
     a resumed file's stored directions, bit for bit) and the pending flat indices."""
@@ -122,8 +197,8 @@ def open_job_file(job: SurfaceJob) -> tuple[SurfaceJob, np.ndarray]:
         d = job.directions
         stored = replace(
             d,
-            x={k: v.to(d.x[k].dtype) for k, v in x.items()},
-            y={k: v.to(d.y[k].dtype) for k, v in y.items()} if y is not None and d.y is not None else d.y,
+            x=_matching(job.out, "x", x, d.x),
+            y=_matching(job.out, "y", y, d.y) if y is not None and d.y is not None else d.y,
         )
         job = job.with_directions(stored)
     else:
@@ -306,11 +381,13 @@ def run_prepared(
         # rank 0 is the one writer: it owns the file (landscape.lock) until the run ends, and a
         # second run on the same file is refused before it touches it
         locks.append(SurfaceLock.acquire(job.out))
+        announce_plan(job)
         job, pending = open_job_file(job)
         state["job"] = job
         assert job.out is not None
         message = lambda: {"directions": pack_directions(job.directions)}  # noqa: E731
-        return Start(pending, FileSink(job.out), message, str(job.device), _progress(job, len(pending)),
+        sink = FileSink(job.out, len(pending), executor.size, job.engine.quiet)
+        return Start(pending, sink, message, str(job.device), _progress(job, len(pending)),
                      job.engine.quiet)
 
     def setup(n_pending: int, message: Any, preloaded: Any) -> tuple[Evaluate, int]:

@@ -33,8 +33,18 @@ import numpy as np
 
 from .errors import LandscapeError
 from .grid import Axis, Grid
-from .loss_surface import SURFACE_FORMAT, Surface
+from .loss_surface import Surface
 from .outputs import atomic_write, check_free_space, check_output, os_reason, output_error
+from .probe import probe
+from .schema import (
+    BOOKKEEPING,
+    SURFACE_FORMAT,
+    SURFACE_VERSION,
+    damaged,
+    h5_errors,
+    validate_surface,
+)
+from .text import printable
 
 __all__ = [
     "SURFACE_FORMAT",
@@ -51,8 +61,7 @@ __all__ = [
     "atomic_write",
 ]
 
-SURFACE_VERSION = 1
-_BOOKKEEPING = ("computed", "point_seconds", "point_rank")
+_BOOKKEEPING = BOOKKEEPING
 
 
 def _h5():
@@ -67,9 +76,14 @@ def _open(path: str | Path, mode: str):
     try:
         return h5py.File(path, mode, locking=False)
     except FileNotFoundError:
-        raise LandscapeError(f"{path} does not exist") from None
+        raise LandscapeError(f"{printable(str(path))} does not exist") from None
+    except IsADirectoryError:
+        raise LandscapeError(f"{printable(str(path))} is a folder; give a surface file (.h5)") from None
     except OSError as e:
-        raise LandscapeError(f"{path} is not a readable HDF5 surface file ({_first_line(e)})") from None
+        raise LandscapeError(
+            f"{printable(str(path))} is not a readable HDF5 surface file ({_first_line(e)}); it is "
+            "truncated, damaged or of another kind: recompute it or restore a copy"
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -102,11 +116,11 @@ def _attr_value(value: Any) -> Any:
 
 def _read_attr(value: Any) -> Any:
     if isinstance(value, bytes):
-        value = value.decode()
+        value = value.decode("utf-8", errors="replace")
     if isinstance(value, str) and value[:1] in "[{" or value == "null":
         try:
             return json.loads(value)
-        except (json.JSONDecodeError, TypeError):
+        except (json.JSONDecodeError, TypeError, RecursionError):
             return value
     if isinstance(value, np.generic):
         return value.item()
@@ -118,26 +132,23 @@ def _read_attr(value: Any) -> Any:
 
 
 def read_surface(path: str | Path) -> Surface:
-    """Read a landscape surface file (any schema version so far) or one written by the paper's code."""
+    """Read a landscape surface file (schema v1) or one written by the paper's code.
+
+    The file is validated first (`landscape.schema.validate_surface`); a damaged or hand-made
+    file raises one `LandscapeError` naming the problem, never an h5py error.
+    """
     path = Path(path)
     if not path.exists():
-        raise LandscapeError(f"{path} does not exist")
+        raise LandscapeError(f"{printable(str(path))} does not exist")
+    probe(path, _read_checked)  # a file that crashes or hangs HDF5 is refused, in one line
+    return _read_checked(path)
+
+
+def _read_checked(path: Path) -> Surface:
     with _open(path, "r") as f:
-        if "xcoordinates" not in f:
-            raise LandscapeError(
-                f"{path} is not a surface file (no 'xcoordinates' dataset; datasets: "
-                f"{', '.join(list(f.keys())[:6]) or 'none'})"
-            )
-        fmt = _read_attr(f.attrs.get("format", ""))
-        if fmt == SURFACE_FORMAT:
-            version = int(f.attrs.get("version", 0))
-            if version > SURFACE_VERSION:
-                raise LandscapeError(
-                    f"{path} has surface schema version {version}; this landscape reads up to "
-                    f"{SURFACE_VERSION} (upgrade: pip install -U nn-landscape)"
-                )
-            return _read_ours(f, path)
-        return _read_paper(f, path)
+        layout = validate_surface(f, path)
+        with h5_errors(path):
+            return _read_ours(f, path) if layout == "landscape" else _read_paper(f, path)
 
 
 def _read_ours(f: Any, path: Path) -> Surface:
@@ -187,10 +198,19 @@ def _read_paper(f: Any, path: Path) -> Surface:
     return Surface(str(path), x, y, arrays, computed, attrs, None, source="paper")
 
 
-def _read_direction_group(group: Any) -> dict[str, Any]:
+def _read_direction_group(group: Any, path: Path) -> dict[str, Any]:
     import torch
 
-    return {k: torch.from_numpy(group[k][()]) for k in json.loads(group.attrs["order"])}
+    order = _read_attr(group.attrs.get("order", "null"))
+    if not isinstance(order, list) or not all(isinstance(k, str) and k in group for k in order):
+        raise damaged(path, f"direction group {group.name!r} has no valid 'order' attribute")
+    tensors = {}
+    for k in order:
+        ds = group[k]
+        if not hasattr(ds, "dtype") or ds.dtype.kind != "f":
+            raise damaged(path, f"direction {group.name}/{k} must be an array of floats")
+        tensors[k] = torch.from_numpy(np.asarray(ds[()]))
+    return tensors
 
 
 def read_directions(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
@@ -198,14 +218,24 @@ def read_directions(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
 
     Returns (x, y or None, metadata). x and y are dicts (ours) or lists (the paper's).
     """
+    path = Path(path)
+    probe(path, _read_directions)
+    return _read_directions(path)
+
+
+def _read_directions(path: Path) -> tuple[Any, Any, dict[str, Any]]:
+    with h5_errors(path, "reading its directions"):
+        return _read_directions_unchecked(path)
+
+
+def _read_directions_unchecked(path: Path) -> tuple[Any, Any, dict[str, Any]]:
     import torch
 
-    path = Path(path)
     with _open(path, "r") as f:
         if "directions" in f and "x" in f["directions"]:
             g = f["directions"]
-            x = _read_direction_group(g["x"])
-            y = _read_direction_group(g["y"]) if "y" in g else None
+            x = _read_direction_group(g["x"], path)
+            y = _read_direction_group(g["y"], path) if "y" in g else None
             attrs = {k: _read_attr(v) for k, v in f.attrs.items()}
             meta = {
                 "kind": attrs.get("dir_kind", "file"),
@@ -226,8 +256,8 @@ def read_directions(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
                 meta["explained_variance_ratio"] = f["explained_variance_ratio_"][()].tolist()
             return x, y, meta
     raise LandscapeError(
-        f"{path} holds no directions (expected a landscape surface file with a 'directions' "
-        "group, or a direction file of the paper's code with 'xdirection')"
+        f"{printable(str(path))} holds no directions (expected a landscape surface file with a "
+        "'directions' group, or a direction file of the paper's code with 'xdirection')"
     )
 
 
@@ -326,19 +356,32 @@ def planned_size(grid: Grid, n_arrays: int, directions: Any, trajectory: Mapping
 def open_surface(path: str | Path, settings: Mapping[str, Any]) -> None:
     """Check that an existing file was made with the same settings; raise naming the difference."""
     path = Path(path)
-    with _open(path, "r") as f:
-        if _read_attr(f.attrs.get("format", "")) != SURFACE_FORMAT:
-            raise LandscapeError(
-                f"{path} exists and is not a landscape surface file; choose another --out "
-                "(or --force to replace it)"
-            )
-        stored = _read_attr(f.attrs.get("settings", "{}"))
+    probe(path, _resumable_settings)
+    stored = _resumable_settings(path)
     diff = settings_difference(stored, settings)
     if diff:
         raise LandscapeError(
             f"{path} was computed with other settings ({diff}); use another --out, or --force "
             "to start afresh"
         )
+
+
+def _resumable_settings(path: Path) -> Any:
+    """The settings a resume must match, from a file checked against the schema."""
+    with _open(path, "r") as f:
+        if _read_attr(f.attrs.get("format", "")) != SURFACE_FORMAT:
+            raise LandscapeError(
+                f"{printable(str(path))} exists and is not a landscape surface file; choose "
+                "another --out (or --force to replace it)"
+            )
+        validate_surface(f, path)  # a damaged file is named before a run writes into it
+        with h5_errors(path):
+            stored = _read_attr(f.attrs.get("settings", "{}"))
+            if "directions" not in f or "x" not in f["directions"]:
+                raise damaged(path, "has no 'directions/x' group to resume with")
+    if not isinstance(stored, Mapping):
+        raise damaged(path, "its 'settings' attribute is not a JSON object")
+    return stored
 
 
 class SurfaceWriter:
@@ -452,12 +495,19 @@ def surface_summary(path: str | Path) -> dict[str, Any]:
     runs = s.attrs.get("runs") or []
     if runs:
         info["runs"] = {
-            f"run {i + 1}": f"{r.get('points', '?')} points in {r.get('seconds', 0):.1f}s "
-            f"({r.get('points_per_second', 0):.3g} points/s) on {r.get('ranks', 1)} rank(s), "
+            f"run {i + 1}": f"{r.get('points', '?')} points in {_number(r.get('seconds'), '.1f')}s "
+            f"({_number(r.get('points_per_second'), '.3g')} points/s) on {r.get('ranks', 1)} rank(s), "
             f"{r.get('device', '?')}"
             for i, r in enumerate(runs)
         }
     return info
+
+
+def _number(value: Any, spec: str) -> str:
+    """`value` formatted with `spec` when it is a number (a hand-made file may hold anything)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return "?" if value is None else str(value)
 
 
 def grid_of(surface: Surface) -> Grid:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from landscape.cli import Parser  # reports a bad option in one line and exits 2, like `landscape`
 from landscape.cli.surface import HELP, add_surface_arguments, config_from_args
 from landscape.errors import LandscapeError
+from landscape.text import printable
 
 PROG = "surface.py"
 
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         compute_surface(config_from_args(args))
     except LandscapeError as e:
         if getattr(e, "echo", True):  # a worker stopped by rank 0's error stays quiet
-            print(f"{PROG}: error: {e}", file=sys.stderr)
+            print(f"{PROG}: error: {printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -27,9 +27,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("job", "export", "report", "info"),
     ("evaluate", "hessian", "plotting"),
     ("batchnorm", "storage", "checkpoint", "metrics", "executor"),
-    ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data"),
-    ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env"),
-    ("errors", "_version", "__init__"),
+    ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data",
+     "schema", "probe", "lock"),
+    ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env", "cpu", "outputs"),
+    ("errors", "_version", "__init__", "text"),
 )
 
 # The only imports against the layers: `Surface.plot` / `Surface.to_html` import the figure

@@ -25,6 +25,7 @@ __all__ = [
     "positive_int",
     "nonneg_int",
     "positive_float",
+    "finite_float",
     "add_data_source",
 ]
 
@@ -73,6 +74,7 @@ nonneg_int = _number_type("nonneg_int", int, lambda v: v >= 0, "an integer >= 0"
 positive_float = _number_type(
     "positive_float", float, lambda v: v > 0 and v != float("inf"), "a positive number"
 )
+finite_float = _number_type("finite_float", float, lambda v: abs(v) < float("inf"), "a finite number")
 
 
 def add_data_source(group: argparse._ActionsContainer) -> None:
@@ -144,7 +146,9 @@ def _run_command(args: argparse.Namespace) -> int:
         return int(args._run(args) or 0)
     except LandscapeError as e:
         if getattr(e, "echo", True):  # an MPI worker stopped by rank 0's error: printed there, once
-            print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+            from ..text import printable
+
+            print(f"landscape {args.command}: error: {printable(str(e))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # an OSError too: output piped into `head`
         return 0

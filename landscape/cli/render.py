@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import positive_float, positive_int
+from . import finite_float, positive_float, positive_int
 
 PLOT_HELP = """draw a surface file (1D or 2D, auto-detected) into plots/
 
@@ -49,13 +49,14 @@ SURF_HELP = "train_loss, train_acc, test_loss, test_acc, or eig_ratio/max_eig/mi
 
 def _add_scale(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", action="store_true", help="log scale (log-spaced contour levels, log10 z in 3D)")
-    p.add_argument("--zmax", type=float, default=None, help="clip values above ZMAX (e.g. 10)")
+    p.add_argument("--zmax", type=finite_float, default=None, help="clip values above ZMAX (e.g. 10)")
 
 
 def _add_levels(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--vmin", type=float, default=None, help="lowest contour level (paper default 0.1)")
-    p.add_argument("--vmax", type=float, default=None, help="contour levels below VMAX (paper default 10)")
-    p.add_argument("--vlevel", type=positive_float, default=None, help="contour level step (paper default 0.5)")
+    p.add_argument("--vmin", type=finite_float, default=None, help="lowest contour level (paper default 0.1)")
+    p.add_argument("--vmax", type=finite_float, default=None, help="contour levels below VMAX (paper default 10)")
+    p.add_argument("--vlevel", type=positive_float, default=None,
+                   help="contour level step (paper default 0.5; at most 1000 levels are drawn)")
 
 
 def _add_plot(p: argparse.ArgumentParser) -> None:
@@ -68,8 +69,16 @@ def _add_plot(p: argparse.ArgumentParser) -> None:
     _add_scale(p)
     p.add_argument("--trajectory", action="store_true", help="overlay the projected training path (PCA files)")
     p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="file format (default png)")
-    p.add_argument("--dpi", type=positive_int, default=150, help="resolution of PNGs (default 150)")
+    p.add_argument("--dpi", type=positive_int, default=150,
+                   help="resolution of PNGs (default 150; at most 50 million pixels per figure)")
     p.add_argument("--out", default="plots", help="output directory (default plots/)")
+
+
+def _note(text: str) -> None:
+    """A view skipped (nothing finite to draw): one line, and the command goes on."""
+    from ..text import printable
+
+    print(f"note: {printable(text)}")
 
 
 def _run_plot(args: argparse.Namespace) -> int:
@@ -80,7 +89,7 @@ def _run_plot(args: argparse.Namespace) -> int:
     paths = save_plots(
         surface, args.out, args.surf, args.kind, args.format, args.dpi,
         vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log, zmax=args.zmax,
-        trajectory=args.trajectory,
+        trajectory=args.trajectory, on_skip=_note,
     )
     for path in paths:
         print(path)
@@ -94,7 +103,8 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
     _add_scale(p)
     p.add_argument("--allow-mismatch", action="store_true",
                    help="draw surfaces with different grids or direction kinds/norms anyway")
-    p.add_argument("--dpi", type=positive_int, default=120, help="resolution (default 120)")
+    p.add_argument("--dpi", type=positive_int, default=120,
+                   help="resolution (default 120; at most 50 million pixels per figure)")
     p.add_argument("--out", default=None,
                    help="figure file, .png/.pdf/.svg (default plots/<stem>_vs_<stem>_<surf>.png)")
 
@@ -106,17 +116,18 @@ def _run_compare(args: argparse.Namespace) -> int:
     surfaces = [read_surface(f) for f in args.files]
     out = args.out or str(Path("plots") / ("_vs_".join(Path(f).stem for f in args.files) + f"_{args.surf}.png"))
     path = save_comparison(
-        surfaces, out, args.surf, args.dpi, allow_mismatch=args.allow_mismatch, log=args.log,
-        zmax=args.zmax, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel,
+        surfaces, out, args.surf, args.dpi, on_skip=_note, allow_mismatch=args.allow_mismatch,
+        log=args.log, zmax=args.zmax, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel,
     )
-    print(path)
+    if path is not None:
+        print(path)
     return 0
 
 
 def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", help="surface files")
     p.add_argument("--surf", default=None, help="array for the 3D and contour views (default train_loss)")
-    p.add_argument("--zmax", type=float, default=None, help="clip values above ZMAX in the main views")
+    p.add_argument("--zmax", type=finite_float, default=None, help="clip values above ZMAX in the main views")
     p.add_argument("-o", "--out", default=None,
                    help="HTML file (default plots/<stem>_report.html, or plots/report.html for several)")
 
@@ -127,7 +138,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
     surfaces = [read_surface(f) for f in args.files]
     default = f"{Path(args.files[0]).stem}_report.html" if len(args.files) == 1 else "report.html"
-    path = write_report(surfaces, args.out or Path("plots") / default, args.surf, args.zmax)
+    path = write_report(surfaces, args.out or Path("plots") / default, args.surf, args.zmax, on_skip=_note)
     print(path)
     return 0
 
@@ -136,7 +147,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="2D surface file")
     p.add_argument("--vtp", action="store_true", help="VTK PolyData (.vtp, ASCII) for ParaView (the format)")
     p.add_argument("--surf", default="train_loss", help=f"array for the height (default train_loss): {SURF_HELP}")
-    p.add_argument("--zmax", type=float, default=None, help="clip heights above ZMAX")
+    p.add_argument("--zmax", type=finite_float, default=None, help="clip heights above ZMAX")
     p.add_argument("--log", action="store_true", help="height ln(z + 0.1), as the paper's converter")
     p.add_argument("--out", default="plots", help="output directory (default plots/)")
 

@@ -25,7 +25,8 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("directions")
     g.add_argument("--dir-type", choices=("weights", "states"), default=None,
                    help="move the parameters only, or BatchNorm running statistics too "
-                   "(default: states with --ckpt2, so the line reaches the second checkpoint; else weights)")
+                   "(default: states with --ckpt2, so the line reaches the second checkpoint; else "
+                   "weights; states needs --ignore none to move the 1-D statistics)")
     g.add_argument("--norm", choices=("filter", "layer", "weight", "none"), default=None,
                    help="direction normalization (default filter; none for --ckpt2/--pca)")
     g.add_argument("--ignore", choices=("biasbn", "none"), default=None,
@@ -107,9 +108,14 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
 
 
 def run_surface(args: argparse.Namespace) -> int:
-    from ..compute import compute_surface
+    import sys
 
-    compute_surface(config_from_args(args))
+    from ..compute import compute_surface, config_warnings
+
+    cfg = config_from_args(args)
+    for note in config_warnings(cfg):
+        print(f"landscape surface: warning: {note}", file=sys.stderr)
+    compute_surface(cfg)
     return 0
 
 
