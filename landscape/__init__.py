@@ -40,6 +40,8 @@ _EXPORTS = {
     "write_surface": "api",
     "read_surface": "api",
     "Surface": "api",
+    "plot_surface": "plotting",
+    "write_report": "report",
     "Directions": "directions",
     "Axis": "grid",
     "tune_host_allocator": "device",

@@ -11,7 +11,7 @@ sharded, written and resumed exactly like the losses. At a point (a, b) the weig
 center + a x + b y on the directions' keys (as for the losses); the Hessian is that of the mean
 loss over the train split (or the job's first split), over the weights with 2+ dimensions, in
 eval mode (or with BatchNorm statistics re-estimated at the point under `--bn recompute`).
-Eigenvalues come from Lanczos (`landscape.hessian.lanczos`) with tolerance `TOL` relative to
+Eigenvalues come from Lanczos (`landscape.lanczos.lanczos`) with tolerance `TOL` relative to
 the largest |eigenvalue|, started from the same seeded vector at every point.
 
 Example:
@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .evaluate import recompute_batchnorm
+from .batchnorm import recompute_batchnorm
 from .evaluate import state_at as _state_at  # the method below has the same name
-from .hessian import HessianOperator, lanczos
+from .hessian import HessianOperator
+from .job import SurfaceJob
+from .lanczos import lanczos
 
 __all__ = ["CurvatureEvaluator", "TOL", "MAX_ITER", "point_curvature"]
 
@@ -45,26 +47,27 @@ class CurvatureEvaluator:
 
     def __init__(
         self,
-        job: Any,
+        job: SurfaceJob,
         tol: float = TOL,
         max_iter: int = MAX_ITER,
         seed: int = 0,
         ignore: str = "biasbn",
     ) -> None:
-        split = "train" if "train" in job.splits else next(iter(job.splits))
-        x, y = job.splits[split]
+        target = job.target
+        split = "train" if "train" in target.splits else next(iter(target.splits))
+        x, y = target.splits[split]
         self.split = split
         self.op = HessianOperator(
-            job.model, x, y, job.loss, ignore, job.batch_size, job.device, torch.float32
+            target.model, x, y, target.loss, ignore, job.engine.batch_size, job.engine.device, torch.float32
         )
         self.device = self.op.device
         self.dirs = job.directions.to(self.device)
         self.keys = self.dirs.keys()
         self.center = {k: v.detach().clone() for k, v in self.op.model.state_dict().items()}
-        self.bn_mode = getattr(job, "bn_mode", "eval")
+        self.bn_mode = target.bn_mode
         self.bn_data = None
         if self.bn_mode == "recompute":
-            self.bn_data = job.bn_data.to(self.device)
+            self.bn_data = target.bn_data.to(self.device)
             self._bn_model = copy.deepcopy(self.op.model)
         self.tol, self.max_iter, self.seed = tol, max_iter, seed
         self.stats: dict[str, float] = {"points": 0, "seconds": 0.0, "iterations": 0}

@@ -105,9 +105,13 @@ def train_net(cfg: DemoConfig, net: str) -> tuple[Path, float]:
 
 
 def net_surface(cfg: DemoConfig, net: str, ckpt: Path, comm: str = "serial") -> tuple[Path, float]:
-    """The filter-normalized 2D surface of one net over [-1, 1]^2 (resumed if it exists)."""
-    from .compute import SurfaceConfig, compute_surface, prepare_job
-    from .storage import open_surface
+    """The filter-normalized 2D surface of one net over [-1, 1]^2 (resumed if it exists).
+
+    The job is prepared once: a file made with other settings (an older demo) is recomputed.
+    """
+    from .compute import SurfaceConfig, prepare_job, run_config
+    from .distributed import executor_for
+    from .runner import check_resumable
 
     out = Path(cfg.surface_dir) / f"{net}.h5"
     spec = f"-1:1:{cfg.resolution}"
@@ -115,15 +119,21 @@ def net_surface(cfg: DemoConfig, net: str, ckpt: Path, comm: str = "serial") -> 
         ckpt=str(ckpt), x=spec, y=spec, out=str(out), device=cfg.device, curvature=cfg.curvature,
         comm=comm, quiet=cfg.quiet, data_root=cfg.data_root,
     )
-    if out.exists():
-        try:  # demo-managed files: recompute when the demo's settings changed
-            open_surface(out, prepare_job(scfg).settings)
-        except LandscapeError as e:
-            if not cfg.quiet:
-                print(f"recomputing {out}: {e}", flush=True)
-            scfg = replace(scfg, force=True)
+    executor = executor_for(comm)
+
+    def lead() -> Any:  # rank 0 (or a serial run)
+        job = prepare_job(scfg, executor.local_rank)
+        if out.exists():
+            try:  # demo-managed files: recompute when the demo's settings changed
+                check_resumable(job)
+            except LandscapeError as e:
+                if not cfg.quiet:
+                    print(f"recomputing {out}: {e}", flush=True)
+                job = job.restarted()
+        return job
+
     start = time.perf_counter()
-    compute_surface(scfg)
+    run_config(scfg, executor, lead)
     return out, time.perf_counter() - start
 
 

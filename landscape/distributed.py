@@ -1,20 +1,22 @@
-"""Serial and MPI execution behind one small interface: one surface file, many ranks.
+"""The MPI executor: the work of `landscape.executor` on every rank of MPI_COMM_WORLD.
 
-`landscape surface --comm auto|serial|mpi` and `mpiexec -n N python scripts/surface.py ...` end
-up in `run_distributed(cfg)` when MPI is wanted. Rank 0 owns the HDF5 file (h5py from PyPI has
-no parallel driver); every rank, rank 0 included, evaluates chunks of grid points.
+`executor_for(comm)` picks the executor for `--comm auto|serial|mpi`; `mpiexec -n N python
+scripts/surface.py ...` (or the Python API under mpiexec) then runs through `MpiExecutor`.
+Rank 0 owns the sink (h5py from PyPI has no parallel driver: one writer); every rank, rank 0
+included, evaluates chunks. This module moves chunks of indices and result arrays; what they
+mean (grid points, a surface file) is the caller's (`landscape.runner`).
 
 The protocol is point-to-point only; nothing travels per grid point:
 
-- rank 0 prepares the job (checkpoint, data, directions, file; on resume the directions stored
-  in the file) and sends the directions and the job settings to every worker, or the one-line
+- rank 0 prepares (`Work.prepare`: for a surface, the job, its file, on resume the directions
+  stored in the file) and sends its message (the directions) to every worker, or the one-line
   error that every rank then exits with;
 - a worker asks for two chunks, and with the results of each chunk asks for one more, so it
   always holds its next chunk while computing. Rank 0 answers from a queue of pending flat
   indices (`ChunkQueue`): whole passes, about 1.5 s of that rank's measured work, smaller near
   the end so that the ranks finish together; a slow rank simply asks less often;
-- rank 0 evaluates chunks too, in a helper thread; its main thread polls MPI, writes every
-  chunk it receives (values, then their `computed` flags, flushed: a kill loses at most the
+- rank 0 evaluates chunks too, in a helper thread; its main thread polls MPI, gives every
+  chunk it receives to the sink (the surface file flushes per chunk: a kill loses at most the
   chunks in flight) and draws the progress bar for all ranks;
 - heartbeats go both ways. A rank silent for `LANDSCAPE_MPI_TIMEOUT` seconds (default 20) is
   named and the job aborted; an exception on a worker is sent to rank 0, which stops every rank
@@ -32,40 +34,45 @@ Launch lines (the options are those of `landscape surface`):
 
 from __future__ import annotations
 
-import math
-import os
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import LandscapeError
+from .errors import LandscapeError, describe_error
+from .executor import ChunkQueue, Evaluate, Executor, RunStats, SerialExecutor, Start, Work
+from .mpi_env import (
+    MPI_INSTALL_HINT,
+    Layout,
+    RankStopped,
+    import_mpi,
+    launched_under_mpi,
+    layout_of,
+    mpi_timeout,
+    rank_threads,
+    want_mpi,
+)
 
 __all__ = [
+    "MpiExecutor",
+    "executor_for",
+    # from mpi_env and executor, importable from here too
     "MPI_INSTALL_HINT",
     "ChunkQueue",
     "Layout",
     "RankStopped",
+    "describe_error",
     "import_mpi",
     "launched_under_mpi",
     "mpi_timeout",
     "rank_threads",
-    "run_distributed",
-    "run_job_distributed",
     "want_mpi",
 ]
-
-MPI_INSTALL_HINT = "pip install 'nn-landscape[mpi]' (or pip install mpi4py mpich)"
-
-_LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 
 # message tags
 _SETUP, _REQUEST, _RESULT, _WORK, _ERROR, _STOP, _BYE, _FINAL, _BEAT = range(1, 10)
@@ -75,223 +82,11 @@ _SETUP, _REQUEST, _RESULT, _WORK, _ERROR, _STOP, _BYE, _FINAL, _BEAT = range(1, 
 # evaluating thread wake it at once. Polling rarely keeps the GIL with the evaluating thread.
 _POLL = 0.02
 _SETUP_POLL = 0.05  # while rank 0 prepares (that can take minutes: PCA, Hessian directions)
-_DEFAULT_TIMEOUT = 20.0
 _PREFETCH = 2  # chunks a worker holds: the one it computes and the next (hides the round trip)
 
 
-def launched_under_mpi() -> int:
-    """Number of ranks the MPI launcher started (1 when not under a launcher)."""
-    for var in _LAUNCHER_SIZE_VARS[:4]:
-        value = os.environ.get(var)
-        if value and value.isdigit():
-            return int(value)
-    return 1
-
-
-def _launcher_rank() -> int:
-    """This process's rank as the launcher's environment says (0 when not under a launcher)."""
-    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
-        value = os.environ.get(var)
-        if value and value.isdigit():
-            return int(value)
-    return 0
-
-
-def want_mpi(comm: str) -> bool:
-    """auto: MPI when launched with more than one rank; mpi: always; serial: never."""
-    if comm not in ("auto", "serial", "mpi"):
-        raise LandscapeError(f"--comm {comm!r} is not one of auto, serial, mpi")
-    if comm == "serial":
-        return False
-    if comm == "mpi":
-        return True
-    return launched_under_mpi() > 1
-
-
-class RankStopped(LandscapeError):
-    """A worker rank ends because rank 0 reported an error; rank 0 prints it, once."""
-
-    echo = False
-
-
-def import_mpi() -> Any:
-    """`mpi4py.MPI`, or one line naming the `pip install` that provides it."""
-    try:
-        from mpi4py import MPI
-    except Exception as e:  # not installed, or installed without a loadable MPI library
-        error = LandscapeError(
-            f"MPI was asked for (--comm mpi, or a launcher with several ranks) but mpi4py cannot "
-            f"be imported ({_first_line(e)}); install it with {MPI_INSTALL_HINT}, or use --comm serial"
-        )
-        error.echo = _launcher_rank() == 0  # every rank fails alike: one line is enough
-        raise error from None
-    return MPI
-
-
-def mpi_timeout(env: Mapping[str, str] | None = None) -> float:
-    """Seconds of silence after which a rank counts as dead (LANDSCAPE_MPI_TIMEOUT, default 20)."""
-    text = (os.environ if env is None else env).get("LANDSCAPE_MPI_TIMEOUT", "").strip()
-    if not text:
-        return _DEFAULT_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value > 0 and math.isfinite(value)):
-        raise LandscapeError(f"LANDSCAPE_MPI_TIMEOUT={text!r} must be a positive number of seconds")
-    return value
-
-
-def rank_threads(
-    ranks_per_node: int, cpus: int | None = None, affinity: int | None = None, omp: str | None = None
-) -> int | None:
-    """Intra-op threads for one rank: None (keep torch's) when OMP_NUM_THREADS is set, else
-    the node's cores shared among its ranks (`cpus // ranks_per_node`, at least 1, at most the
-    cores this process may run on).
-
-    Example:
-        >>> rank_threads(2, cpus=16), rank_threads(3, cpus=2), rank_threads(4, cpus=8, omp="2")
-        (8, 1, None)
-    """
-    if omp:
-        return None
-    cpus = cpus or os.cpu_count() or 1
-    affinity = affinity or cpus
-    return max(1, min(affinity, cpus // max(1, ranks_per_node)))
-
-
 # ---------------------------------------------------------------------------------------------
-# the work queue (pure)
-
-
-class ChunkQueue:
-    """Pending flat indices, handed out in order as chunks of whole passes, sized per rank.
-
-    A rank's first chunk is one pass (to measure it); later chunks hold about `target_seconds`
-    of that rank's measured work, and never more than a `1 / (2 * ranks)` share of what is left,
-    so chunks shrink near the end and the ranks finish together. Chunk sizes are multiples of
-    `unit` (points per pass) but for the last, so points share passes exactly as in a serial run.
-
-    Example:
-        >>> q = ChunkQueue(np.arange(100), ranks=2, unit=4)
-        >>> len(q.next(0)), q.record(0, 4, 0.004), len(q.next(0))
-        (4, None, 24)
-    """
-
-    def __init__(
-        self, pending: np.ndarray, ranks: int, unit: int = 1, target_seconds: float = 1.5
-    ) -> None:
-        self.pending = np.asarray(pending, dtype=np.int64)
-        self.ranks = max(1, int(ranks))
-        self.unit = max(1, int(unit))
-        self.target_seconds = target_seconds
-        self.cursor = 0
-        self.seconds_per_point: dict[int, float] = {}
-
-    @property
-    def left(self) -> int:
-        return len(self.pending) - self.cursor
-
-    def record(self, rank: int, points: int, seconds: float) -> None:
-        """Fold a finished chunk's timing into the rank's seconds per point."""
-        if points <= 0:
-            return
-        spp = seconds / points
-        old = self.seconds_per_point.get(rank)
-        self.seconds_per_point[rank] = spp if old is None else 0.5 * (old + spp)
-
-    def size_for(self, rank: int) -> int:
-        from .compute import chunk_points
-
-        spp = self.seconds_per_point.get(rank)
-        size = self.unit if spp is None else chunk_points(spp, self.unit, self.target_seconds)
-        share = math.ceil(math.ceil(self.left / (2 * self.ranks)) / self.unit) * self.unit
-        return max(self.unit, min(size, share))
-
-    def next(self, rank: int) -> np.ndarray:
-        """The next chunk for `rank` (empty when everything has been handed out)."""
-        chunk = self.pending[self.cursor : self.cursor + self.size_for(rank)]
-        self.cursor += len(chunk)
-        return chunk
-
-
-# ---------------------------------------------------------------------------------------------
-# process layout, messages, the evaluating thread
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where this process sits: rank, node-local rank, threads, and (rank 0) everyone's pid."""
-
-    rank: int
-    size: int
-    local_rank: int
-    ranks_per_node: int
-    threads: int
-    host: str
-    ranks: tuple[tuple[str, int, int], ...] = ()  # rank 0 only: (host, pid, threads) per rank
-
-    @property
-    def nodes(self) -> int:
-        return len({h for h, _, _ in self.ranks}) or 1
-
-    def describe(self, device: Any) -> str:
-        """One line for the log, mapping ranks to pids (what a launcher names when one dies)."""
-        hosts = sorted({h for h, _, _ in self.ranks})
-        where = f"{self.nodes} node{'s' if self.nodes > 1 else ''} ({', '.join(hosts[:4])}"
-        where += ", ...)" if len(hosts) > 4 else ")"
-        threads = sorted({t for _, _, t in self.ranks})
-        text = (
-            f"mpi: {self.size} rank{'s' if self.size > 1 else ''} on {where}, "
-            f"{'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''} per rank, "
-            f"rank 0 on {device}"
-        )
-        if self.size <= 16:
-            many = self.nodes > 1
-            text += "; pids " + " ".join(
-                f"{r}:{pid}" + (f"@{h}" if many else "") for r, (h, pid, _) in enumerate(self.ranks)
-            )
-        return text
-
-
-def _layout(comm: Any, MPI: Any) -> Layout:
-    """Node-local rank and threads per rank (from the communicator split by shared memory)."""
-    rank, size = comm.Get_rank(), comm.Get_size()
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
-    local_rank, per_node = node.Get_rank(), node.Get_size()
-    node.Free()
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    threads = rank_threads(per_node, affinity=affinity, omp=os.environ.get("OMP_NUM_THREADS"))
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    host = socket.gethostname()
-    everyone = comm.gather((host, os.getpid(), torch.get_num_threads()), root=0)
-    return Layout(
-        rank, size, local_rank, per_node, torch.get_num_threads(), host,
-        tuple(everyone) if rank == 0 else (),
-    )
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
-
-
-def describe_error(e: BaseException) -> str:
-    """One line for an exception: a LandscapeError's own message, else `Type: message`."""
-    if isinstance(e, LandscapeError):
-        return str(e)
-    if isinstance(e, KeyboardInterrupt):
-        return "interrupted"
-    text = _first_line(e)
-    if isinstance(e, MemoryError) or "out of memory" in text.lower():
-        return f"out of memory ({type(e).__name__}: {text})"
-    return f"{type(e).__name__}: {text}" if text != type(e).__name__ else text
+# messages, Ctrl-C, the evaluating thread
 
 
 class _Channel:
@@ -364,9 +159,6 @@ def _abort(comm: Any, message: str) -> None:
     comm.Abort(2)
 
 
-Evaluate = Callable[[np.ndarray], dict[str, np.ndarray]]
-
-
 class _Computer:
     """Evaluates chunks in a helper thread, so that the main thread stays free for MPI and I/O.
 
@@ -430,134 +222,40 @@ class _Computer:
 
 
 # ---------------------------------------------------------------------------------------------
-# what rank 0 sends the workers
-
-
-_SPEC_FIELDS = (
-    "loss", "metric", "bn_mode", "precision", "strategy", "points_per_pass", "batch_size",
-    "curvature", "extra_arrays",
-)
-
-
-def _pack_tensors(d: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if d is None:
-        return None
-    out = {}
-    for k, v in d.items():
-        v = v.detach().cpu()
-        try:
-            out[k] = v.numpy()
-        except TypeError:  # a dtype numpy lacks (bfloat16): send the tensor itself
-            out[k] = v
-    return out
-
-
-def _unpack_tensors(d: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    import torch
-
-    if d is None:
-        return None
-    return {k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v for k, v in d.items()}
-
-
-def _pack_directions(d: Any) -> dict[str, Any]:
-    meta = {k: getattr(d, k) for k in ("kind", "dir_type", "norm", "ignore", "seed", "extra")}
-    return {"x": _pack_tensors(d.x), "y": _pack_tensors(d.y), "meta": meta}
-
-
-def _unpack_directions(p: Mapping[str, Any]) -> Any:
-    from .directions import Directions
-
-    return Directions(_unpack_tensors(p["x"]), _unpack_tensors(p["y"]), **p["meta"])
-
-
-def _job_spec(job: Any) -> dict[str, Any]:
-    spec = {k: getattr(job, k) for k in _SPEC_FIELDS}
-    spec["grid"] = job.grid
-    spec["out"] = str(job.out)
-    return spec
-
-
-def _load_inputs(cfg: Any) -> tuple[Any, Any]:
-    """A worker's own model and data, loaded like rank 0's (while rank 0 prepares)."""
-    from .checkpoint import build_model, load_checkpoint
-    from .compute import _load_data
-
-    ckpt = load_checkpoint(cfg.ckpt, model=cfg.model)
-    return build_model(ckpt), _load_data(cfg, ckpt)
-
-
-def _worker_job(cfg: Any, payload: Mapping[str, Any], inputs: tuple[Any, Any], local_rank: int) -> Any:
-    """A worker's job: its own model and data, rank 0's directions and settings."""
-    from .compute import SurfaceJob, bn_inputs, select_splits
-    from .device import resolve_device
-
-    spec = payload["job"]
-    model, ds = inputs
-    return SurfaceJob(
-        model=model,
-        directions=_unpack_directions(payload["directions"]),
-        grid=spec["grid"],
-        splits=select_splits(ds, cfg.splits, cfg.max_samples),
-        out=Path(spec["out"]),
-        device=resolve_device(cfg.device, local_rank),
-        bn_data=bn_inputs(cfg, ds),
-        quiet=True,
-        **{k: spec[k] for k in _SPEC_FIELDS},
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # entry points
+
+
+def executor_for(comm: str) -> Executor:
+    """The executor `--comm` asks for: `MpiExecutor` (MPI started) or `SerialExecutor`."""
+    return MpiExecutor() if want_mpi(comm) else SerialExecutor()
+
+
+class MpiExecutor:
+    """Runs a `Work` on every rank of MPI_COMM_WORLD: rank 0 prepares, owns the sink and
+    hands out chunks (`ChunkQueue`); every rank evaluates. Starting it starts MPI.
+
+    Example (every rank runs the same code, e.g. under `mpiexec -n 4`):
+        >>> MpiExecutor().run(work)  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self.comm, self.layout, self.chan = _start()
+        self.rank, self.size, self.local_rank = self.layout.rank, self.layout.size, self.layout.local_rank
+
+    def run(self, work: Work) -> RunStats | None:
+        if self.rank == 0:
+            return _lead(self.chan, self.layout, work)
+        _follow(self.chan, self.layout, work)
+        return None
+
+    def sync(self) -> None:
+        self.comm.Barrier()
 
 
 def _start() -> tuple[Any, Layout, _Channel]:
     MPI = import_mpi()
     comm = MPI.COMM_WORLD
-    return comm, _layout(comm, MPI), _Channel(comm, MPI)
-
-
-def run_distributed(cfg: Any) -> Path:
-    """Compute (or resume) the surface of a `SurfaceConfig` on every rank of MPI_COMM_WORLD.
-
-    Every rank calls this with the same configuration; rank 0 prepares the job and writes the
-    file, all ranks evaluate. Returns the surface file's path on every rank.
-
-    Example (run by `mpiexec -n 4 python scripts/surface.py ...`):
-        >>> run_distributed(SurfaceConfig(ckpt="r20.pt", x="-1:1:51", y="-1:1:51"))  # doctest: +SKIP
-    """
-    _, layout, chan = _start()
-    if layout.rank == 0:
-        from .compute import prepare_job
-
-        try:
-            job = prepare_job(cfg, layout.local_rank)
-        except BaseException as e:
-            _send_setup_error(chan, layout, e)
-            raise
-        return _lead(chan, layout, job)
-    return _follow(
-        chan, layout, lambda: _load_inputs(cfg),
-        lambda payload, inputs: _worker_job(cfg, payload, inputs, layout.local_rank),
-    )
-
-
-def run_job_distributed(job: Any) -> Path:
-    """Like `run_distributed`, for a `SurfaceJob` that every rank has built the same way.
-
-    Rank 0 owns `job.out`; the workers evaluate with their own model and data and rank 0's
-    directions (the ones stored in the file when resuming).
-    """
-    _, layout, chan = _start()
-    if layout.rank == 0:
-        return _lead(chan, layout, job, ship_job=False)
-
-    def adopt(payload: Mapping[str, Any], _: Any) -> Any:
-        job.directions = _unpack_directions(payload["directions"])
-        job.quiet = True
-        return job
-
-    return _follow(chan, layout, lambda: None, adopt)
+    return comm, layout_of(comm, MPI), _Channel(comm, MPI)
 
 
 def _send_setup_error(chan: _Channel, layout: Layout, e: BaseException) -> None:
@@ -572,97 +270,68 @@ def _send_setup_error(chan: _Channel, layout: Layout, e: BaseException) -> None:
 # rank 0
 
 
-def _lead(chan: _Channel, layout: Layout, job: Any, ship_job: bool = True) -> Path:
-    """Rank 0: prepare the file, hand out chunks, compute some, write everything.
-
-    With `ship_job` the workers also get the job's settings (they build their job from the
-    configuration); without, they bring their own job (the Python API: losses may be lambdas).
-    """
-    from .lock import SurfaceLock
-
+def _lead(chan: _Channel, layout: Layout, work: Work) -> RunStats:
+    """Rank 0: prepare, send every worker its message, hand out chunks, compute some, store all."""
     try:
-        lock = SurfaceLock.acquire(job.out)  # rank 0 is the one writer: it alone holds the lock
-    except BaseException as e:
-        _send_setup_error(chan, layout, e)
-        raise
-    with lock:
-        return _lead_locked(chan, layout, job, ship_job)
-
-
-def _lead_locked(chan: _Channel, layout: Layout, job: Any, ship_job: bool) -> Path:
-    from .compute import _prepare_file, announce_plan
-
-    try:
-        announce_plan(job)
-        pending = _prepare_file(job)
+        start = work.prepare()
     except BaseException as e:
         _send_setup_error(chan, layout, e)
         raise
     with _Interrupts() as interrupts:
         payload = {
             "ok": True,
-            "directions": _pack_directions(job.directions),
-            "job": _job_spec(job) if ship_job else None,
-            "n_pending": len(pending),
+            "message": start.message() if layout.size > 1 else None,
+            "n_pending": len(start.pending),
         }
         for r in range(1, layout.size):
             chan.send(payload, r, _SETUP)
-        if not job.quiet:
-            print(layout.describe(job.device), file=sys.stderr, flush=True)
-        return _serve_and_store(chan, layout, job, pending, interrupts)
-
-
-def _announce_estimate(job: Any, points_left: int, seconds_per_point: float) -> None:
-    """After the first chunk: the time the rest will take at that speed, on all ranks together."""
-    from .compute import LONG_RUN_SECONDS, estimate_line
-
-    if not job.quiet and points_left * seconds_per_point > LONG_RUN_SECONDS:
-        print(estimate_line(points_left, seconds_per_point), flush=True)
+        if not start.quiet:
+            print(layout.describe(start.label), file=sys.stderr, flush=True)
+        return _serve_and_store(chan, layout, work, start, interrupts)
 
 
 def _serve_and_store(
-    chan: _Channel, layout: Layout, job: Any, pending: np.ndarray, interrupts: _Interrupts
-) -> Path:
-    """Rank 0's loop: its own evaluating thread, the workers' requests and results, the file."""
-    from .compute import _evaluate_all, _finish_run, make_evaluator, precision_check
-    from .progress import Progress
-    from .storage import SurfaceWriter
-
+    chan: _Channel, layout: Layout, work: Work, start: Start, interrupts: _Interrupts
+) -> RunStats:
+    """Rank 0's loop: its own evaluating thread, the workers' requests and results, the sink."""
+    pending = np.asarray(start.pending, dtype=np.int64)
     n = len(pending)
     workers = list(range(1, layout.size))
-    found: dict[str, Any] = {}
+    found: dict[str, int] = {}
 
     def setup() -> Evaluate:
-        ev, found["plan"] = make_evaluator(job, max(n, 1))
-        found["precision"] = precision_check(job, ev) if n else {}
-        return lambda idx: _evaluate_all(job, ev, job.grid.coords_of(idx))
+        evaluate, found["unit"] = work.setup(n, None, None)
+        return evaluate
 
     computer = _Computer(setup)
     chunks: ChunkQueue | None = None
     asked = dict.fromkeys(workers, 0)  # requests for work not yet answered
     heard = dict.fromkeys(workers, time.monotonic())
     points, eval_seconds = [0] * layout.size, [0.0] * layout.size
-    total = job.grid.num_points
-    bar = Progress(total, desc="surface", unit="pt", enabled=not job.quiet and n > 0, initial=total - n)
+    bar = start.progress
+    if bar is not None:
+        bar.enabled = bar.enabled and n > 0
     timeout = mpi_timeout()
     beat_every = min(2.0, timeout / 4)
-    written, start, last_beat, write_seconds = 0, time.perf_counter(), 0.0, 0.0
+    written, t_start, last_beat, write_seconds = 0, time.perf_counter(), 0.0, 0.0
+
+    def close_bar() -> None:
+        if bar is not None:
+            bar.close()
 
     def store(idx: np.ndarray, values: dict[str, np.ndarray], seconds: float, rank: int) -> None:
         nonlocal written, write_seconds
         if len(idx):
             t0 = time.perf_counter()
-            with SurfaceWriter(job.out) as w:
-                w.write_points(idx, values, seconds / len(idx), rank=rank)
+            start.sink.write(idx, values, seconds, rank)
             write_seconds += time.perf_counter() - t0
         assert chunks is not None
         chunks.record(rank, len(idx), seconds)
-        if written == 0 and len(idx):
-            _announce_estimate(job, n - len(idx), seconds / len(idx) / layout.size)
         written += len(idx)
         points[rank] += len(idx)
         eval_seconds[rank] += seconds
-        bar.update(len(idx))
+        if bar is not None:
+            bar.update(len(idx))
 
     try:
         while chunks is None or written < n:
@@ -674,8 +343,8 @@ def _serve_and_store(
                 if item[0] == "error":
                     raise LandscapeError(f"rank 0 failed: {item[1]}")
                 if item[0] == "ready":
-                    chunks = ChunkQueue(pending, layout.size, found["plan"].points_per_pass)
-                    start = time.perf_counter()
+                    chunks = ChunkQueue(pending, layout.size, found["unit"])
+                    t_start = time.perf_counter()
                 else:  # hand out the next chunk first, so rank 0's thread waits only for this
                     computer.held -= 1
                     if chunks is not None and chunks.left:
@@ -709,7 +378,7 @@ def _serve_and_store(
             chan.progress()
             silent = [r for r in workers if now - heard[r] > timeout]
             if silent:
-                bar.close()
+                close_bar()
                 _abort(chan.comm, _silent_message(
                     layout, silent[0], timeout,
                     "Every point written so far is kept: rerun the same command to resume",
@@ -717,28 +386,27 @@ def _serve_and_store(
             if not busy:
                 computer.wait(_POLL)
     except BaseException as e:  # an error, or Ctrl-C (which mpiexec sends every rank)
-        bar.close()
+        close_bar()
         computer.close()
         _stop_workers(chan, workers, describe_error(e))
         raise
     computer.close()
-    seconds = time.perf_counter() - start
-    bar.close()
+    seconds = time.perf_counter() - t_start
+    close_bar()
     for r in workers:
-        chan.send(str(job.out), r, _FINAL)
-    run_extra = {
+        chan.send(None, r, _FINAL)
+    stats = RunStats(n, seconds, layout.size, {
         "comm": "mpi",
         "nodes": layout.nodes,
         "threads_per_rank": [t for _, _, t in layout.ranks],
         "points_per_rank": points,
         "eval_seconds_per_rank": [round(s, 4) for s in eval_seconds],
         "write_seconds": round(write_seconds, 4),
-    }
-    _finish_run(job, found["plan"], n, seconds, ranks=layout.size,
-                precision=found["precision"], run_extra=run_extra)
+    })
+    work.finish(stats)  # before waiting for goodbyes: a hung worker cannot lose the record
     _await_goodbyes(chan, layout, heard, timeout)
     chan.flush(5.0)
-    return job.out
+    return stats
 
 
 def _await_goodbyes(chan: _Channel, layout: Layout, heard: dict[int, float], timeout: float) -> None:
@@ -808,30 +476,23 @@ def _wait_setup(chan: _Channel, interrupts: _Interrupts) -> Mapping[str, Any]:
         time.sleep(_SETUP_POLL)
 
 
-def _follow(
-    chan: _Channel,
-    layout: Layout,
-    preload: Callable[[], Any],
-    build: Callable[[Mapping[str, Any], Any], Any],
-) -> Path:
+def _follow(chan: _Channel, layout: Layout, work: Work) -> None:
     """A worker: evaluate the chunks rank 0 hands out, send back the results.
 
-    `preload` (model and data) runs in the evaluating thread while rank 0 prepares; `build`
-    makes the job from rank 0's setup message and what `preload` returned. A failure in either
-    is reported to rank 0 only once rank 0 has prepared (its own error comes first).
+    `work.preload` (its own model and data) runs in the evaluating thread while rank 0
+    prepares; `work.setup` then builds the evaluation from rank 0's message and what `preload`
+    returned. A failure in either is reported to rank 0 only once rank 0 has prepared (its own
+    error comes first).
     """
-    from .compute import _evaluate_all, make_evaluator
-
     box: queue.SimpleQueue[Mapping[str, Any] | None] = queue.SimpleQueue()
 
     def setup() -> Evaluate:
-        inputs = preload()
+        preloaded = work.preload()
         payload = box.get()
         if payload is None:
             raise RankStopped("rank 0 stopped before sending the job")
-        job = build(payload, inputs)
-        ev, _ = make_evaluator(job, max(payload["n_pending"], 1))
-        return lambda idx: _evaluate_all(job, ev, job.grid.coords_of(idx))
+        evaluate, _ = work.setup(payload["n_pending"], payload["message"], preloaded)
+        return evaluate
 
     with _Interrupts() as interrupts:
         computer = _Computer(setup)
@@ -842,12 +503,12 @@ def _follow(
             computer.close()
             raise
         try:
-            return _serve(chan, layout, computer, interrupts)
+            _serve(chan, layout, computer, interrupts)
         finally:
             computer.close()
 
 
-def _serve(chan: _Channel, layout: Layout, computer: _Computer, interrupts: _Interrupts) -> Path:
+def _serve(chan: _Channel, layout: Layout, computer: _Computer, interrupts: _Interrupts) -> None:
     """A worker's loop: pass chunks to the evaluating thread and its results to rank 0."""
     reported = False
     timeout = mpi_timeout()
@@ -880,7 +541,7 @@ def _serve(chan: _Channel, layout: Layout, computer: _Computer, interrupts: _Int
                     raise KeyboardInterrupt
                 if tag == _STOP:
                     raise RankStopped(obj)
-                return Path(obj)
+                return
         chan.progress()
         now = time.monotonic()
         if now - chan.last_send > beat_every:

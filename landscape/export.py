@@ -13,13 +13,16 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import LandscapeError
 from .outputs import atomic_write, check_output
 from .plotting import available_surfs, surface_values
-from .storage import Surface
+
+if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
+    from .loss_surface import Surface
 
 __all__ = ["export_vtp", "vtp_text", "default_vtp_path"]
 

@@ -1,4 +1,4 @@
-"""Grid specs (`-1:1:51`), the order of grid points, and pure, deterministic chunk planning.
+"""Grid specs (`-1:1:51`) and the order of grid points (chunks: `landscape.executor`).
 
 A grid of shape [nx] or [nx, ny] stores value [i, j] at (x[i], y[j]). Points are numbered in
 C order (flat = i * ny + j), which is right for non-square grids.
@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import LandscapeError
 
-__all__ = ["Axis", "Grid", "plan_chunks", "MAX_GRID_POINTS"]
+__all__ = ["Axis", "Grid", "MAX_GRID_POINTS"]
 
 # The largest surface any command computes or reads: 10 million grid points (a 3162 x 3162
 # grid; 80 MB per float64 array). Larger grids are refused before anything is allocated.
@@ -130,11 +130,3 @@ class Grid:
                 return None
             idx.append(int(hits[0]))
         return int(np.ravel_multi_index(tuple(idx), self.shape))
-
-
-def plan_chunks(pending: np.ndarray, chunk_size: int) -> list[np.ndarray]:
-    """Split pending flat indices into consecutive chunks of at most `chunk_size` points."""
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be >= 1")
-    pending = np.asarray(pending, dtype=np.int64)
-    return [pending[i : i + chunk_size] for i in range(0, len(pending), chunk_size)]

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .errors import LandscapeError
+from .errors import LandscapeError, one_line
 
 __all__ = [
     "import_object",
@@ -36,14 +36,6 @@ __all__ = [
     "is_import_path",
     "refuse_stored_import_path",
 ]
-
-
-def one_line(error: BaseException) -> str:
-    """`Type: message` on one line (for error messages that quote the user's exception)."""
-    text = " ".join(str(error).split())
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _ensure_cwd_importable() -> None:

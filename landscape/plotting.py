@@ -21,14 +21,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import LandscapeError
 from .outputs import atomic_write, check_output, output_error
-from .storage import Surface
 from .text import printable
+
+if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
+    from .loss_surface import Surface
 
 __all__ = [
     "KINDS",

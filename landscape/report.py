@@ -20,7 +20,7 @@ import html
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,8 +44,10 @@ from .plotting import (
     surface_title,
     surface_values,
 )
-from .storage import Surface
 from .text import printable
+
+if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
+    from .loss_surface import Surface
 
 __all__ = ["report_html", "write_report", "write_html", "report_figures", "skipped_views", "PLOT_CONFIG"]
 
@@ -503,73 +505,18 @@ def _shared_description(surfaces: Sequence[Surface]) -> str:
     return f"{kind[:1].upper()}{kind[1:]}. "
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#222;background:#fafafa}
-header{padding:12px 24px;background:#fff;border-bottom:1px solid #ddd;position:sticky;top:0;z-index:10}
-header h1{font-size:20px;margin:0 0 4px}
-header p{margin:0;color:#666;font-size:13px}
-.toolbar{margin-top:6px}
-.toolbar button{font-size:13px;padding:4px 10px;cursor:pointer}
-nav a{margin-right:12px;font-size:13px}
-section{padding:8px 24px 24px;border-bottom:1px solid #e5e5e5}
-section h2{font-size:17px}
-.grid{display:grid;grid-template-columns:repeat(var(--cols,2),minmax(0,1fr));gap:8px}
-.fig{background:#fff;border:1px solid #e2e2e2;border-radius:4px;min-width:0}
-.wide{grid-column:1/-1}
-table{border-collapse:collapse;font-size:13px;margin:6px 0 12px;background:#fff}
-th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#f3f3f3;font-weight:600}
-td.help{color:#777}
-.tables{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
-.warn{color:#b00;font-size:13px}
-"""
+def _asset(name: str) -> str:
+    """A file of `landscape/report_assets` (package data: the page's CSS and script)."""
+    from importlib.resources import files
+
+    return files("landscape").joinpath("report_assets", name).read_text(encoding="utf-8")
+
+
+_CSS = _asset("report.css")
 
 # The log toggle switches every 3D graph between the stored values and their log10; the link
 # copies a camera moved in one side-by-side 3D graph to the others (guarded against echo).
-_SCRIPT = """
-(function () {
-  function graphs(sel) { return Array.prototype.slice.call(document.querySelectorAll(sel)); }
-  function log10(z) {
-    return z.map(function (row) { return row.map(function (v) {
-      return (v === null || v <= 0) ? null : Math.log10(v); }); });
-  }
-  var logScale = false;
-  var button = document.getElementById('ls-log-toggle');
-  if (button) button.addEventListener('click', function () {
-    logScale = !logScale;
-    graphs('.ls-3d .js-plotly-plot').forEach(function (gd) {
-      if (!gd._lsLinear) gd._lsLinear = gd.data.map(function (t) {
-        return {z: t.z, cmin: t.cmin, cmax: t.cmax}; });
-      var lin = gd._lsLinear;
-      var z = lin.map(function (t) { return logScale ? log10(t.z) : t.z; });
-      var cmin = lin.map(function (t) { return logScale ? (t.cmin > 0 ? Math.log10(t.cmin) : null) : t.cmin; });
-      var cmax = lin.map(function (t) { return logScale ? (t.cmax > 0 ? Math.log10(t.cmax) : null) : t.cmax; });
-      var meta = gd.layout.meta || {};
-      var label = meta.zlabel || 'z';
-      var axis = {'scene.zaxis.title.text': logScale ? 'log10 ' + label : label};
-      if (meta.zrange) axis['scene.zaxis.range'] = logScale ?
-        [Math.log10(Math.max(meta.zrange[0], 1e-12)), Math.log10(Math.max(meta.zrange[1], 1e-12))] : meta.zrange;
-      var bar = lin.map(function () { return logScale ? 'log10 ' + label : label; });
-      Plotly.restyle(gd, {z: z, cmin: cmin, cmax: cmax, 'colorbar.title.text': bar});
-      Plotly.relayout(gd, axis);
-    });
-    button.textContent = logScale ? 'z: log10 (switch to linear)' : 'z: linear (switch to log10)';
-    document.body.setAttribute('data-zscale', logScale ? 'log' : 'linear');
-  });
-  var linked = graphs('.ls-linked .js-plotly-plot');
-  var syncing = false;
-  linked.forEach(function (gd) {
-    gd.on('plotly_relayout', function (ev) {
-      if (syncing || !ev || !ev['scene.camera']) return;
-      syncing = true;
-      var cam = JSON.parse(JSON.stringify(ev['scene.camera']));
-      var jobs = linked.filter(function (o) { return o !== gd; }).map(function (o) {
-        return Plotly.relayout(o, {'scene.camera': cam}); });
-      Promise.all(jobs).then(function () { syncing = false; }, function () { syncing = false; });
-    });
-  });
-})();
-"""
+_SCRIPT = _asset("report.js")
 
 
 def _div(fig_id: str, fig: dict[str, Any], classes: str) -> str:

@@ -25,8 +25,7 @@ import datetime as _dt
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import numpy as np
 
 from .errors import LandscapeError
 from .grid import Axis, Grid
+from .loss_surface import Surface
 from .outputs import atomic_write, check_free_space, check_output, os_reason, output_error
 from .probe import probe
 from .schema import (
@@ -129,69 +129,6 @@ def _read_attr(value: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------
 # reading
-
-
-@dataclass
-class Surface:
-    """A surface read from disk: coordinates, arrays ([nx] or [nx, ny]), metadata."""
-
-    path: str
-    x: np.ndarray
-    y: np.ndarray | None
-    arrays: dict[str, np.ndarray]
-    computed: np.ndarray  # bool, grid shape
-    attrs: dict[str, Any] = field(default_factory=dict)
-    trajectory: dict[str, np.ndarray] | None = None
-    source: str = SURFACE_FORMAT  # or "paper"
-    curve_axis: str = "x"  # the axis a 1D view runs along ("y" for a 1xN grid drawn as a curve)
-
-    @property
-    def ndim(self) -> int:
-        return 1 if self.y is None else 2
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.computed.shape
-
-    @property
-    def done(self) -> int:
-        return int(self.computed.sum())
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.attrs.get("metrics") or {})
-
-    def title(self) -> str:
-        """Short label from the metadata: model, data, directions."""
-        a = self.attrs
-        model = a.get("model") or Path(self.path).stem
-        data = (a.get("dataset") or {}).get("name") if isinstance(a.get("dataset"), dict) else None
-        parts = [str(model)]
-        if data:
-            parts.append(str(data))
-        if a.get("dir_kind"):
-            parts.append(f"{a.get('dir_kind')} {a.get('norm', '')}".strip())
-        return " · ".join(parts)
-
-    def surfaces(self) -> list[str]:
-        return [k for k in self.arrays if k.endswith(("_loss", "_acc")) or k in ("max_eig", "min_eig")]
-
-    def plot(self, surf: str | None = None, kind: str = "auto", ax: Any = None, **kwargs: Any) -> Any:
-        """Draw with matplotlib (see `landscape.plotting.plot_surface`)."""
-        from .plotting import plot_surface
-
-        return plot_surface(self, surf=surf, kind=kind, ax=ax, **kwargs)
-
-    def to_html(self, path: str | Path | None = None) -> str:
-        """Self-contained interactive report (see `landscape.report.write_report`)."""
-        from .report import report_html
-
-        html = report_html([self])
-        if path is not None:
-            from .report import write_html
-
-            write_html(Path(path), html)
-        return html
 
 
 def read_surface(path: str | Path) -> Surface:
@@ -537,15 +474,6 @@ def _write_bytes(path: Path, data: Any, doing: str, keep_mode: bool = False) -> 
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-
-
-@contextlib.contextmanager
-def writer(path: str | Path) -> Iterator[SurfaceWriter]:
-    w = SurfaceWriter(path)
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def surface_summary(path: str | Path) -> dict[str, Any]:

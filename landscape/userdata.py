@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import Dataset
+from .dataset import Dataset
 from .errors import LandscapeError
 from .hooks import call_factory, import_object, one_line
 

@@ -37,12 +37,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from landscape.compute import SurfaceJob, run_job
 from landscape.cpu import cpu_info
 from landscape.device import tune_host_allocator
 from landscape.directions import Directions, random_directions
 from landscape.grid import Axis, Grid
+from landscape.job import Engine, Plane, Record, SurfaceJob, Target
 from landscape.models import create_model
+from landscape.runner import run_job
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -121,9 +122,9 @@ def paper_surface(model: nn.Module, d: Directions, dataset: torch.utils.data.Dat
 def engine_surface(model: nn.Module, d: Directions, x: torch.Tensor, y: torch.Tensor, grid: Grid,
                    path: Path, **plan: object) -> tuple[float, dict]:
     """The full pipeline (plan, evaluate, HDF5 chunk writes). Returns (seconds, file attrs)."""
-    job = SurfaceJob(model=model, directions=d, grid=grid, splits={"train": (x, y)}, out=path,
-                     device=torch.device("cpu"), quiet=True, force=True,
-                     settings={"bench": True}, **plan)
+    job = SurfaceJob(Target(model, {"train": (x, y)}), Plane(d, grid),
+                     Engine(torch.device("cpu"), quiet=True, **plan),  # type: ignore[arg-type]
+                     Record(path, settings={"bench": True}, force=True))
     start = time.perf_counter()
     run_job(job)
     seconds = time.perf_counter() - start

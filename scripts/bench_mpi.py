@@ -92,7 +92,7 @@ def paper_rank(ckpt: str, n: int, out: str, points: int) -> None:
     job = prepare_job(cfg)  # every rank loads the model and data and makes the same directions
     first = next(iter(job.splits.values()))[0]
     plan = plan_evaluation(job.model, job.device, 1, strategy="sequential", sample=first)
-    ev = PointEvaluator(job.model, job.directions, job.splits, plan, job.loss, job.metric)
+    ev = PointEvaluator(job.model, job.directions, job.splits, plan, job.target.loss, job.target.metric)
     names = job.array_names
     shape = job.grid.shape
     if rank == 0:  # rank 0 creates the file, -1 where not computed

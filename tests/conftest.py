@@ -1,7 +1,15 @@
-"""Shared fixtures: a tiny trained checkpoint and a runner for the installed `landscape` command."""
+"""Shared fixtures: tiny trained checkpoints, an in-process runner for the `landscape` command,
+the one `mpiexec` lookup, and the `e2e` marker on end-to-end tests.
+
+Markers: `e2e` marks end-to-end runs (the command, scripts, subprocesses, MPI); it is set here
+on every test of the end-to-end modules and on every test that runs the command, so
+`pytest -m "not e2e"` runs the unit tests alone.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -38,9 +46,15 @@ def landscape_command() -> str:
     return found
 
 
+def mpi_required() -> bool:
+    """LANDSCAPE_REQUIRE_MPI=1 (CI): a missing mpiexec or mpi4py fails a test instead of skipping it."""
+    return os.environ.get("LANDSCAPE_REQUIRE_MPI") == "1"
+
+
 def mpiexec_command() -> str:
-    """The mpich wheel's `mpiexec` beside this interpreter (or one on PATH); skip without it,
-    unless LANDSCAPE_REQUIRE_MPI=1 (CI), where a missing MPI fails the test."""
+    """The mpich wheel's `mpiexec` beside this interpreter (or one on PATH); skip without it or
+    without mpi4py, unless `mpi_required()`, where a missing MPI fails the test. The one lookup
+    every MPI test uses."""
     beside = Path(sys.executable).with_name("mpiexec")
     found = str(beside) if beside.exists() else shutil.which("mpiexec")
     try:
@@ -48,21 +62,22 @@ def mpiexec_command() -> str:
     except ImportError:
         found = None
     if found is None:
-        if os.environ.get("LANDSCAPE_REQUIRE_MPI") == "1":
+        if mpi_required():
             pytest.fail("mpiexec or mpi4py is missing (LANDSCAPE_REQUIRE_MPI=1): pip install mpi4py mpich")
         pytest.skip("mpiexec or mpi4py is not installed (pip install mpi4py mpich)")
     return found
 
 
 def cli_env() -> dict[str, str]:
-    """The environment of every CLI run: no CUDA device, few threads (the machine is shared)."""
+    """The environment of every CLI subprocess: no CUDA device, few threads (the machine is shared)."""
     env = dict(os.environ)
     env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     return env
 
 
 def run_cli_in(cwd: Path, *args: str | os.PathLike[str], timeout: float = 120, all_cores: bool = True) -> CliResult:
-    """Run `landscape ARGS...` in `cwd`; with `all_cores`, torch keeps its default thread count."""
+    """Run the installed `landscape ARGS...` in a subprocess in `cwd`; with `all_cores`, torch
+    keeps its default thread count (what the demo test measures)."""
     env = cli_env()
     if all_cores:
         env.pop("OMP_NUM_THREADS")
@@ -72,28 +87,59 @@ def run_cli_in(cwd: Path, *args: str | os.PathLike[str], timeout: float = 120, a
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def run_cli_here(cwd: Path, *args: str | os.PathLike[str]) -> CliResult:
+    """Run `landscape ARGS...` in this process (`landscape.cli.main`), in `cwd`; return (exit
+    code, stdout, stderr). `sys.path`, the working directory and modules imported from `cwd` (a
+    user's package named by an import path) are restored afterwards, as a new process would have
+    them."""
+    from landscape.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_cwd, old_path, old_modules = os.getcwd(), list(sys.path), set(sys.modules)
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse: --help, --version, a bad option
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(old_cwd)
+        sys.path[:] = old_path
+        here = str(Path(cwd).resolve())
+        for name in set(sys.modules) - old_modules:
+            where = getattr(sys.modules[name], "__file__", None) or ""
+            if where.startswith(here):
+                del sys.modules[name]
+    return code, out.getvalue(), err.getvalue()
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> RunCli:
-    """Run `landscape ARGS...` in a subprocess (cwd: a fresh tmp dir); return (code, out, err).
+    """Run `landscape ARGS...` in this process (cwd: a fresh tmp dir); return (code, out, err).
 
     Example:
         code, out, err = run_cli("models", "resnet*")
     """
 
-    def run(
-        *args: str | os.PathLike[str], cwd: Path | None = None, timeout: float = 120
-    ) -> CliResult:
-        proc = subprocess.run(
-            [landscape_command(), *map(str, args)],
-            cwd=cwd or tmp_path,
-            env=cli_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return proc.returncode, proc.stdout, proc.stderr
+    def run(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: float = 120) -> CliResult:
+        return run_cli_here(cwd or tmp_path, *args)
 
     return run
+
+
+# modules whose every test is end-to-end (subprocesses, mpiexec, the whole demo)
+E2E_MODULES = ("test_cli", "test_mpi", "test_skip_study", "test_demo")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark end-to-end tests `e2e` (see the module docstring)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
+        uses_cli = "run_cli" in getattr(item, "fixturenames", ())
+        if name in E2E_MODULES or uses_cli or item.get_closest_marker("mpi") or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import re
 import subprocess
 import sys
@@ -560,23 +559,11 @@ API_UNDER_MPI = """
 """
 
 
-def _mpiexec() -> str:
-    import shutil
-
-    beside = Path(sys.executable).with_name("mpiexec")
-    found = str(beside) if beside.exists() else shutil.which("mpiexec")
-    if found is None:
-        if os.environ.get("LANDSCAPE_REQUIRE_MPI"):
-            pytest.fail("mpiexec is missing")
-        pytest.skip("mpiexec is not installed")
-    return found
-
-
 def _run_mpi(args: list[str], cwd: Path) -> None:
-    from conftest import cli_env
+    from conftest import cli_env, mpiexec_command
 
     proc = subprocess.run(
-        [_mpiexec(), "-n", "2", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=240
+        [mpiexec_command(), "-n", "2", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=240
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
 

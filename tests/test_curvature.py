@@ -7,7 +7,6 @@ independently from the stored directions.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import RunCli, cli_env, landscape_command
+from conftest import RunCli, cli_env, mpiexec_command, run_cli_here
 from test_hessian import dense_hessian
 
 from landscape.checkpoint import build_model, load_checkpoint
@@ -44,9 +43,8 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def curv_surface(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`landscape surface --curvature` on a 3x3 grid (read-only; copy it to change it)."""
     surf = tmp_path_factory.mktemp("curv_surface") / "c.h5"
-    proc = subprocess.run([landscape_command(), *_surface_args(ckpt, surf)], env=cli_env(),
-                          capture_output=True, text=True, timeout=120, cwd=surf.parent)
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = run_cli_here(surf.parent, *_surface_args(ckpt, surf))
+    assert code == 0, err
     return surf
 
 
@@ -144,27 +142,9 @@ def test_curvature_evaluator_with_batchnorm_and_moving_statistics(tmp_path: Path
     assert ev.stats["points"] == 2
 
 
-def _mpiexec() -> str | None:
-    beside = Path(sys.executable).with_name("mpiexec")
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
-
-
-def _mpi_available() -> bool:
-    """run_distributed is implemented (the placeholder raises) and mpiexec exists."""
-    import inspect
-
-    from landscape import distributed
-
-    src = inspect.getsource(distributed.run_distributed)
-    return _mpiexec() is not None and "not available in this build" not in src
-
-
 @pytest.mark.mpi
 def test_curvature_under_mpi_matches_serial(run_cli: RunCli, ckpt: Path, tmp_path: Path) -> None:
-    if not _mpi_available():
-        if os.environ.get("LANDSCAPE_REQUIRE_MPI"):
-            pytest.fail("mpiexec or MPI sharding (landscape.distributed.run_distributed) is missing")
-        pytest.skip("MPI sharding is not available in this build")
+    mpiexec = mpiexec_command()
     # one point per chunk, so that both ranks get points of this small grid
     grid, one = ("--x=-1:1:5", "--y=-1:1:5"), ("--points-per-pass", "1")
     serial = tmp_path / "serial.h5"
@@ -172,7 +152,7 @@ def test_curvature_under_mpi_matches_serial(run_cli: RunCli, ckpt: Path, tmp_pat
     par = tmp_path / "mpi.h5"
     script = Path(__file__).resolve().parents[1] / "scripts" / "surface.py"
     args = _surface_args(ckpt, par, "--comm", "mpi", *one, grid=grid)[1:]
-    cmd = [_mpiexec(), "-n", "2", sys.executable, str(script), *args]
+    cmd = [mpiexec, "-n", "2", sys.executable, str(script), *args]
     proc = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = read_surface(serial), read_surface(par)

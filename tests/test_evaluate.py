@@ -250,8 +250,8 @@ def test_compile_off_is_respected_and_a_disagreeing_compiled_model_is_dropped(
 
 
 def test_cpu_batch_size_keeps_the_largest_activation_near_4mb() -> None:
-    from landscape.evaluate import _cache_batch_size
     from landscape.models import create_model
+    from landscape.planning import _cache_batch_size
 
     r20 = create_model("resnet20")
     assert _cache_batch_size(r20, torch.randn(1, 3, 32, 32)) == 64  # 64 KB per image

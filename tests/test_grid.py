@@ -1,4 +1,4 @@
-"""Tests of grid specs, point order (value [i, j] at (x[i], y[j]), non-square grids) and chunking."""
+"""Tests of grid specs and point order (value [i, j] at (x[i], y[j]), non-square grids)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from landscape.errors import LandscapeError
-from landscape.grid import Axis, Grid, plan_chunks
+from landscape.grid import Axis, Grid
 
 
 def test_axis_parses_min_max_num() -> None:
@@ -78,13 +78,3 @@ def test_center_index() -> None:
     assert Grid(Axis.parse("-1:1:5"), Axis.parse("0:1:3")).center_index() == 2 * 3 + 0
     assert Grid(Axis.parse("-1:1:4")).center_index() is None
     assert Grid(Axis.parse("-0.5:1.5:5")).center_index() == 1
-
-
-def test_plan_chunks_keeps_order_and_covers_every_point_once() -> None:
-    pending = np.array([0, 3, 4, 5, 9, 10, 11])
-    chunks = plan_chunks(pending, 3)
-    assert [c.tolist() for c in chunks] == [[0, 3, 4], [5, 9, 10], [11]]
-    np.testing.assert_array_equal(np.concatenate(chunks), pending)
-    assert plan_chunks(np.array([], dtype=np.int64), 4) == []
-    with pytest.raises(ValueError):
-        plan_chunks(pending, 0)

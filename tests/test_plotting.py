@@ -149,7 +149,8 @@ def test_levels_follow_the_paper_when_they_fit_and_the_data_otherwise() -> None:
     assert len(lv) >= 5 and lv.min() > 0.01 and lv.max() < 0.3
     assert np.allclose(np.diff(lv), np.diff(lv)[0])  # round, evenly spaced
     log = contour_levels(small, log=True)
-    np.testing.assert_allclose(log[0], 0.01) and np.testing.assert_allclose(log[-1], 0.3)
+    np.testing.assert_allclose(log[0], 0.01)
+    np.testing.assert_allclose(log[-1], 0.3)
     np.testing.assert_allclose(np.diff(np.log(log)), np.log(log[1] / log[0]))  # log-spaced
     explicit = contour_levels(small, vmin=1, vmax=2, vlevel=0.25)  # honoured even if off-range
     np.testing.assert_allclose(explicit, [1, 1.25, 1.5, 1.75])

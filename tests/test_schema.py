@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from landscape.cli import main
-from landscape.compute import estimate_line, plan_line
 from landscape.directions import Directions
 from landscape.errors import LandscapeError
 from landscape.grid import MAX_GRID_POINTS, Axis, Grid
+from landscape.runner import estimate_line, plan_line
 from landscape.storage import (
     SurfaceWriter,
     create_surface,

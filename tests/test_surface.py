@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import os
 import shutil
 import signal
@@ -16,10 +14,16 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import cli_env, digits_splits, landscape_command, plain_evaluate, plain_reestimate_bn
+from conftest import (
+    cli_env,
+    digits_splits,
+    landscape_command,
+    plain_evaluate,
+    plain_reestimate_bn,
+    run_cli_here,
+)
 
 from landscape.checkpoint import load_checkpoint
-from landscape.cli import main
 from landscape.compute import SurfaceConfig, compute_surface
 from landscape.data import load_dataset
 from landscape.directions import direction_keys, random_directions
@@ -42,18 +46,7 @@ def _main(*args: str, cwd: Path) -> tuple[int, str, str]:
 
     An exception that escapes `main` (what would print a traceback) fails the test.
     """
-    out, err = io.StringIO(), io.StringIO()
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main([str(a) for a in args])
-            except SystemExit as e:
-                code = int(e.code or 0)
-    finally:
-        os.chdir(old)
-    return code, out.getvalue(), err.getvalue()
+    return run_cli_here(cwd, *args)
 
 
 def _compute(ckpt: Path, out: Path, **kwargs) -> Path:
@@ -102,9 +95,9 @@ def _one_line_error(code: int, err: str) -> str:
 
 @pytest.fixture(scope="module")
 def mlp_2d(tmp_path_factory: pytest.TempPathFactory, tiny_ckpt: Path) -> tuple[Path, str, str]:
-    """A complete non-square surface written by the installed command: (path, stdout, stderr)."""
+    """A complete non-square surface written by the command: (path, stdout, stderr)."""
     cwd = tmp_path_factory.mktemp("mlp_2d")
-    code, out, err = _cli("surface", "--ckpt", tiny_ckpt, "--x=-1:1:5", "--y=0:0.5:3",
+    code, out, err = _main("surface", "--ckpt", tiny_ckpt, "--x=-1:1:5", "--y=0:0.5:3",
                           "--max-samples", "200", "--out", "mlp_2d.h5", cwd=cwd)
     assert code == 0, err
     return cwd / "mlp_2d.h5", out, err
@@ -157,7 +150,7 @@ def test_non_square_2d_run_matches_plain_pytorch(mlp_2d: tuple[Path, str, str], 
 
 def test_info_prints_metadata_and_points_done(mlp_2d: tuple[Path, str, str]) -> None:
     path = mlp_2d[0]
-    code, out, err = _cli("info", path.name, cwd=path.parent)
+    code, out, err = _main("info", path.name, cwd=path.parent)
     assert code == 0, err
     assert "points done: 15/15 (100.0%)" in out
     assert "grid: 5x3 (2D)" in out and "model: mlp" in out and "norm: filter" in out
@@ -445,7 +438,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_resnet_ckpt: Path, 
     partial = describe(out)
     assert f"points done: {killed.done}/{total}" in partial
 
-    code, stdout, err = _cli("surface", "--ckpt", tiny_resnet_ckpt, *_resnet_args(out.name), cwd=tmp_path)
+    code, stdout, err = _main("surface", "--ckpt", tiny_resnet_ckpt, *_resnet_args(out.name), cwd=tmp_path)
     assert code == 0, err
     assert f"{total - killed.done} points in" in stdout
     resumed = read_surface(out)

@@ -39,8 +39,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-_Parser = Parser  # the former private name
-
 
 def json_dict(text: str) -> dict[str, Any]:
     try:
