@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import LandscapeError
 from .outputs import atomic_write, check_output
-from .plotting import available_surfs, surface_values
+from .views import available_surfs, surface_values
 
 if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
     from .loss_surface import Surface

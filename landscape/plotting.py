@@ -17,9 +17,8 @@ Arrays are stored as [nx, ny] with value [i, j] at (x[i], y[j]) (see `landscape.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,37 @@ import numpy as np
 from .errors import LandscapeError
 from .outputs import atomic_write, check_output, output_error
 from .text import printable
+from .views import (
+    EIG_RATIO_MAX,
+    KINDS,
+    KINDS_2D,
+    MAX_LEVELS,
+    MAX_PIXELS,
+    PAPER_LEVELS,
+    SPLIT_COLORS,
+    SURF_LABELS,
+    SURFS,
+    NothingToDraw,
+    as_drawable,
+    auto_zmax,
+    available_surfs,
+    axis_label,
+    check_pixels,
+    colour_range,
+    comparison_problem,
+    contour_levels,
+    default_surfs,
+    display_cap,
+    eig_ratio,
+    file_metrics,
+    finite_values,
+    metric_summary,
+    padded_range,
+    partial_note,
+    surf_label,
+    surface_title,
+    surface_values,
+)
 
 if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
     from .loss_surface import Surface
@@ -71,374 +101,11 @@ __all__ = [
     "save_comparison",
 ]
 
-SURFS = ("train_loss", "train_acc", "test_loss", "test_acc")
-KINDS = ("auto", "line", "contour", "contourf", "heatmap", "surface", "all")
-KINDS_2D = ("contour", "contourf", "heatmap", "surface")
-PAPER_LEVELS = (0.1, 10.0, 0.5)  # the paper's contour defaults: vmin, vmax, vlevel
-EIG_RATIO_MAX = 0.5  # the paper's |lambda_min / lambda_max| colour scale is 0..0.5
-MIN_LEVELS_DRAWN = 4  # fewer paper-default levels inside the data range: pick levels from the data
-MAX_LEVELS = 1000  # contour levels one figure may draw (--vlevel 1e-9 would ask for billions)
-MAX_PIXELS = 50_000_000  # pixels one raster figure may have (about 200 MB of RGBA while drawn)
-
-
-class NothingToDraw(LandscapeError):
-    """An array whose computed points are all NaN or infinite: its views are skipped with a note."""
-
-_LABELS = {
-    "train_loss": "train loss",
-    "test_loss": "test loss",
-    "train_acc": "train accuracy (%)",
-    "test_acc": "test accuracy (%)",
-    "eig_ratio": "|λmin / λmax|",
-    "max_eig": "largest Hessian eigenvalue",
-    "min_eig": "smallest Hessian eigenvalue",
-}
-_COLORS = {"train": "tab:blue", "test": "tab:orange"}
-_NORM_WORDS = {
-    "filter": "filter-normalized",
-    "layer": "layer-normalized",
-    "weight": "weight-scaled",
-    "none": "not normalized",
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# values, levels and labels (pure; no matplotlib)
-
-
-def available_surfs(surface: Surface) -> list[str]:
-    """What `--surf` can name for this file: loss/accuracy arrays, curvature maps, `eig_ratio`."""
-    names = [k for k in surface.arrays if k.endswith(("_loss", "_acc"))]
-    names.sort(key=lambda k: SURFS.index(k) if k in SURFS else len(SURFS))
-    if "max_eig" in surface.arrays and "min_eig" in surface.arrays:
-        names += ["eig_ratio", "max_eig", "min_eig"]
-    return names
-
-
-def default_surfs(surface: Surface) -> list[str]:
-    """The arrays `landscape plot` draws when no --surf is given: all that exist."""
-    names = [k for k in available_surfs(surface) if k in SURFS]
-    if "eig_ratio" in available_surfs(surface):
-        names.append("eig_ratio")
-    return names
-
-
-def eig_ratio(surface: Surface) -> np.ndarray:
-    """|lambda_min / lambda_max| at every computed point (NaN elsewhere), as in the paper."""
-    if "max_eig" not in surface.arrays or "min_eig" not in surface.arrays:
-        raise LandscapeError(
-            f"{surface.path} has no curvature maps (max_eig, min_eig); compute them with "
-            "`landscape surface ... --curvature`"
-        )
-    mx, mn = surface.arrays["max_eig"], surface.arrays["min_eig"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.abs(mn / mx)
-    return np.where(surface.computed, ratio, np.nan)
-
-
-def surface_values(surface: Surface, surf: str, zmax: float | None = None) -> np.ndarray:
-    """The array to draw: NaN where not computed, clipped at `zmax`; errors in one line.
-
-    `surf` is an array name or `eig_ratio` (clipped to the paper's 0..0.5 scale).
-    """
-    if surf == "eig_ratio":
-        z = np.clip(eig_ratio(surface), 0.0, EIG_RATIO_MAX)
-    elif surf in surface.arrays and surf in available_surfs(surface):
-        z = np.where(surface.computed, np.asarray(surface.arrays[surf], dtype=np.float64), np.nan)
-    else:
-        raise LandscapeError(
-            f"{surface.path} has no {surf!r}; it holds: {', '.join(available_surfs(surface)) or 'nothing'}"
-            " (pick one with --surf)"
-        )
-    if not np.isfinite(z).any():
-        if surface.done:
-            raise NothingToDraw(
-                f"{surface.path}: {surf!r} has no finite value to draw ({surface.done} computed "
-                "points, all NaN or infinite: the net diverged there)"
-            )
-        raise LandscapeError(
-            f"{surface.path}: no computed values in {surf!r} yet ({surface.done} of "
-            f"{surface.computed.size} points done); run or resume `landscape surface` first"
-        )
-    if zmax is not None:
-        z = np.minimum(z, zmax)
-    return z
-
-
-def display_cap(
-    clim: tuple[float, float], data: tuple[float, float], zmax: float | None
-) -> tuple[float | None, tuple[float, float]]:
-    """A 3D view's z cap when none was asked for: the colour range's top, if the data reach
-    more than twice as high (a few diverged corner points would otherwise flatten the basin)."""
-    if zmax is not None or not data[1] > 2 * clim[1] or not clim[1] > data[0]:
-        return None, data
-    return clim[1], (data[0], clim[1])
-
-
-def auto_zmax(
-    surface: Surface, surf: str, zmax: float | None = None,
-    vmin: float | None = None, vmax: float | None = None, vlevel: float | None = None,
-) -> float | None:
-    """The z clip a 3D view gets when none was asked for (see `display_cap`), else None."""
-    if zmax is not None:
-        return None
-    z = surface_values(surface, surf)
-    levels = contour_levels(z, vmin, vmax, vlevel)
-    if len(levels) < 2:
-        return None
-    finite = _finite(z)
-    cap, _ = display_cap(colour_range(levels, z), (float(finite.min()), float(finite.max())), None)
-    return cap
-
-
-def _finite(values: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-    arrs = [values] if isinstance(values, np.ndarray) else list(values)
-    flat = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrs])
-    return flat[np.isfinite(flat)]
-
-
-def _nice_levels(lo: float, hi: float, n: int) -> np.ndarray:
-    from matplotlib.ticker import MaxNLocator
-
-    ticks = MaxNLocator(nbins=n, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
-    inside = ticks[(ticks > lo) & (ticks < hi)]
-    return inside if len(inside) >= 2 else np.linspace(lo, hi, n + 2)[1:-1]
-
-
-def contour_levels(
-    values: np.ndarray | Sequence[np.ndarray],
-    vmin: float | None = None,
-    vmax: float | None = None,
-    vlevel: float | None = None,
-    log: bool = False,
-    n: int = 12,
-) -> np.ndarray:
-    """Contour levels: the paper's `arange(vmin, vmax, vlevel)` (0.1, 10, 0.5 by default).
-
-    Explicit vmin/vmax/vlevel are always honoured. With the defaults, when fewer than
-    `MIN_LEVELS_DRAWN` levels fall inside the data's range (a digits net has loss ~0.01 at the
-    centre), about `n` round levels are taken from the data range instead. With `log`, levels
-    are log-spaced between vmin (default: the smallest positive value) and vmax (default: the
-    largest value). `values` may be one array or several (shared levels for a comparison).
-    """
-    finite = _finite(values)
-    if not finite.size:
-        raise LandscapeError("nothing to draw: no finite values")
-    lo, hi = float(finite.min()), float(finite.max())
-    if log:
-        pos = finite[finite > 0]
-        if not pos.size:
-            raise LandscapeError("--log needs positive values, and this surface has none")
-        a = float(vmin) if vmin is not None else float(pos.min())
-        b = float(vmax) if vmax is not None else hi
-        if vmin is None and vmax is None and a >= b:
-            return np.array([a])  # a constant: one level (drawn as one band, see plot_contour)
-        if not 0 < a < b < float("inf"):
-            raise LandscapeError(f"--log levels need 0 < vmin < vmax, got {a:g} and {b:g}")
-        return np.geomspace(a, b, n)
-    a, b, step = (
-        PAPER_LEVELS[0] if vmin is None else float(vmin),
-        PAPER_LEVELS[1] if vmax is None else float(vmax),
-        PAPER_LEVELS[2] if vlevel is None else float(vlevel),
-    )
-    if not step > 0:
-        raise LandscapeError(f"--vlevel must be positive, got {step:g}")
-    if not b > a:
-        raise LandscapeError(f"--vmax must be above --vmin, got vmin {a:g} and vmax {b:g}")
-    count = (b - a) / step
-    if not count <= MAX_LEVELS:  # also catches an infinite count
-        raise LandscapeError(
-            f"--vlevel {step:g} between {a:g} and {b:g} gives {count:.3g} contour levels; at most "
-            f"{MAX_LEVELS} are drawn (choose --vlevel {(b - a) / MAX_LEVELS:.3g} or more)"
-        )
-    levels = np.arange(a, b, step)
-    if vmin is not None or vmax is not None or vlevel is not None:
-        return levels
-    if hi <= lo:
-        return np.array([lo])
-    if int(((levels > lo) & (levels < hi)).sum()) >= MIN_LEVELS_DRAWN:
-        return levels
-    return _nice_levels(lo, hi, n)
-
-
-def colour_range(levels: Sequence[float], values: np.ndarray | Sequence[np.ndarray]) -> tuple[float, float]:
-    """Colour limits: the part of the levels' range that the data reach.
-
-    A loss that explodes to 100 at the grid's edge then does not paint the basin one colour.
-    """
-    finite = _finite(values)
-    lo, hi = float(levels[0]), float(levels[-1])
-    clim = (max(lo, float(finite.min())), min(hi, float(finite.max())))
-    return clim if clim[1] > clim[0] else (lo, hi)
-
-
-def _directions_meta(surface: Surface) -> dict[str, Any]:
-    d = surface.attrs.get("directions")
-    return d if isinstance(d, dict) else {}
-
-
-def axis_label(surface: Surface, axis: str = "x") -> str:
-    """'x: random direction (filter-normalized) step', 'y: PC2 (12.5% of variance) step', ..."""
-    return printable(_axis_label(surface, axis))
-
-
-def _axis_label(surface: Surface, axis: str) -> str:
-    a = surface.attrs
-    kind = a.get("dir_kind")
-    norm = _NORM_WORDS.get(str(a.get("norm")), str(a.get("norm") or ""))
-    k = 0 if axis == "x" else 1
-    if surface.source == "paper" or kind is None:
-        return f"{axis}: direction step (from a file of the paper's code)"
-    if kind == "pca":
-        ratio = _directions_meta(surface).get("explained_variance_ratio") or []
-        known = isinstance(ratio, list) and len(ratio) > k and isinstance(ratio[k], (int, float))
-        var = f" ({100 * float(ratio[k]):.1f}% of variance)" if known else ""
-        return f"{axis}: PCA component {k + 1}{var} step"
-    if kind == "interpolate":
-        return f"{axis}: interpolation α (0 = checkpoint, 1 = checkpoint 2)"
-    if kind == "plane":
-        return f"{axis}: step towards checkpoint {k + 2} (0 = checkpoint, 1 = checkpoint {k + 2})"
-    if kind == "hessian":
-        return f"{axis}: Hessian eigenvector {k + 1} ({norm}) step"
-    if kind == "file":
-        return f"{axis}: direction from file ({norm}) step"
-    return f"{axis}: {kind} direction ({norm}) step"
-
-
-def surface_title(surface: Surface, surf: str | None = None) -> str:
-    """'resnet20 on digits · random directions, filter-normalized · train loss'."""
-    return printable(_surface_title(surface, surf))
-
-
-def _surface_title(surface: Surface, surf: str | None) -> str:
-    a = surface.attrs
-    if surface.source == "paper":
-        head = f"{Path(surface.path).stem} (paper's file layout)"
-    else:
-        model = a.get("model") or Path(surface.path).stem
-        ds = a.get("dataset")
-        data = ds.get("name") if isinstance(ds, dict) else None
-        kind = a.get("dir_kind")
-        dirs = ""
-        if kind:
-            norm = _NORM_WORDS.get(str(a.get("norm")), str(a.get("norm") or ""))
-            dirs = f"{kind} directions, {norm}" if kind in ("random", "hessian", "file") else f"{kind} directions"
-        head = " · ".join(p for p in (f"{model} on {data}" if data else str(model), dirs) if p)
-    return head if surf is None else f"{head} · {_LABELS.get(surf, surf)}"
-
-
-def partial_note(surface: Surface) -> str | None:
-    """'partial: 120 of 315 points computed' for a surface still being computed, else None."""
-    if surface.done == surface.computed.size:
-        return None
-    return f"partial: {surface.done} of {surface.computed.size} points computed"
-
-
-def surf_label(surf: str) -> str:
-    """'train loss', 'test accuracy (%)', '|λmin / λmax|', ... for an array name."""
-    return _LABELS.get(surf, surf)
-
-
-def file_metrics(surface: Surface) -> dict[str, Any]:
-    """The scalar metrics the file stores, else computed now (`landscape.metrics`); {} on failure."""
-    m = surface.metrics
-    if not m:
-        from .metrics import surface_metrics
-
-        try:
-            with warnings.catch_warnings():  # all-NaN slices of a diverged net: no caption, no noise
-                warnings.simplefilter("ignore", RuntimeWarning)
-                m = surface_metrics(surface)
-        except Exception:  # metrics are a caption; never let them stop a plot
-            m = {}
-    return m
-
-
-def metric_summary(surface: Surface, surf: str = "train_loss") -> str:
-    """Key scalar metrics for a caption: centre value, basin widths, top eigenvalue."""
-    m = file_metrics(surface)
-    parts = []
-    if isinstance(m.get(f"center_{surf}"), (int, float)):
-        parts.append(f"centre {m[f'center_{surf}']:.3g}")
-    widths = [f"{ax} {m[f'basin_width_{ax}']:.2f}" for ax in "xy" if isinstance(m.get(f"basin_width_{ax}"), (int, float))]
-    if widths:
-        parts.append("basin width " + ", ".join(widths) + ("+" if m.get("basin_width_capped") else ""))
-    if isinstance(m.get("top_eigenvalue"), (int, float)):
-        parts.append(f"λmax {m['top_eigenvalue']:.3g}")
-    return " · ".join(parts)
-
-
-def _coords_text(s: Surface) -> str:
-    text = f"{len(s.x)} on x {s.x[0]:g}..{s.x[-1]:g}"
-    if s.y is not None:
-        text = f"{len(s.x)}x{len(s.y)} on x {s.x[0]:g}..{s.x[-1]:g}, y {s.y[0]:g}..{s.y[-1]:g}"
-    return text
-
-
-def comparison_problem(surfaces: Sequence[Surface]) -> str | None:
-    """Why these surfaces cannot be shown on one scale (grids, direction kinds, norms), or None."""
-    first = surfaces[0]
-    name0 = Path(first.path).name
-    for s in surfaces[1:]:
-        name = Path(s.path).name
-        if s.ndim != first.ndim:
-            return f"{name0} is {first.ndim}D but {name} is {s.ndim}D"
-        same = s.shape == first.shape and np.allclose(s.x, first.x) and (
-            s.y is None or np.allclose(s.y, first.y)
-        )
-        if not same:
-            return f"grids differ: {name0} is {_coords_text(first)}, {name} is {_coords_text(s)}"
-        for key, what in (("dir_kind", "direction kinds"), ("norm", "direction normalizations")):
-            a, b = first.attrs.get(key), s.attrs.get(key)
-            if a != b:
-                return (
-                    f"{what} differ: {name0} has {a or 'none recorded'}, "
-                    f"{name} has {b or 'none recorded'}"
-                )
-    return None
-
-
-def as_drawable(surface: Surface) -> Surface:
-    """A 2D surface with one row or column (1xN, Nx1, 1x1) as the 1D curve it is; else itself.
-
-    Contours and 3D views need at least 2x2 points; a single row is drawn as a curve along its
-    long axis (`Surface.curve_axis` says which), a single point as a marker.
-    """
-    if surface.y is None or min(surface.shape) > 1:
-        return surface
-    along_y = len(surface.x) == 1 and len(surface.y) > 1
-    coords = surface.y if along_y else surface.x
-    arrays = {k: np.asarray(v).reshape(-1) if np.ndim(v) == 2 else v for k, v in surface.arrays.items()}
-    return replace(
-        surface, x=coords, y=None, arrays=arrays, computed=surface.computed.reshape(-1),
-        trajectory=None, curve_axis="y" if along_y else "x",
-    )
-
-
-def check_pixels(fig: Any, dpi: int, fmt: str = "png") -> None:
-    """Refuse a figure of more than `MAX_PIXELS` pixels at `dpi` (before drawing it)."""
-    w, h = fig.get_size_inches()
-    pixels = w * dpi * h * dpi
-    if pixels > MAX_PIXELS:
-        best = int((MAX_PIXELS / (w * h)) ** 0.5)
-        raise LandscapeError(
-            f"--dpi {dpi} would draw a {w * dpi:.0f}x{h * dpi:.0f}-pixel {fmt}; at most "
-            f"{MAX_PIXELS // 1_000_000} million pixels are drawn (use --dpi {best} or less)"
-        )
-
 
 def _note(ax: Any, text: str) -> Any:
     """A note in the middle of an axes (a view with nothing to draw says why)."""
     return ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center",
                    fontsize=8, color="0.3", wrap=True)
-
-
-def _padded(lo: float, hi: float) -> tuple[float, float]:
-    """A range around a single value (a constant surface), so the axis is not singular."""
-    if hi > lo:
-        return lo, hi
-    pad = max(abs(lo) * 1e-3, 1e-3)
-    return lo - pad, hi + pad
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,11 +136,11 @@ def _norm(clim: tuple[float, float] | None, values: np.ndarray, log: bool) -> An
     from matplotlib.colors import LogNorm, Normalize
 
     if clim is None:
-        finite = _finite(values)
+        finite = finite_values(values)
         if log:
             finite = finite[finite > 0]
         clim = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    clim = _padded(*clim)
+    clim = padded_range(*clim)
     if log:
         return LogNorm(vmin=max(clim[0], 1e-300), vmax=clim[1])
     return Normalize(vmin=clim[0], vmax=clim[1])
@@ -524,10 +191,10 @@ def plot_contour(
         clim = clim or (0.0, EIG_RATIO_MAX)
     if ax is None:
         ax = _new_axes()
-    finite = _finite(z)
+    finite = finite_values(z)
     constant = float(finite.min()) == float(finite.max())
     if filled and len(lv) < 2:  # a constant: one band around its value fills the plane
-        lv = np.array(_padded(float(lv[0]) if len(lv) else float(finite.min()), float(finite.max())))
+        lv = np.array(padded_range(float(lv[0]) if len(lv) else float(finite.min()), float(finite.max())))
     if clim is None and len(lv) > 1:
         clim = colour_range(lv, z)
     norm = _norm(clim, z, log)
@@ -640,11 +307,11 @@ def plot_surface3d(
         X, Y, np.ma.masked_invalid(z), cmap=cmap or _default_cmap(surf), norm=norm,
         rstride=1, cstride=1, linewidth=0, antialiased=False,
     )
-    finite = _finite(z)
-    ax.set_zlim(*_padded(*(zlim if zlim is not None else (float(finite.min()), float(finite.max())))))
+    finite = finite_values(z)
+    ax.set_zlim(*padded_range(*(zlim if zlim is not None else (float(finite.min()), float(finite.max())))))
     ax.set_xlabel(axis_label(surface, "x"), fontsize=7)
     ax.set_ylabel(axis_label(surface, "y"), fontsize=7)
-    ax.set_zlabel(("log10 " if log else "") + _LABELS.get(surf, surf), fontsize=7)
+    ax.set_zlabel(("log10 " if log else "") + SURF_LABELS.get(surf, surf), fontsize=7)
     ax.tick_params(labelsize=7)
     if title:
         _set_title(ax, surface, surface_title(surface, surf))
@@ -679,7 +346,7 @@ def plot_line(
         ax = _new_axes()
     drawn = _draw_lines(ax, {n: (surface.x, v, "-") for n, v in values.items()}, log)
     if ylim is not None:
-        ax.set_ylim(*_padded(*ylim))
+        ax.set_ylim(*padded_range(*ylim))
     ax.set_xlabel(axis_label(surface, surface.curve_axis))
     if title:
         _set_title(ax, surface, surface_title(surface))
@@ -693,8 +360,8 @@ def _draw_lines(ax: Any, lines: dict[str, tuple[np.ndarray, np.ndarray, str]], l
         name = label.split(" ")[0]
         if len(x) == 1:
             style = "o"  # a single point: a marker, since a line of one point draws nothing
-        color = _COLORS.get(_split_of(name), None)
-        text = _LABELS.get(name, name) + label[len(name):]
+        color = SPLIT_COLORS.get(_split_of(name), None)
+        text = SURF_LABELS.get(name, name) + label[len(name):]
         if name.endswith("_acc"):
             if twin is None:
                 twin = ax.twinx()
@@ -710,7 +377,7 @@ def _draw_lines(ax: Any, lines: dict[str, tuple[np.ndarray, np.ndarray, str]], l
     if any(n.endswith("_loss") for n in names):
         ax.set_ylabel("loss" + (" (log scale)" if log else ""))
     elif names:
-        ax.set_ylabel(_LABELS.get(next(iter(names)), ""))
+        ax.set_ylabel(SURF_LABELS.get(next(iter(names)), ""))
     handles = loss + acc
     if handles:
         ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="best")
@@ -1007,7 +674,7 @@ def plot_comparison(
     if fig is None:
         fig = Figure(figsize=(4.0 * cols + 1.0, (8.0 if two_d else 4.2) * rows), layout="constrained")
     if not two_d:
-        finite = _finite(shown)
+        finite = finite_values(shown)
         pad = 0.05 * (finite.max() - finite.min() or 1.0)
         ylim = (float(finite.min() - pad), float(finite.max() + pad))
         if log and (finite > 0).any():
@@ -1025,7 +692,7 @@ def plot_comparison(
         _mismatch_note(fig, problem)
         return comp
     levels = contour_levels(shown, vmin, vmax, vlevel, log)
-    finite = _finite(shown)
+    finite = finite_values(shown)
     if log:
         finite = finite[finite > 0]
     data = (float(finite.min()), float(finite.max())) if finite.size else (1.0, 10.0)
@@ -1059,10 +726,10 @@ def plot_comparison(
         comp.surfaces3d.append(art)
         comp.axes += [ax, ax3]
     first = next(a for a in comp.surfaces3d if a is not None)
-    fig.colorbar(first, ax=comp.axes, shrink=0.5, label=("log10 " if log else "") + _LABELS.get(surf, surf))
+    fig.colorbar(first, ax=comp.axes, shrink=0.5, label=("log10 " if log else "") + SURF_LABELS.get(surf, surf))
     dirs = surface_title(surfaces[0]).split(" · ", 1)[1:] if not problem else []
     clipped = [f"3D clipped at {cap:.3g}"] if cap is not None else []
-    fig.suptitle(" · ".join([_LABELS.get(surf, surf), *dirs, "shared levels and colour scale", *clipped]), fontsize=10)
+    fig.suptitle(" · ".join([SURF_LABELS.get(surf, surf), *dirs, "shared levels and colour scale", *clipped]), fontsize=10)
     _mismatch_note(fig, problem)
     return comp
 

@@ -27,7 +27,8 @@ import numpy as np
 from ._version import __version__
 from .errors import LandscapeError
 from .outputs import atomic_write, check_output
-from .plotting import (
+from .text import printable
+from .views import (
     EIG_RATIO_MAX,
     NothingToDraw,
     as_drawable,
@@ -44,7 +45,6 @@ from .plotting import (
     surface_title,
     surface_values,
 )
-from .text import printable
 
 if TYPE_CHECKING:  # the value type draws itself through these modules: no import at run time
     from .loss_surface import Surface
@@ -101,7 +101,7 @@ def _clim(values: Sequence[np.ndarray]) -> tuple[float, float]:
 
 
 def _scale(values: Sequence[np.ndarray]) -> tuple[dict[str, float], tuple[float, float], tuple[float, float]]:
-    """Contour levels, colour range (`plotting.colour_range`) and data range of arrays on one scale."""
+    """Contour levels, colour range (`views.colour_range`) and data range of arrays on one scale."""
     levels = _uniform_levels(values)
     data = _clim(values)
     if levels["end"] > levels["start"]:

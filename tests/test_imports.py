@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("resolve", "curvature", "train"),
     ("job", "export", "report", "info"),
     ("evaluate", "hessian", "plotting"),
-    ("batchnorm", "storage", "checkpoint", "metrics", "executor"),
+    ("batchnorm", "storage", "checkpoint", "metrics", "executor", "views"),
     ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data",
      "schema", "probe", "lock"),
     ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env", "cpu", "outputs"),
