@@ -220,7 +220,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def render(cfg: DemoConfig, surfaces: Sequence[Path]) -> tuple[list[Path], Path]:
     """The comparison figure, a contour and a 3D view per net, and the HTML report."""
-    from .plotting import save_comparison, save_plots
+    from .comparison import save_comparison
+    from .plotting import save_plots
     from .report import write_report
     from .storage import read_surface
 

@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("api", "compute"),
     ("runner", "distributed"),
     ("resolve", "curvature", "train"),
-    ("job", "export", "report", "info"),
+    ("job", "export", "report", "info", "comparison"),
     ("evaluate", "hessian", "plotting"),
     ("batchnorm", "storage", "checkpoint", "metrics", "executor", "views"),
     ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data",

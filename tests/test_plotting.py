@@ -15,6 +15,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from landscape.comparison import plot_comparison
 from landscape.directions import Directions
 from landscape.errors import LandscapeError
 from landscape.grid import Axis, Grid
@@ -22,7 +23,6 @@ from landscape.metrics import surface_metrics
 from landscape.plotting import (
     axis_label,
     contour_levels,
-    plot_comparison,
     plot_contour,
     plot_heatmap,
     plot_line,

@@ -13,6 +13,7 @@ import torch
 from matplotlib.figure import Figure
 
 from landscape.cli import main
+from landscape.comparison import plot_comparison, save_comparison
 from landscape.directions import Directions
 from landscape.errors import LandscapeError
 from landscape.grid import Axis, Grid
@@ -21,12 +22,10 @@ from landscape.plotting import (
     NothingToDraw,
     as_drawable,
     contour_levels,
-    plot_comparison,
     plot_contour,
     plot_line,
     plot_surface,
     plot_surface3d,
-    save_comparison,
     save_plots,
 )
 from landscape.report import report_figures, report_html

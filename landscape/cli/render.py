@@ -110,7 +110,7 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from ..plotting import save_comparison
+    from ..comparison import save_comparison
     from ..storage import read_surface
 
     surfaces = [read_surface(f) for f in args.files]
