@@ -68,6 +68,25 @@ def mpiexec_command() -> str:
     return found
 
 
+def compile_may_be_rejected() -> bool:
+    """Whether torch.compile may disagree with eager here, so the engine keeps eager.
+
+    Seen with ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU (torch 2.13, CI's AVX2-limited run): the
+    compiled ResNet-8 returned NaN. The engine checks the compiled model against eager at the
+    first point and falls back; the tests then check that fallback instead of the compile.
+    """
+    return bool(os.environ.get("ATEN_CPU_CAPABILITY"))
+
+
+def assert_compiled_or_rejected(compiled: bool, reason: str, asked: str) -> None:
+    """The plan compiled (`asked`: the reason text expected), or, where compile may be rejected,
+    fell back to eager after seeing the compiled values differ."""
+    if compile_may_be_rejected() and not compiled:
+        assert "torch.compile differs from eager, eager" in reason, reason
+    else:
+        assert compiled is True and asked in reason, reason
+
+
 def cli_env() -> dict[str, str]:
     """The environment of every CLI subprocess: no CUDA device, few threads (the machine is shared)."""
     env = dict(os.environ)
