@@ -367,7 +367,9 @@ def _dataset_strategy() -> st.SearchStrategy:
 @given(
     name=st.sampled_from(["train_loss", "computed", "xcoordinates", "ycoordinates", "point_rank", "extra_acc"]),
     spec=_dataset_strategy(),
-    version=st.one_of(st.integers(-2, 3), st.floats(allow_nan=True), st.text(max_size=5), st.booleans()),
+    # h5py cannot store a NUL inside a string attribute: such a file cannot be made, so it is not drawn
+    version=st.one_of(st.integers(-2, 3), st.floats(allow_nan=True),
+                      st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=5), st.booleans()),
     settings_text=st.one_of(st.just('{"grid": {}}'), st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)),
 )
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
