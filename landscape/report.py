@@ -30,6 +30,7 @@ from .outputs import atomic_write, check_output
 from .text import printable
 from .views import (
     EIG_RATIO_MAX,
+    SPLIT_COLORS,
     NothingToDraw,
     as_drawable,
     available_surfs,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:  # the value type draws itself through these modules: no impor
 __all__ = ["report_html", "write_report", "write_html", "report_figures", "skipped_views", "PLOT_CONFIG"]
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
-_COLORS = {"train": "#1f77b4", "test": "#ff7f0e"}
 _METRIC_HELP = {
     "margin": "loss margin that defines the basin",
     "metric_loss": "array the loss metrics use",
@@ -193,7 +193,7 @@ def _line_traces(x: np.ndarray, values: dict[str, np.ndarray], xaxis: str, yloss
         out.append({
             "type": "scatter", "mode": "lines+markers", "name": surf_label(name) + suffix,
             "x": _list(x), "y": _list(v), "xaxis": xaxis, "yaxis": yacc if acc else yloss,
-            "line": {"color": _COLORS.get(name.split("_")[0], "#555"), "dash": "dash" if acc else "solid"},
+            "line": {"color": SPLIT_COLORS.get(name.split("_")[0], "#555"), "dash": "dash" if acc else "solid"},
             "marker": {"size": 3}, "showlegend": legend, "legendgroup": name,
         })
     return out

@@ -81,7 +81,8 @@ SURF_LABELS = {
     "max_eig": "largest Hessian eigenvalue",
     "min_eig": "smallest Hessian eigenvalue",
 }
-SPLIT_COLORS = {"train": "tab:blue", "test": "tab:orange"}
+# one colour per split in the figures and the report (matplotlib's tab:blue and tab:orange)
+SPLIT_COLORS = {"train": "#1f77b4", "test": "#ff7f0e"}
 _NORM_WORDS = {
     "filter": "filter-normalized",
     "layer": "layer-normalized",
