@@ -144,9 +144,18 @@ def standard_layout(x: torch.Tensor) -> torch.Tensor:
     `Tensor.contiguous()` is not enough: with one channel, a channels-last tensor is also
     "contiguous", and convolutions then pick the channels-last kernels.
     """
-    if x.dim() != 4 or x.stride() == torch.empty(x.shape, device="meta").stride():
+    if x.dim() != 4 or x.stride() == _row_major_strides(x.shape):
         return x
     return x.clone(memory_format=torch.contiguous_format)
+
+
+def _row_major_strides(shape: torch.Size) -> tuple[int, ...]:
+    """The strides of a freshly allocated (NCHW, row-major) tensor of `shape`."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
 
 
 def _plain_input(module: nn.Module, args: tuple) -> tuple | None:
