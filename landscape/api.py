@@ -98,6 +98,7 @@ def surface(
     strategy: str | None = None,
     points_per_pass: int | None = None,
     compile: str = "auto",
+    trial: str = "auto",
     force: bool = False,
     comm: str = "auto",
     quiet: bool = True,
@@ -130,7 +131,9 @@ def surface(
             `"mpi"`. Under MPI every rank calls `surface` with the same arguments and an `out`
             path (each rank builds its own model and data); rank 0 writes the file, all ranks
             evaluate, and every rank returns the finished surface.
-        precision, strategy, points_per_pass, compile: engine settings as in `landscape surface`.
+        precision, strategy, points_per_pass, compile, trial: engine settings as in
+            `landscape surface` (`trial`: time candidate plans on the first points, "auto",
+            "on" or "off"; `strategy` forces a plan).
 
     Example:
         >>> s = surface(net, (X, y), x="-1:1:21", y="-1:1:21")
@@ -144,7 +147,7 @@ def surface(
     dirs = resolve_directions(directions, net, grid.ndim, seed, norm, ignore, dir_type)
     loss_name, metric = loss_and_metric(loss, metric)
     target = Target(net, splits, loss, metric, bn, bn_data(splits) if bn == "recompute" else None)
-    engine = Engine(dev, precision, strategy, points_per_pass, batch_size, compile, quiet=quiet)
+    engine = Engine(dev, precision, strategy, points_per_pass, batch_size, compile, quiet=quiet, trial=trial)
     sources = {}
     if isinstance(directions, (str, Path)) and directions != "random":
         sources["dirs_file"] = str(Path(directions).resolve())

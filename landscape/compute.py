@@ -78,6 +78,7 @@ class SurfaceConfig:
     points_per_pass: int | None = None
     strategy: str | None = None
     compile: str = "auto"  # torch.compile: auto (long CPU conv runs), on, off
+    trial: str = "auto"  # time candidate plans on the first points: auto, on, off
     device: str = "auto"
     precision: str = "fp32"
     bn: str = "eval"
@@ -290,7 +291,7 @@ def job_from_inputs(
     )
     engine = Engine(
         inputs.device, cfg.precision, cfg.strategy, cfg.points_per_pass, cfg.batch_size, cfg.compile,
-        cfg.curvature, cfg.quiet,
+        cfg.curvature, cfg.quiet, cfg.trial,
     )
     return build_job(
         target, Plane(directions, grid), engine, _provenance(cfg, inputs),

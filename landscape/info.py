@@ -9,7 +9,7 @@ from typing import Any
 from .errors import LandscapeError
 from .text import printable
 
-__all__ = ["describe", "describe_machine", "is_hdf5"]
+__all__ = ["describe", "describe_machine", "is_hdf5", "plan_summary"]
 
 
 def is_hdf5(path: str | Path) -> bool:
@@ -35,11 +35,56 @@ def describe(
         from .storage import surface_summary
 
         info = surface_summary(path)
+        if isinstance(info.get("plan"), dict) and not as_json:
+            plan = info.pop("plan")
+            info.update(plan_summary(plan))
     else:
         info = _checkpoint_summary(path, model, model_kwargs)
     if as_json:
         return json.dumps(info, indent=2, default=str)
     return _format(info)
+
+
+def plan_summary(meta: dict[str, Any]) -> dict[str, str]:
+    """A surface file's `plan` attribute in a line or two: the plan, and its trial.
+
+    Example:
+        >>> plan_summary({"plan_strategy": "vmap", "plan_points_per_pass": 32, "plan_batch_size": 128})
+        {'plan': 'vmap, 32 points/pass, batch 128'}
+    """
+    from dataclasses import fields
+
+    from .planning import EvalPlan
+
+    known = {f.name for f in fields(EvalPlan)}
+    values = {k[5:]: v for k, v in meta.items() if k.startswith("plan_") and k[5:] in known}
+    try:
+        plan = EvalPlan(**values)
+        line = plan.describe() + (", torch.compile" if plan.compile else "")
+        line += f" ({plan.reason})" if plan.reason else ""
+    except (TypeError, ValueError):  # a hand-made or damaged attribute: show it as stored
+        return {"plan": json.dumps(meta, default=str)}
+    out = {"plan": line}
+    trial = values.get("trial")
+    if isinstance(trial, dict):
+        out["plan trial"] = _trial_line(trial)
+    return out
+
+
+def _trial_line(trial: dict[str, Any]) -> str:
+    """'chose sequential, batch 64 of 3: ... 0.012 s/pt; ...' or 'skipped: why'."""
+    if "skipped" in trial:
+        return f"skipped: {trial['skipped']}"
+    parts = []
+    for c in trial.get("candidates") or []:
+        if not isinstance(c, dict):
+            continue
+        spp = c.get("seconds_per_point")
+        timing = f"{spp:.4g} s/pt" if isinstance(spp, (int, float)) else c.get("note", "not timed")
+        parts.append(f"{c.get('plan', '?')}: {timing} ({c.get('points', '?')} pts)")
+    seconds = trial.get("seconds")
+    took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    return f"chose {trial.get('chosen', '?')}{took}; " + "; ".join(parts)
 
 
 def describe_machine(as_json: bool = False) -> str:

@@ -96,6 +96,7 @@ class Engine:
     compile: str = "auto"
     curvature: bool = False  # also store max_eig / min_eig maps (landscape.curvature)
     quiet: bool = False  # no progress bar, no final line
+    trial: str = "auto"  # time candidate plans on the first points: auto, on, off (landscape.trial)
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,6 +7,10 @@ that the evaluators only apply (and that the surface file records):
   batches sized so the largest activation fits the CPU cache;
 - `vmap` (any GPU; a CPU with dense layers only): several points share one pass.
 
+`candidate_plans` lists the rule's plan first, then a few alternatives where the engine has a
+real choice; `landscape.trial` times them on the first real points of a run and keeps the
+fastest.
+
 Example:
     >>> plan = plan_evaluation(net, torch.device("cpu"), n_points=441, sample=x[:1])
     >>> plan.strategy, plan.points_per_pass
@@ -15,7 +19,8 @@ Example:
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -32,6 +37,8 @@ __all__ = [
     "has_conv",
     "has_bn",
     "plan_evaluation",
+    "candidate_plans",
+    "lcm_points_per_pass",
 ]
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -53,9 +60,24 @@ class EvalPlan:
     device: str = "cpu"
     reason: str = ""
     expected_points: int = 1  # points this plan was made for (the compile decision uses it)
+    # the trial that chose this plan (landscape.trial): {"candidates": [...], "chosen": ...} or
+    # {"skipped": why}; None when no trial was considered (a plan made by hand)
+    trial: dict[str, Any] | None = None
 
     def meta(self) -> dict[str, Any]:
-        return {f"plan_{k}": v for k, v in asdict(self).items()}
+        return {f"plan_{k}": v for k, v in asdict(self).items() if not (k == "trial" and v is None)}
+
+    def describe(self) -> str:
+        """A short name: 'sequential, batch 64, channels-last' or 'vmap, 32 points/pass, batch 128'."""
+        parts = [self.strategy]
+        if self.strategy == "vmap":
+            parts.append(f"{self.points_per_pass} points/pass")
+        parts.append(f"batch {self.batch_size}")
+        if self.channels_last:
+            parts.append("channels-last")
+        if self.precision != "fp32":
+            parts.append(self.precision)
+        return ", ".join(parts)
 
 
 def has_conv(model: nn.Module) -> bool:
@@ -194,3 +216,91 @@ def _cuda_points_per_pass(model: nn.Module, device: torch.device, sample: torch.
     free, _ = torch.cuda.mem_get_info(device)
     return int(max(1, min(64, 0.5 * free // per_point)))
 
+
+
+MAX_CANDIDATES = 4
+
+
+def candidate_plans(
+    model: nn.Module,
+    device: torch.device,
+    n_points: int,
+    precision: str = "fp32",
+    bn_mode: str = "eval",
+    sample: torch.Tensor | None = None,
+    strategy: str | None = None,
+    points_per_pass: int | None = None,
+    batch_size: int | None = None,
+    compile: str = "auto",
+) -> list[EvalPlan]:
+    """The plans worth timing for this model and device: the rule's plan (`plan_evaluation`)
+    first, then up to three alternatives where the engine has a real choice.
+
+    - a CPU with convolutions: sequential in NCHW, sequential with 4x the batch, vmap with 4
+      points per pass;
+    - a GPU: vmap with a quarter of the memory-sized points per pass, sequential with a large
+      batch (channels-last for convolutions);
+    - dense layers on a CPU: vmap with 8 and 128 points per pass, sequential.
+
+    `--strategy` forces the plan (one candidate); a given `points_per_pass`, `batch_size` or
+    `compile="on"` stays fixed in every candidate. TorchScript models and `--bn recompute` have
+    one candidate (only the sequential strategy runs them).
+
+    Example:
+        >>> [p.describe() for p in candidate_plans(net, torch.device("cpu"), 441, sample=x[:1])]
+    """
+    rule = plan_evaluation(
+        model, device, n_points, precision, bn_mode, strategy, points_per_pass, batch_size, sample, compile
+    )
+    if strategy is not None or bn_mode == "recompute" or isinstance(model, torch.jit.ScriptModule):
+        return [rule]
+    conv = has_conv(model)
+    variants: list[tuple[str, int | None, int | None, bool | None]] = []  # strategy, ppp, batch, NHWC
+    if device.type == "cuda":
+        quarter = _divisor_near(rule.points_per_pass, rule.points_per_pass // 4)
+        variants += [("vmap", quarter, None, None), ("sequential", None, 1024 if conv else 4096, None)]
+    elif conv:
+        if rule.strategy == "sequential":
+            if rule.channels_last:
+                variants.append(("sequential", None, rule.batch_size, False))
+            variants.append(("sequential", None, min(4 * rule.batch_size, 4096), None))
+        variants.append(("vmap", 4, None, None))
+    else:
+        variants += [("vmap", 8, None, None), ("vmap", 128, None, None), ("sequential", None, None, None)]
+    plans = [rule]
+    seen = {_key(rule)}
+    for kind, ppp, batch, nhwc in variants:
+        if compile == "on" and kind != "sequential":
+            continue  # compiling needs the sequential strategy
+        plan = plan_evaluation(
+            model, device, n_points, precision, bn_mode, kind,
+            points_per_pass if points_per_pass is not None else ppp,
+            batch_size if batch_size is not None else batch, sample, compile,
+        )
+        if nhwc is not None:
+            plan = replace(plan, channels_last=plan.channels_last and nhwc)
+        plan = replace(plan, reason="a trial candidate")
+        if _key(plan) not in seen and len(plans) < MAX_CANDIDATES:
+            seen.add(_key(plan))
+            plans.append(plan)
+    return plans
+
+
+def _key(plan: EvalPlan) -> tuple[Any, ...]:
+    return plan.strategy, plan.points_per_pass, plan.batch_size, plan.channels_last
+
+
+def _divisor_near(n: int, want: int) -> int:
+    """The largest divisor of `n` at most `want` (at least 1), so that passes of `n` points
+    split into whole passes of it.
+
+    Example:
+        >>> _divisor_near(64, 16), _divisor_near(63, 15)
+        (16, 9)
+    """
+    return max(d for d in range(1, max(want, 1) + 1) if n % d == 0)
+
+
+def lcm_points_per_pass(plans: list[EvalPlan]) -> int:
+    """The smallest count of points that is whole passes for every plan."""
+    return math.lcm(*(p.points_per_pass for p in plans))

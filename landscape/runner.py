@@ -34,7 +34,7 @@ from .inputs import is_batched_split
 from .job import SurfaceJob, legacy_settings, pack_directions, unpack_directions
 from .lock import SurfaceLock
 from .loss_surface import Surface
-from .planning import EvalPlan, plan_evaluation
+from .planning import EvalPlan, candidate_plans
 from .progress import Progress, format_seconds
 from .storage import (
     SurfaceWriter,
@@ -44,6 +44,7 @@ from .storage import (
     read_surface,
     update_attrs,
 )
+from .trial import TrialEvaluator, TrialPolicy, trial_skip_reason
 
 __all__ = [
     "FileSink",
@@ -214,28 +215,37 @@ def open_job_file(job: SurfaceJob) -> tuple[SurfaceJob, np.ndarray]:
 # evaluation
 
 
-def _loss_evaluator(job: SurfaceJob, n_points: int) -> PointEvaluator | LoaderEvaluator:
+def _candidates(job: SurfaceJob, n_points: int) -> list[EvalPlan] | None:
+    """The plans worth timing for a job (the rule's first), or None for data in batches."""
     t, e = job.target, job.engine
     if any(is_batched_split(s) for s in t.splits.values()):  # DataLoaders, dict inputs
+        return None
+    first = next(iter(t.splits.values()))[0]
+    return candidate_plans(
+        t.model, e.device, n_points, e.precision, t.bn_mode, sample=first, strategy=e.strategy,
+        points_per_pass=e.points_per_pass, batch_size=e.batch_size, compile=e.compile,
+    )
+
+
+def _point_evaluator(job: SurfaceJob, plan: EvalPlan) -> PointEvaluator:
+    t = job.target
+    return PointEvaluator(t.model, job.directions, t.splits, plan, t.loss, t.metric, t.bn_mode, t.bn_data)
+
+
+def _loss_evaluator(job: SurfaceJob, plan: EvalPlan | None) -> PointEvaluator | LoaderEvaluator:
+    t, e = job.target, job.engine
+    if plan is None:
         return LoaderEvaluator(
             t.model, job.directions, t.splits, t.loss, t.metric, t.bn_mode, t.bn_data, e.device,
             e.precision, e.batch_size,
         )
-    first = next(iter(t.splits.values()))[0]
-    plan = plan_evaluation(
-        t.model, e.device, n_points, e.precision, t.bn_mode, e.strategy, e.points_per_pass,
-        e.batch_size, sample=first, compile=e.compile,
-    )
-    return PointEvaluator(t.model, job.directions, t.splits, plan, t.loss, t.metric, t.bn_mode, t.bn_data)
+    return _point_evaluator(job, plan)
 
 
-def make_evaluator(job: SurfaceJob, n_points: int) -> tuple[CoordsEvaluator, PointEvaluator | LoaderEvaluator]:
-    """The function evaluating coordinates [k, ndim] for a job (losses, and with
-    `engine.curvature` the curvature maps), and the loss evaluator (its `plan` is chosen for
-    the device, the model and `n_points`)."""
-    ev = _loss_evaluator(job, n_points)
+def _with_curvature(job: SurfaceJob, ev: CoordsEvaluator) -> CoordsEvaluator:
+    """`ev`, and with `engine.curvature` the curvature maps beside its values."""
     if not job.engine.curvature:
-        return ev, ev
+        return ev
     from .curvature import CurvatureEvaluator
 
     curvature = CurvatureEvaluator(job)
@@ -243,7 +253,31 @@ def make_evaluator(job: SurfaceJob, n_points: int) -> tuple[CoordsEvaluator, Poi
     def both(coords: np.ndarray) -> dict[str, np.ndarray]:
         return {**ev(coords), **curvature(coords)}
 
-    return both, ev
+    return both
+
+
+def make_evaluator(job: SurfaceJob, n_points: int) -> tuple[CoordsEvaluator, PointEvaluator | LoaderEvaluator]:
+    """The function evaluating coordinates [k, ndim] for a job (losses, and with
+    `engine.curvature` the curvature maps), and the loss evaluator (its `plan` is the rule's
+    plan for the device, the model and `n_points`; no trial: see `_setup`)."""
+    plans = _candidates(job, n_points)
+    ev = _loss_evaluator(job, plans[0] if plans else None)
+    return _with_curvature(job, ev), ev
+
+
+def _choose_plan(
+    job: SurfaceJob, ev: PointEvaluator | LoaderEvaluator, plans: list[EvalPlan] | None, n_pending: int,
+    ranks: int,
+) -> tuple[PointEvaluator | LoaderEvaluator | TrialEvaluator, int]:
+    """The loss evaluator of a run and its points per pass: `ev` itself when the trial is
+    skipped (the reason is recorded in its plan), else a `TrialEvaluator` starting with `ev`."""
+    policy = TrialPolicy(job.engine.trial)
+    skip = "data in batches (one plan)" if plans is None else trial_skip_reason(plans, n_pending, policy)
+    if skip is not None or plans is None or not isinstance(ev, PointEvaluator):
+        ev.plan = replace(ev.plan, trial={"skipped": skip})
+        return ev, ev.plan.points_per_pass
+    trial = TrialEvaluator(lambda p: _point_evaluator(job, p), plans, n_pending, ranks, policy, first=ev)
+    return trial, trial.unit
 
 
 def precision_check(job: SurfaceJob, ev: PointEvaluator | LoaderEvaluator) -> dict[str, float]:
@@ -284,27 +318,33 @@ def precision_check(job: SurfaceJob, ev: PointEvaluator | LoaderEvaluator) -> di
 class _Found:
     """What rank 0's setup learns for the run record."""
 
-    evaluator: PointEvaluator | LoaderEvaluator | None = None
+    evaluator: PointEvaluator | LoaderEvaluator | TrialEvaluator | None = None
     precision: dict[str, float] = field(default_factory=dict)  # precision_check's findings
 
     @property
     def plan(self) -> EvalPlan:
-        """The loss evaluator's plan as it is now (a compile decision updates it on the way)."""
+        """The loss evaluator's plan as it is now (the trial and a compile decision update it)."""
         assert self.evaluator is not None
         return self.evaluator.plan
 
 
 def _setup(
-    job: SurfaceJob, n_pending: int, found: _Found | None = None, measure: bool = True
+    job: SurfaceJob, n_pending: int, found: _Found | None = None, measure: bool = True, ranks: int = 1
 ) -> tuple[Evaluate, int]:
-    """(evaluate flat indices, points per pass) for a job; on rank 0 `found` receives the plan
-    and (with `measure`) what the precision costs."""
-    evaluate, ev = make_evaluator(job, max(n_pending, 1))
+    """(evaluate flat indices, points per pass) for a job on one of `ranks` ranks; on rank 0
+    `found` receives the plan and (with `measure`) what the precision costs. Where the engine
+    has a choice, the first points time candidate plans (`landscape.trial`)."""
+    n = max(n_pending, 1)
+    plans = _candidates(job, n)
+    ev = _loss_evaluator(job, plans[0] if plans else None)
     if found is not None:
-        found.evaluator = ev
         found.precision = precision_check(job, ev) if n_pending and measure else {}
+    loss, unit = _choose_plan(job, ev, plans, n_pending, ranks)
+    if found is not None:
+        found.evaluator = loss
+    evaluate = _with_curvature(job, loss)
     grid = job.grid
-    return (lambda idx: evaluate(grid.coords_of(idx))), ev.plan.points_per_pass
+    return (lambda idx: evaluate(grid.coords_of(idx))), unit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,9 +432,9 @@ def run_prepared(
 
     def setup(n_pending: int, message: Any, preloaded: Any) -> tuple[Evaluate, int]:
         if message is None:  # rank 0, or a serial run
-            return _setup(state["job"], n_pending, found)
+            return _setup(state["job"], n_pending, found, ranks=executor.size)
         job = follow(preloaded, unpack_directions(message["directions"])).quietly()
-        return _setup(job, n_pending)
+        return _setup(job, n_pending, ranks=executor.size)
 
     def finish(stats: RunStats) -> None:
         _record_run(state["job"], found, stats)

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("demo",),
     ("api", "compute"),
     ("runner", "distributed"),
-    ("resolve", "curvature", "train"),
+    ("resolve", "curvature", "train", "trial"),
     ("job", "export", "report", "info", "comparison"),
     ("evaluate", "hessian", "plotting"),
     ("batchnorm", "storage", "checkpoint", "metrics", "executor", "views"),

@@ -51,6 +51,9 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
                    help="override the engine's choice")
     d.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="torch.compile the model: auto (CPU conv nets, runs over ~5 min), on, off")
+    d.add_argument("--trial", choices=("auto", "on", "off"), default="auto",
+                   help="time a few candidate plans on the first points and keep the fastest: auto "
+                   "(runs over ~30 s, a few percent of the run), on (always), off (the rule's plan)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     d.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32",
                    help="fp32 (exact, default), or tf32/bf16 (faster; error recorded)")
@@ -97,6 +100,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
         points_per_pass=args.points_per_pass,
         strategy=args.strategy,
         compile=args.compile,
+        trial=args.trial,
         device=args.device,
         precision=args.precision,
         bn=args.bn,
