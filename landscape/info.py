@@ -76,7 +76,8 @@ def _trial_line(trial: dict[str, Any]) -> str:
     if "skipped" in trial:
         return f"skipped: {trial['skipped']}"
     parts = []
-    for c in trial.get("candidates") or []:
+    candidates = trial.get("candidates")
+    for c in candidates if isinstance(candidates, list) else []:
         if not isinstance(c, dict):
             continue
         spp = c.get("seconds_per_point")
