@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -152,7 +153,9 @@ class TrialEvaluator:
             t0 = time.perf_counter()
             try:
                 ev = self._evaluator(i)
-                parts.append(ev(coords[pos : pos + k]))
+                with warnings.catch_warnings():  # torch.func's "performance drop" notes: measured here
+                    warnings.filterwarnings("ignore", "There is a performance drop", UserWarning)
+                    parts.append(ev(coords[pos : pos + k]))
             except LandscapeError:
                 raise
             except Exception as e:  # e.g. a model torch.func cannot batch: the others remain

@@ -11,12 +11,16 @@ Measured in one run, on the same model, data and grid:
 2. densenet_bc40 on the same data: the paper's algorithm against the engine at fp32.
 3. a small MLP on digits over a 101x101 grid: the paper's algorithm (timed on a sample of the
    points: its per-point cost does not depend on which point) against the engine on all points.
+4. plans chosen by measurement (`--plans-only` runs only this): resnet20 on 2,048 32x32x3 images
+   over a 9x9 grid: the engine with default settings (its trial of candidate plans included in
+   its time), each candidate plan forced (`landscape.planning.candidate_plans`, evaluated over
+   every point by the evaluator, without the file writes), and the paper's algorithm.
 
 The paper's algorithm runs in a fresh Python process, as its users run it; it is also timed in
 the benchmark's own process, which has the allocator setting every `landscape` command applies
 (`landscape.device.tune_host_allocator`), so that the ratios against both are printed.
 
-Usage: python scripts/bench.py [--quick] [--json results.json]
+Usage: python scripts/bench.py [--quick] [--plans-only] [--json results.json]
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from landscape.cpu import cpu_info
 from landscape.device import tune_host_allocator
 from landscape.directions import Directions, random_directions
+from landscape.evaluate import PointEvaluator
 from landscape.grid import Axis, Grid
 from landscape.job import Engine, Plane, Record, SurfaceJob, Target
 from landscape.models import create_model
+from landscape.planning import candidate_plans
 from landscape.runner import run_job
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -275,6 +281,51 @@ def bench_mlp(grid_n: int, paper_points: int, tmp: Path) -> dict:
     return res
 
 
+def bench_plans(n_images: int, grid_n: int, tmp: Path, trial: str = "auto") -> dict:
+    """resnet20: the engine's default (the trial included) against each candidate plan forced
+    and the paper's algorithm, side by side in this process."""
+    _, x, y = _cnn_data(n_images)
+    model, d = _cnn_model("resnet20")
+    grid = _grid(grid_n)
+    n = grid.num_points
+    res: dict = {"model": "resnet20", "images": n_images, "points": n, "trial_mode": trial}
+    s, out = engine_surface(model, d, x, y, grid, tmp / "plans_default.h5", trial=trial)
+    res["default_s_per_point"] = s / n
+    res["default_plan"] = json.loads(out["attrs"]["plan"])
+    coords = grid.coords_of(np.arange(n))
+    forced = []
+    for plan in candidate_plans(model, torch.device("cpu"), n, sample=x):
+        ev = PointEvaluator(model, d, {"train": (x, y)}, plan)
+        start = time.perf_counter()
+        loss = np.concatenate([ev(coords[i : i + 4 * plan.points_per_pass])["train_loss"]
+                               for i in range(0, n, 4 * plan.points_per_pass)])
+        seconds = time.perf_counter() - start
+        rel = float(np.max(np.abs(loss - out["loss"].ravel()) / np.abs(out["loss"].ravel())))
+        forced.append({"plan": plan.describe(), "s_per_point": seconds / n, "compiled": ev.plan.compile,
+                       "max_rel_diff_vs_default": rel})
+    res["forced"] = forced
+    res["paper_s_per_point"] = paper_cnn("resnet20", n_images, grid_n, tmp)
+    return res
+
+
+def _print_plans(r: dict) -> None:
+    base = r["default_s_per_point"]
+    plan, trial = r["default_plan"], r["default_plan"].get("plan_trial") or {}
+    print(f"\nplans chosen by measurement: resnet20, {r['images']} images 32x32x3, {r['points']} points "
+          f"(--trial {r['trial_mode']}); s/point and time against the default")
+    print(f"  {'engine default (trial included)':52s} {base:8.3f}   1.00x   ran: {plan['plan_strategy']}, "
+          f"batch {plan['plan_batch_size']}, channels-last {plan['plan_channels_last']}")
+    if "skipped" in trial:
+        print(f"  {'':52s} trial skipped: {trial['skipped']}")
+    else:
+        print(f"  {'':52s} trial chose {trial.get('chosen')} in {trial.get('seconds', 0):.1f} s")
+    for f in r["forced"]:
+        print(f"  {'forced: ' + f['plan']:52s} {f['s_per_point']:8.3f}   {f['s_per_point'] / base:.2f}x"
+              f"   (max rel diff vs default {f['max_rel_diff_vs_default']:.1e})")
+    print(f"  {'paper algorithm (this process)':52s} {r['paper_s_per_point']:8.3f}   "
+          f"{r['paper_s_per_point'] / base:.2f}x", flush=True)
+
+
 def _print_paper(r: dict) -> None:
     print(f"  paper's algorithm      {r['paper_s_per_point']:8.3f} s/point   (its own process, as its users run it)")
     print(f"  ... with our allocator {r['paper_tuned_s_per_point']:8.3f} s/point   (same process as the engine: 'tuned')")
@@ -289,6 +340,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller grids (a smoke run, not the record)")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--plans-only", action="store_true",
+                    help="only the plans section (the default's trial against each plan forced)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -297,6 +350,15 @@ def main() -> int:
     cpu = cpu_info()
     print(f"cpu: {cpu.describe()}", flush=True)
     results = {}
+    if args.plans_only:
+        with tempfile.TemporaryDirectory() as tmpdir:
+            # --quick: a smoke run, too short for the trial's "auto" bounds: the trial is forced on
+            quick = (128, 8, "on") if args.quick else (2048, 9, "auto")
+            results["plans"] = bench_plans(quick[0], quick[1], Path(tmpdir), trial=quick[2])
+            _print_plans(results["plans"])
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+        return 0
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         n_img = 512 if args.quick else 2048
@@ -337,6 +399,9 @@ def main() -> int:
         print(f"  engine (chosen: {r['plan']['plan_strategy']} x{r['plan']['plan_points_per_pass']})"
               f" {1e3 * r['engine_s_per_point']:6.2f} ms/point   {r['speedup']:5.1f}x faster")
         print(f"  engine forced sequential {1e3 * r['engine_sequential_s_per_point']:6.2f} ms/point", flush=True)
+        g = 8 if args.quick else 9
+        results["plans"] = bench_plans(128 if args.quick else 2048, g, tmp, trial="on" if args.quick else "auto")
+        _print_plans(results["plans"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0
