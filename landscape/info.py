@@ -75,6 +75,8 @@ def _trial_line(trial: dict[str, Any]) -> str:
     """'chose sequential, batch 64 of 3: ... 0.012 s/pt; ...' or 'skipped: why'."""
     if "skipped" in trial:
         return f"skipped: {trial['skipped']}"
+    if "unfinished" in trial:
+        return f"unfinished: {trial['unfinished']}"
     parts = []
     candidates = trial.get("candidates")
     for c in candidates if isinstance(candidates, list) else []:

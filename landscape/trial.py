@@ -129,8 +129,14 @@ class TrialEvaluator:
 
     @property
     def plan(self) -> EvalPlan:
-        """The plan in use, with the trial's record once it is over."""
-        return replace(self.current.plan, trial=self.result) if self.result is not None else self.current.plan
+        """The plan in use, with the trial's record (so far, when the run ended during it)."""
+        if self.result is not None:
+            return replace(self.current.plan, trial=self.result)
+        if self.step == 0:
+            return self.current.plan
+        unfinished = {"unfinished": "the run ended during the trial",
+                      "candidates": [c.record() for c in self.candidates]}
+        return replace(self.current.plan, trial=unfinished)
 
     @property
     def done(self) -> bool:

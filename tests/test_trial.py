@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import digits_splits, plain_evaluate
+from conftest import RunCli, digits_splits, plain_evaluate
 
 from landscape import api
 from landscape.checkpoint import Checkpoint, build_model, load_checkpoint
 from landscape.directions import point_state, random_directions
 from landscape.evaluate import PointEvaluator
-from landscape.info import describe
+from landscape.info import describe, plan_summary
 from landscape.models import create_model
 from landscape.planning import candidate_plans, plan_evaluation
 from landscape.trial import TrialEvaluator, TrialPolicy, trial_points
@@ -138,3 +138,22 @@ def test_the_winner_gets_its_compile_decision_back(tiny_resnet_ckpt: Path) -> No
     assert trial.current.plan.expected_points < 400  # the others' points are not ahead of it
     values = np.concatenate([p["test_loss"] for p in parts])
     np.testing.assert_allclose(values, rule(coords[:pos])["test_loss"], rtol=1e-5)
+
+
+def test_the_command_line_runs_a_trial_and_info_shows_it(run_cli: RunCli, tiny_resnet_ckpt: Path) -> None:
+    code, _, err = run_cli("surface", "--ckpt", tiny_resnet_ckpt, "--x=-1:1:7", "--y=-1:1:7",
+                           "--max-samples", "60", "--trial", "on", "--out", "t.h5", "--quiet")
+    assert code == 0, err
+    code, out, err = run_cli("info", "t.h5")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert any(ln.startswith("plan: sequential, batch") for ln in lines), out
+    assert any(ln.startswith("plan trial: chose ") and "s/pt" in ln for ln in lines), out
+
+
+def test_plan_summary_of_damaged_records() -> None:
+    meta = {"plan_strategy": "vmap", "plan_points_per_pass": 8, "plan_batch_size": 512,
+            "plan_trial": {"candidates": 7, "chosen": "\x1b[31m", "seconds": "x"}}
+    assert plan_summary(meta)["plan trial"] == "chose \x1b[31m; "
+    assert plan_summary({**meta, "plan_trial": {"skipped": "--trial off"}})["plan trial"] == "skipped: --trial off"
+    assert "plan trial" not in plan_summary({"plan_strategy": "sequential"})
