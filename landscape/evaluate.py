@@ -1,7 +1,9 @@
 """Loss and accuracy at many grid points at once, exactly, on any device.
 
 The data are moved to the device once and the directions live there too; per grid point only
-the results cross back. Two strategies, chosen per device and model by `plan_evaluation`:
+the results cross back. Two strategies, chosen per device and model by `plan_evaluation` (and
+where the engine has a choice, by timing candidate plans on a run's first points:
+`landscape.trial`):
 
 - `sequential` (a CPU with convolutions): one point per pass, BatchNorm folded into the
   preceding convolutions, channels-last layout, large batches. Batching points would turn
