@@ -167,6 +167,7 @@ class TrialEvaluator:
             except Exception as e:  # e.g. a model torch.func cannot batch: the others remain
                 if i == 0:
                     raise
+                self.spent += time.perf_counter() - t0
                 cand.note, cand.evaluator = f"failed ({type(e).__name__})", None
                 self.step = 2 * (i + 1)
                 self._finish_if_last()
