@@ -51,7 +51,7 @@ class TrialPolicy:
     min_run_seconds: float = 30.0  # "auto": a shorter expected run keeps the rule's plan
     share: float = 0.05  # "auto": the alternatives' share of the expected run, at most
     margin: float = 0.05  # an alternative must be this much faster than the rule's plan
-    too_slow: float = 5.0  # an alternative whose warm-up is this much slower is not timed
+    too_slow: float = 10.0  # an alternative whose warm-up is this much slower is not timed
 
     def __post_init__(self) -> None:
         if self.mode not in TRIAL_MODES:

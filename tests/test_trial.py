@@ -93,7 +93,7 @@ def test_trial_keeps_every_point_and_records_the_candidates(tiny_resnet_ckpt: Pa
 def test_short_runs_skip_the_trial(tiny_resnet_ckpt: Path) -> None:
     few = _surface(tiny_resnet_ckpt, 5).attrs["plan"]["plan_trial"]
     assert few["skipped"].startswith("25 points pending, the trial needs")
-    short = _surface(tiny_resnet_ckpt, 9).attrs["plan"]["plan_trial"]  # 81 points of a tiny net
+    short = _surface(tiny_resnet_ckpt, 8).attrs["plan"]["plan_trial"]  # 64 points of a tiny net
     assert short["skipped"].startswith("expected run") and short["first"]["points"] == 2
     off = _surface(tiny_resnet_ckpt, 9, trial="off").attrs["plan"]["plan_trial"]
     assert off == {"skipped": "--trial off"}
@@ -147,8 +147,10 @@ def test_the_command_line_runs_a_trial_and_info_shows_it(run_cli: RunCli, tiny_r
     code, out, err = run_cli("info", "t.h5")
     assert code == 0, err
     lines = out.splitlines()
-    assert any(ln.startswith("plan: sequential, batch") for ln in lines), out
-    assert any(ln.startswith("plan trial: chose ") and "s/pt" in ln for ln in lines), out
+    trial = [ln for ln in lines if ln.startswith("plan trial: chose ") and "s/pt" in ln]
+    assert len(trial) == 1, out
+    chosen = trial[0][len("plan trial: chose "):].split(" in ")[0]  # whichever won on this machine
+    assert f"plan: {chosen} (" in lines[lines.index(trial[0]) - 1], out
 
 
 def test_plan_summary_of_damaged_records() -> None:
