@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_data_source, positive_int
+from . import add_data_source, add_threads, positive_int
 
 HELP = """compute (or resume) a loss surface around a checkpoint
 
@@ -52,6 +52,7 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="torch.compile the model: auto (CPU conv nets, runs over ~5 min), on, off")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_threads(d)
     d.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32",
                    help="fp32 (exact, default), or tf32/bf16 (faster; error recorded)")
     d.add_argument("--bn", choices=("eval", "recompute"), default="eval",
