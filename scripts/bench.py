@@ -16,7 +16,14 @@ The paper's algorithm runs in a fresh Python process, as its users run it; it is
 the benchmark's own process, which has the allocator setting every `landscape` command applies
 (`landscape.device.tune_host_allocator`), so that the ratios against both are printed.
 
-Usage: python scripts/bench.py [--quick] [--json results.json]
+4. a busy machine (`--busy-only` runs only this): a resnet20 surface on digits computed by the
+   `landscape surface` command in a subprocess, as users run it, on the machine as it is and
+   beside one competing busy process (a single-threaded Python loop), with the old defaults
+   (all cores as threads, OpenMP threads spinning while they wait: OMP_WAIT_POLICY=ACTIVE) and
+   the new ones. Each time is reported as a ratio to its fair share: the same settings' time
+   without the busy process x cores / (cores - 1) (x 2 on a 2-core machine, or on one core).
+
+Usage: python scripts/bench.py [--quick] [--busy-only] [--json results.json]
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -207,8 +215,6 @@ def paper_cnn(name: str, n_images: int, grid_n: int, tmp: Path) -> float:
 
 def paper_cnn_in_own_process(name: str, n_images: int, grid_n: int) -> float:
     """The paper's algorithm in a fresh Python process, as its users run it (default allocator)."""
-    import subprocess
-
     out = subprocess.run(
         [sys.executable, "-W", "ignore", __file__, "--paper-only", name, str(n_images), str(grid_n)],
         capture_output=True, text=True, check=True,
@@ -275,6 +281,77 @@ def bench_mlp(grid_n: int, paper_points: int, tmp: Path) -> dict:
     return res
 
 
+# ---------------------------------------------------------------------------------------------
+# a busy machine: the command beside one competing process
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")
+
+
+def _contention_ckpt(tmp: Path) -> Path:
+    """resnet20 trained one epoch on digits (the surface's values do not matter, its cost does)."""
+    from landscape.train import TrainConfig, train
+
+    out = tmp / "resnet20_digits.pt"
+    train(TrainConfig(model="resnet20", data="digits", epochs=1, device="cpu", out=str(out), quiet=True))
+    return out
+
+
+def _surface_seconds(ckpt: Path, grid_n: int, out: Path, old: bool) -> float:
+    """Wall seconds of `landscape surface` in a fresh process. `old`: the defaults before
+    landscape.threads (all cores as threads, GNU OpenMP threads spinning while they wait)."""
+    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    cmd = [sys.executable, "-m", "landscape", "surface", "--ckpt", str(ckpt), f"--x=-1:1:{grid_n}",
+           f"--y=-1:1:{grid_n}", "--out", str(out), "--force", "--quiet", "--device", "cpu"]
+    if old:
+        env["OMP_WAIT_POLICY"] = "ACTIVE"
+        cmd += ["--threads", str(os.cpu_count() or 1)]
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def bench_contention(grid_n: int, repeats: int, tmp: Path) -> dict:
+    """Old and new thread defaults, alone and beside one busy process; interleaved, `repeats`
+    rounds, the median of each case (other work on the machine disturbs single timings)."""
+    ckpt = _contention_ckpt(tmp)
+    cores = os.cpu_count() or 1
+    fair = cores / (cores - 1) if cores > 1 else 2.0  # one core of `cores` goes to the busy process
+    times: dict[str, list[float]] = {f"{w}_{s}": [] for w in ("alone", "busy") for s in ("old", "new")}
+    res: dict = {"model": "resnet20", "data": "digits", "grid": f"{grid_n}x{grid_n}", "cores": cores,
+                 "fair_factor": fair, "loadavg_before": os.getloadavg()[0]}
+    _surface_seconds(ckpt, 3, tmp / "warm.h5", old=False)  # first-run costs (imports, caches)
+    for _ in range(repeats):
+        for settings in ("old", "new"):
+            times[f"alone_{settings}"].append(_surface_seconds(ckpt, grid_n, tmp / "c.h5", settings == "old"))
+            busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            try:
+                time.sleep(0.2)  # let it start spinning
+                times[f"busy_{settings}"].append(_surface_seconds(ckpt, grid_n, tmp / "c.h5", settings == "old"))
+            finally:
+                busy.kill()
+                busy.wait()
+    res["seconds"] = times
+    for key, values in times.items():
+        res[f"{key}_s"] = float(np.median(values))
+    for settings in ("old", "new"):
+        res[f"ratio_{settings}"] = res[f"busy_{settings}_s"] / (fair * res[f"alone_{settings}_s"])
+    res["loadavg_after"] = os.getloadavg()[0]
+    return res
+
+
+def _print_contention(r: dict) -> None:
+    print(f"\nbusy machine: {r['model']} {r['grid']} on {r['data']} by `landscape surface` (own process),"
+          f" {r['cores']} cores, median of {len(r['seconds']['alone_old'])};"
+          f" load average {r['loadavg_before']:.1f} before, {r['loadavg_after']:.1f} after")
+    for settings, what in (("old", "old defaults (all cores, OMP_WAIT_POLICY=ACTIVE)"),
+                           ("new", "new defaults (landscape.threads, OMP_WAIT_POLICY=PASSIVE)")):
+        alone, busy = r[f"alone_{settings}_s"], r[f"busy_{settings}_s"]
+        print(f"  {what:58s} alone {alone:6.2f} s, beside a busy process {busy:6.2f} s ="
+              f" {r[f'ratio_{settings}']:.2f}x its fair share ({r['fair_factor']:.2f} x alone)")
+    print("  target: at most 1.3x the fair share", flush=True)
+
+
 def _print_paper(r: dict) -> None:
     print(f"  paper's algorithm      {r['paper_s_per_point']:8.3f} s/point   (its own process, as its users run it)")
     print(f"  ... with our allocator {r['paper_tuned_s_per_point']:8.3f} s/point   (same process as the engine: 'tuned')")
@@ -289,6 +366,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller grids (a smoke run, not the record)")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--busy-only", action="store_true", help="only the busy-machine comparison")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -299,6 +377,12 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
+        if args.busy_only:
+            results["contention"] = bench_contention(5 if args.quick else 9, 1 if args.quick else 3, tmp)
+            _print_contention(results["contention"])
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+            return 0
         n_img = 512 if args.quick else 2048
         g = 2 if args.quick else 3
         r = bench_cnn("resnet20", n_img, g, tmp, extra=True)
@@ -337,6 +421,8 @@ def main() -> int:
         print(f"  engine (chosen: {r['plan']['plan_strategy']} x{r['plan']['plan_points_per_pass']})"
               f" {1e3 * r['engine_s_per_point']:6.2f} ms/point   {r['speedup']:5.1f}x faster")
         print(f"  engine forced sequential {1e3 * r['engine_sequential_s_per_point']:6.2f} ms/point", flush=True)
+        results["contention"] = bench_contention(5 if args.quick else 9, 1 if args.quick else 3, tmp)
+        _print_contention(results["contention"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0
