@@ -79,8 +79,10 @@ class _UInt8Images(torch.utils.data.Dataset):
 def paper_surface(model: nn.Module, d: Directions, dataset: torch.utils.data.Dataset,
                   coords: np.ndarray, grid_shape: tuple[int, ...], path: Path) -> float:
     """Per point: weights = w + a*dx + b*dy written into the model, a full DataLoader pass,
-    and the whole loss/accuracy arrays rewritten into the HDF5 file. Returns seconds."""
+    and the whole loss/accuracy arrays rewritten into the HDF5 file. Returns seconds.
+    On a GPU (the model's device), each batch is copied there from host memory."""
     model = model.eval()
+    device = next(model.parameters()).device
     names = [n for n, _ in model.named_parameters()]
     params = dict(model.named_parameters())
     w0 = {n: params[n].detach().clone() for n in names}
@@ -104,9 +106,10 @@ def paper_surface(model: nn.Module, d: Directions, dataset: torch.utils.data.Dat
                 step = torch.from_numpy(fd[f"x/{i}"][()]) * float(c[0])
                 if len(c) > 1 and d.y is not None:
                     step = step + torch.from_numpy(fd[f"y/{i}"][()]) * float(c[1])
-                params[n].data = w0[n] + step
+                params[n].data = w0[n] + step.to(device)
             total, correct, n_seen = 0.0, 0, 0
             for xb, yb in loader:
+                xb, yb = xb.to(device), yb.to(device)
                 out = model(xb)
                 total += F.cross_entropy(out, yb, reduction="sum").item()
                 correct += (out.argmax(1) == yb).sum().item()
