@@ -137,3 +137,11 @@ def test_threads_option_reaches_the_run_record(tiny_ckpt: Path, tmp_path: Path) 
     with h5py.File(out, "r") as f:
         runs = json.loads(f.attrs["runs"])
     assert runs[-1]["threads"] == 1
+
+
+def test_info_names_the_usable_cores() -> None:
+    from landscape.info import describe_machine
+    from landscape.threads import machine_cpus
+
+    info = json.loads(describe_machine(as_json=True))
+    assert info["cores"] == machine_cpus().describe() and info["cores"].endswith("usable")
