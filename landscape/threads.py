@@ -8,11 +8,18 @@ and the other ranks of an MPI job on the same node. `default_threads` combines t
 
 How threads wait matters as much on a busy machine. torch's CPU wheel uses GNU OpenMP, whose
 threads spin for a while at every barrier before they sleep; beside another busy process a
-spinning thread takes the core the other process (or this run's own late thread) needs. Measured
-on 2 cores, a 9x9 resnet20 surface took 9.1 s alone and 23.8 s beside one busy process with
-torch's defaults (2.6x, where its fair share is 2x). `thread_environment` gives the settings
-that make waiting threads sleep (OMP_WAIT_POLICY=PASSIVE); they must be in the environment
-before torch is imported, so only the entry points apply them (never library code).
+spinning thread takes the core the other process (or this run's own late thread) needs.
+Measured on 2 cores shared with other jobs (load average 7-9), a 5x5 resnet20 surface on digits
+by `landscape surface`, 2 threads each time:
+
+    OpenMP waiting                    alone    beside one busy process
+    GNU default (spin 300,000 times)  63.4 s   101.1 s
+    OMP_WAIT_POLICY=ACTIVE            99.8 s   132.2 s
+    OMP_WAIT_POLICY=PASSIVE           11.3 s    28.8 s  (1 thread: 12.4 s, 33.9 s)
+
+`thread_environment` gives the settings that make waiting threads sleep (PASSIVE); they must be
+in the environment before torch is imported, so only the entry points apply them (never library
+code).
 
 Everything here is a pure function of its inputs (file contents, counts, an environment
 mapping), so it is tested with fake files; `machine_cpus` reads the real ones.
