@@ -70,6 +70,8 @@ class CheckConfig:
     images: tuple[int, ...]
     budget_s: float  # seconds each timing runs (after its warm-up pass)
     exact_points: tuple[tuple[float, float], ...]  # grid points of the exactness check
+    exact_images: int  # images of the exactness check (the first ones)
+    plan_points: int  # the run the candidate plans are made for (a 51x51 grid: 2601)
     paper_points: int  # points of the paper's loop timed
     engine_grid: int  # the engine's run: engine_grid x engine_grid points
     mpi_images: int
@@ -80,9 +82,10 @@ class CheckConfig:
 def check_config(device: str, quick: bool, mpiexec: str | None) -> CheckConfig:
     if quick:  # the test suite's smoke run: every code path, tiny sizes
         return CheckConfig(device, ("resnet8", "densenet_bc40"), (32,), 0.2, ((0.0, 0.0), (0.3, -0.2)),
-                           1, 2, 32, 2, mpiexec)
+                           32, 25, 1, 2, 32, 2, mpiexec)
+    # densenet121 is 1.8 GFLOP per 32x32 image: 89 TFLOP per grid point at 50,000 images
     return CheckConfig(device, ("resnet56", "densenet121"), (10_000, 50_000), 4.0,
-                       ((0.0, 0.0), (0.3, -0.2)), 2, 5, 10_000, 7, mpiexec)
+                       ((0.0, 0.0), (0.3, -0.2)), 10_000, 2601, 2, 3, 10_000, 7, mpiexec)
 
 
 def _on_cuda(device: torch.device) -> bool:
@@ -152,12 +155,21 @@ def plain_losses(model: nn.Module, d: Directions, x: torch.Tensor, y: torch.Tens
     return out
 
 
-def time_plan(ev: PointEvaluator, plan: EvalPlan, budget_s: float, device: torch.device) -> dict[str, Any]:
-    """Points per second of `ev` over `budget_s` seconds (after a warm-up pass), peak memory."""
+def time_plan(model: nn.Module, d: Directions, x: torch.Tensor, y: torch.Tensor, plan: EvalPlan,
+              budget_s: float, seconds_per_point: float, device: torch.device) -> dict[str, Any]:
+    """Points per second of `plan` over about `budget_s` seconds (after a warm-up pass), and the
+    peak device memory.
+
+    A pass holds `points_per_pass` points; where one pass over all images would take more than
+    half the budget (`seconds_per_point`: the estimate for all of them), the pass runs on the
+    first images only and the speed is scaled to all images (the cost is linear in them).
+    """
     rng = np.random.default_rng(0)
     k = plan.points_per_pass
-    coords = rng.uniform(-1, 1, size=(k, 2))
-    ev(coords)  # warm-up: kernels chosen, caches filled
+    n = len(x)
+    images = max(min(n, 256), min(n, int(n * 0.5 * budget_s / max(k * seconds_per_point, 1e-9))))
+    ev = PointEvaluator(model, d, {"train": (x[:images], y[:images])}, plan)
+    ev(rng.uniform(-1, 1, size=(k, 2)))  # warm-up: kernels chosen, caches filled
     if _on_cuda(device):
         torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
@@ -168,28 +180,34 @@ def time_plan(ev: PointEvaluator, plan: EvalPlan, budget_s: float, device: torch
     _sync(device)
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) if _on_cuda(device) else None
-    return {"points_per_s": points / seconds, "points_timed": points, "peak_memory_bytes": peak}
+    return {"points_per_s": points / seconds * images / n, "points_timed": points, "images_timed": images,
+            "peak_memory_bytes": peak}
 
 
 def check_plans(model: nn.Module, d: Directions, x: torch.Tensor, y: torch.Tensor, cfg: CheckConfig,
                 device: torch.device) -> list[dict[str, Any]]:
-    """Every candidate plan: its relative loss error per precision, and (fp32) its speed."""
-    reference = plain_losses(model, d, x, y, cfg.exact_points)
+    """Every candidate plan: its relative loss error per precision (on the first `exact_images`
+    images), and (fp32) its speed on all images."""
+    xe, ye = x[:cfg.exact_images], y[:cfg.exact_images]
+    reference = np.array(plain_losses(model, d, xe, ye, cfg.exact_points))
     coords = np.array(cfg.exact_points, dtype=np.float64)
-    n_points = cfg.engine_grid ** 2
     rows: dict[int, dict[str, Any]] = {}
     for precision in PRECISIONS:
-        for i, plan in enumerate(_candidates(model, device, n_points, precision, x[:1])):
-            ev = PointEvaluator(model, d, {"train": (x, y)}, plan)
+        for i, plan in enumerate(_candidates(model, device, cfg.plan_points, precision, x[:1])):
+            ev = PointEvaluator(model, d, {"train": (xe, ye)}, plan)
+            _sync(device)
+            start = time.perf_counter()
             losses = ev(coords)["train_loss"]
-            err = float(np.max(np.abs(losses - np.array(reference)) / np.abs(np.array(reference))))
+            _sync(device)
+            per_point = (time.perf_counter() - start) / len(coords) * len(x) / len(xe)  # all images
+            err = float(np.max(np.abs(losses - reference) / np.abs(reference)))
             # candidate i is the same choice at every precision (bf16 may size batches apart)
             row = rows.setdefault(i, {"plan": _describe(plan), "rule": i == 0, "meta": plan.meta(),
                                       "errors": {}, "plans": {}})
             row["errors"][precision] = err
             row["plans"][precision] = _describe(plan)
             if precision == "fp32":
-                row.update(time_plan(ev, ev.plan, cfg.budget_s, device))
+                row.update(time_plan(model, d, x, y, ev.plan, cfg.budget_s, per_point, device))
             del ev
             if _on_cuda(device):
                 torch.cuda.empty_cache()
