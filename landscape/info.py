@@ -95,11 +95,13 @@ def describe_machine(as_json: bool = False) -> str:
     import torch
 
     from .cpu import cpu_info
+    from .threads import machine_cpus
 
     cpu = cpu_info()
     info: dict[str, Any] = {
         "torch": torch.__version__,
         "cpu": cpu.describe(),
+        "cores": machine_cpus().describe(),  # what a computing command's threads follow
         "threads": torch.get_num_threads(),
         "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         if torch.cuda.is_available() else "none",

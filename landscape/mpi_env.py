@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LandscapeError, one_line
+from .threads import CpuLimits, default_threads, machine_cpus
 
 __all__ = [
     "MPI_INSTALL_HINT",
@@ -103,21 +104,24 @@ def mpi_timeout(env: Mapping[str, str] | None = None) -> float:
 
 
 def rank_threads(
-    ranks_per_node: int, cpus: int | None = None, affinity: int | None = None, omp: str | None = None
+    ranks_per_node: int,
+    cpus: int | None = None,
+    affinity: int | None = None,
+    omp: str | None = None,
+    quota: float | None = None,
 ) -> int | None:
     """Intra-op threads for one rank: None (keep torch's) when OMP_NUM_THREADS is set, else
-    the node's cores shared among its ranks (`cpus // ranks_per_node`, at least 1, at most the
-    cores this process may run on).
+    the node's usable cores (its count, or a container's CPU `quota` in cores) shared among its
+    ranks, at least 1, at most the cores this process may run on (`landscape.threads`).
 
     Example:
         >>> rank_threads(2, cpus=16), rank_threads(3, cpus=2), rank_threads(4, cpus=8, omp="2")
         (8, 1, None)
+        >>> rank_threads(2, cpus=16, quota=4.0)
+        2
     """
-    if omp:
-        return None
-    cpus = cpus or os.cpu_count() or 1
-    affinity = affinity or cpus
-    return max(1, min(affinity, cpus // max(1, ranks_per_node)))
+    limits = CpuLimits(cpus=cpus or os.cpu_count() or 1, affinity=affinity, quota=quota)
+    return default_threads(limits, ranks_per_node, env={"OMP_NUM_THREADS": omp or ""})
 
 
 @dataclass(frozen=True)
@@ -161,11 +165,10 @@ def layout_of(comm: Any, MPI: Any) -> Layout:
     node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
     local_rank, per_node = node.Get_rank(), node.Get_size()
     node.Free()
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    threads = rank_threads(per_node, affinity=affinity, omp=os.environ.get("OMP_NUM_THREADS"))
+    limits = machine_cpus()
+    threads = rank_threads(
+        per_node, limits.cpus, limits.affinity, omp=os.environ.get("OMP_NUM_THREADS"), quota=limits.quota
+    )
     import torch
 
     if threads is not None:

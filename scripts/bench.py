@@ -20,7 +20,15 @@ The paper's algorithm runs in a fresh Python process, as its users run it; it is
 the benchmark's own process, which has the allocator setting every `landscape` command applies
 (`landscape.device.tune_host_allocator`), so that the ratios against both are printed.
 
-Usage: python scripts/bench.py [--quick] [--plans-only] [--json results.json]
+4. a busy machine (`--busy-only` runs only this): a resnet20 surface on digits computed by the
+   `landscape surface` command in a subprocess, as users run it, on the machine as it is and
+   beside one competing busy process (a single-threaded Python loop), with the old defaults
+   (all cores as threads, OpenMP threads spinning while they wait: OMP_WAIT_POLICY=ACTIVE),
+   torch's plain defaults (GNU OpenMP's bounded spin) and the new ones. Each time is reported
+   as a ratio to its fair share: the time without the busy process x cores / (cores - 1) (x 2 on
+   a 2-core machine, or on one core), of the same settings and of the fastest settings.
+
+Usage: python scripts/bench.py [--quick] [--plans-only | --busy-only] [--json results.json]
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,8 +86,10 @@ class _UInt8Images(torch.utils.data.Dataset):
 def paper_surface(model: nn.Module, d: Directions, dataset: torch.utils.data.Dataset,
                   coords: np.ndarray, grid_shape: tuple[int, ...], path: Path) -> float:
     """Per point: weights = w + a*dx + b*dy written into the model, a full DataLoader pass,
-    and the whole loss/accuracy arrays rewritten into the HDF5 file. Returns seconds."""
+    and the whole loss/accuracy arrays rewritten into the HDF5 file. Returns seconds.
+    On a GPU (the model's device), each batch is copied there from host memory."""
     model = model.eval()
+    device = next(model.parameters()).device
     names = [n for n, _ in model.named_parameters()]
     params = dict(model.named_parameters())
     w0 = {n: params[n].detach().clone() for n in names}
@@ -102,9 +113,10 @@ def paper_surface(model: nn.Module, d: Directions, dataset: torch.utils.data.Dat
                 step = torch.from_numpy(fd[f"x/{i}"][()]) * float(c[0])
                 if len(c) > 1 and d.y is not None:
                     step = step + torch.from_numpy(fd[f"y/{i}"][()]) * float(c[1])
-                params[n].data = w0[n] + step
+                params[n].data = w0[n] + step.to(device)
             total, correct, n_seen = 0.0, 0, 0
             for xb, yb in loader:
+                xb, yb = xb.to(device), yb.to(device)
                 out = model(xb)
                 total += F.cross_entropy(out, yb, reduction="sum").item()
                 correct += (out.argmax(1) == yb).sum().item()
@@ -213,8 +225,6 @@ def paper_cnn(name: str, n_images: int, grid_n: int, tmp: Path) -> float:
 
 def paper_cnn_in_own_process(name: str, n_images: int, grid_n: int) -> float:
     """The paper's algorithm in a fresh Python process, as its users run it (default allocator)."""
-    import subprocess
-
     out = subprocess.run(
         [sys.executable, "-W", "ignore", __file__, "--paper-only", name, str(n_images), str(grid_n)],
         capture_output=True, text=True, check=True,
@@ -324,6 +334,92 @@ def _print_plans(r: dict) -> None:
               f"   (max rel diff vs default {f['max_rel_diff_vs_default']:.1e})")
     print(f"  {'paper algorithm (this process)':52s} {r['paper_s_per_point']:8.3f}   "
           f"{r['paper_s_per_point'] / base:.2f}x", flush=True)
+# ---------------------------------------------------------------------------------------------
+# a busy machine: the command beside one competing process
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")
+
+
+def _contention_ckpt(tmp: Path) -> Path:
+    """resnet20 trained one epoch on digits (the surface's values do not matter, its cost does)."""
+    from landscape.train import TrainConfig, train
+
+    out = tmp / "resnet20_digits.pt"
+    train(TrainConfig(model="resnet20", data="digits", epochs=1, device="cpu", out=str(out), quiet=True))
+    return out
+
+
+# name -> (environment, --threads): "old" is what the issue measured against (all cores, OpenMP
+# threads spinning without limit), "spin" torch's plain defaults (GNU OpenMP spins 300,000 times
+# before it sleeps), "new" the command's own defaults (landscape.threads)
+_SETTINGS = {
+    "old": ({"OMP_WAIT_POLICY": "ACTIVE"}, "all"),
+    "spin": ({"GOMP_SPINCOUNT": "300000"}, "all"),
+    "new": ({}, None),
+}
+_SETTINGS_TEXT = {
+    "old": "old defaults (all cores, OMP_WAIT_POLICY=ACTIVE)",
+    "spin": "torch's plain defaults (all cores, GNU OpenMP spin)",
+    "new": "new defaults (landscape.threads, PASSIVE)",
+}
+
+
+def _surface_seconds(ckpt: Path, grid_n: int, out: Path, settings: str) -> float:
+    """Wall seconds of `landscape surface` in a fresh process with the thread `settings`."""
+    extra, threads = _SETTINGS[settings]
+    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}
+    env.update(extra, CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, "-m", "landscape", "surface", "--ckpt", str(ckpt), f"--x=-1:1:{grid_n}",
+           f"--y=-1:1:{grid_n}", "--out", str(out), "--force", "--quiet", "--device", "cpu"]
+    if threads == "all":
+        cmd += ["--threads", str(os.cpu_count() or 1)]
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def bench_contention(grid_n: int, repeats: int, tmp: Path) -> dict:
+    """Each thread setting alone and beside one busy process; interleaved, `repeats` rounds, the
+    median of each case (other work on the machine disturbs single timings)."""
+    ckpt = _contention_ckpt(tmp)
+    cores = os.cpu_count() or 1
+    fair = cores / (cores - 1) if cores > 1 else 2.0  # one core of `cores` goes to the busy process
+    times: dict[str, list[float]] = {f"{w}_{s}": [] for s in _SETTINGS for w in ("alone", "busy")}
+    res: dict = {"model": "resnet20", "data": "digits", "grid": f"{grid_n}x{grid_n}", "cores": cores,
+                 "fair_factor": fair, "loadavg_before": os.getloadavg()[0]}
+    _surface_seconds(ckpt, 3, tmp / "warm.h5", "new")  # first-run costs (imports, caches)
+    for _ in range(repeats):
+        for settings in _SETTINGS:
+            times[f"alone_{settings}"].append(_surface_seconds(ckpt, grid_n, tmp / "c.h5", settings))
+            busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            try:
+                time.sleep(0.2)  # let it start spinning
+                times[f"busy_{settings}"].append(_surface_seconds(ckpt, grid_n, tmp / "c.h5", settings))
+            finally:
+                busy.kill()
+                busy.wait()
+    res["seconds"] = times
+    for key, values in times.items():
+        res[f"{key}_s"] = float(np.median(values))
+    best_alone = min(res[f"alone_{s}_s"] for s in _SETTINGS)
+    for settings in _SETTINGS:
+        res[f"ratio_{settings}"] = res[f"busy_{settings}_s"] / (fair * res[f"alone_{settings}_s"])
+        res[f"ratio_{settings}_vs_best"] = res[f"busy_{settings}_s"] / (fair * best_alone)
+    res["loadavg_after"] = os.getloadavg()[0]
+    return res
+
+
+def _print_contention(r: dict) -> None:
+    print(f"\nbusy machine: {r['model']} {r['grid']} on {r['data']} by `landscape surface` (own process),"
+          f" {r['cores']} cores, median of {len(r['seconds']['alone_new'])};"
+          f" load average {r['loadavg_before']:.1f} before, {r['loadavg_after']:.1f} after")
+    print(f"  fair share = {r['fair_factor']:.2f} x the time without the busy process: of the same settings"
+          " (own), of the fastest settings (best)")
+    for settings in _SETTINGS:
+        alone, busy = r[f"alone_{settings}_s"], r[f"busy_{settings}_s"]
+        print(f"  {_SETTINGS_TEXT[settings]:52s} alone {alone:6.2f} s, beside a busy process {busy:6.2f} s ="
+              f" {r[f'ratio_{settings}']:.2f}x fair share (own), {r[f'ratio_{settings}_vs_best']:.2f}x (best)")
+    print("  target: at most 1.3x the fair share", flush=True)
 
 
 def _print_paper(r: dict) -> None:
@@ -342,6 +438,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--plans-only", action="store_true",
                     help="only the plans section (the default's trial against each plan forced)")
+    ap.add_argument("--busy-only", action="store_true", help="only the busy-machine comparison")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -361,6 +458,12 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
+        if args.busy_only:
+            results["contention"] = bench_contention(5 if args.quick else 9, 1 if args.quick else 3, tmp)
+            _print_contention(results["contention"])
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+            return 0
         n_img = 512 if args.quick else 2048
         g = 2 if args.quick else 3
         r = bench_cnn("resnet20", n_img, g, tmp, extra=True)
@@ -402,6 +505,8 @@ def main() -> int:
         g = 8 if args.quick else 9
         results["plans"] = bench_plans(128 if args.quick else 2048, g, tmp, trial="on" if args.quick else "auto")
         _print_plans(results["plans"])
+        results["contention"] = bench_contention(5 if args.quick else 9, 1 if args.quick else 3, tmp)
+        _print_contention(results["contention"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

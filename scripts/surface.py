@@ -18,7 +18,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from landscape.cli import Parser  # reports a bad option in one line and exits 2, like `landscape`
+# Parser reports a bad option in one line and exits 2, like `landscape`
+from landscape.cli import Parser, thread_settings
 from landscape.cli.surface import HELP, add_surface_arguments, config_from_args
 from landscape.errors import LandscapeError
 from landscape.text import printable
@@ -30,6 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(prog=PROG, description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_surface_arguments(parser)
     args = parser.parse_args(argv)
+    with thread_settings(args.threads):  # before torch is imported: OMP_WAIT_POLICY, threads
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from landscape.compute import compute_surface
     from landscape.device import tune_host_allocator
 

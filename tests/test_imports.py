@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data",
      "schema", "probe", "lock"),
     ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env", "cpu", "outputs"),
-    ("errors", "_version", "__init__", "text"),
+    ("errors", "_version", "__init__", "text", "threads"),
 )
 
 # The only imports against the layers: `Surface.plot` / `Surface.to_html` import the figure

@@ -27,6 +27,8 @@ __all__ = [
     "positive_float",
     "finite_float",
     "add_data_source",
+    "add_threads",
+    "thread_settings",
 ]
 
 _N = TypeVar("_N", int, float)  # what a numeric argument type returns
@@ -87,6 +89,52 @@ def add_data_source(group: argparse._ActionsContainer) -> None:
     group.add_argument("--data-test", default=None, help="test split for --data path.npz/.pt (arrays x, y)")
 
 
+def add_threads(group: argparse._ActionsContainer) -> None:
+    """--threads: torch's intra-op threads (default: the cores this process may use)."""
+    group.add_argument("--threads", type=positive_int, default=None,
+                       help="CPU threads per process (default: the cores this process may use: "
+                       "affinity, container CPU quota, MPI ranks per node; OMP_NUM_THREADS wins)")
+
+
+@contextlib.contextmanager
+def thread_settings(threads: int | None) -> Iterator[int]:
+    """The threads of one command that computes; the process-wide edge (`main`,
+    `scripts/surface.py`) enters it before torch is imported.
+
+    1. The environment: OMP_WAIT_POLICY=PASSIVE unless the user set it or GOMP_SPINCOUNT (GNU
+       OpenMP reads it once, when torch loads it), and `threads` as OMP_NUM_THREADS (so it also
+       holds for MPI ranks and child processes); see `landscape.threads.thread_environment`.
+    2. torch's intra-op threads: `threads` (--threads), else OMP_NUM_THREADS when set, else the
+       cores this process may use (`landscape.threads.default_threads`). Under MPI, `layout_of`
+       later gives each rank its share of the node.
+
+    Yields the thread count. Both are restored afterwards, as the command may run inside a
+    longer-lived process (a test).
+    """
+    import os
+
+    from ..threads import default_threads, machine_cpus, thread_environment
+
+    added = thread_environment(os.environ, threads)
+    saved = {k: os.environ.get(k) for k in added}
+    os.environ.update(added)
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        wanted = threads or default_threads(machine_cpus(), env=os.environ)
+        if wanted:
+            torch.set_num_threads(wanted)
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 # ---------------------------------------------------------------------------------------------
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -134,11 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from ..device import tune_host_allocator
+    computes = hasattr(args, "threads")  # the commands that compute take --threads
+    # before torch is imported (tune_host_allocator imports it)
+    with thread_settings(args.threads) if computes else contextlib.nullcontext():
+        from ..device import tune_host_allocator
 
-    tune_host_allocator()  # process-wide, so here at the edge rather than in the library
-    with _terminate_as_interrupt():
-        return _run_command(args)
+        tune_host_allocator()  # process-wide, so here at the edge rather than in the library
+        with _terminate_as_interrupt():
+            return _run_command(args)
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import LandscapeError
-from . import json_dict, nonneg_int, positive_float, positive_int
+from . import add_threads, json_dict, nonneg_int, positive_float, positive_int
 
 # ---------------------------------------------------------------------------------------------
 # models
@@ -61,6 +61,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         help="keep a snapshot every K epochs in <out>_trajectory/ (for --pca directions)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_threads(p)
     p.add_argument("--out", default=None, help="checkpoint path (default ckpts/<model>.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 

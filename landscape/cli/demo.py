@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import positive_int
+from . import add_threads, positive_int
 
 HELP = """reproduce the paper's comparison: ResNets with and without skips, and a DenseNet
 
@@ -32,6 +32,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="digits", help="digits (built in), cifar10, cifar100")
     p.add_argument("--data-root", default=None, help="directory with CIFAR python-pickle files")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_threads(p)
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--curvature", action="store_true", help="also map |lambda_min/lambda_max| over the grid (slow)")
     p.add_argument("--hessian-samples", type=positive_int, default=None,

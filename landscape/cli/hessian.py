@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import add_data_source, nonneg_int, positive_float, positive_int
+from . import add_data_source, add_threads, nonneg_int, positive_float, positive_int
 
 HELP = """top Hessian eigenvalues (Lanczos), the smallest one, and the trace (Hutchinson)
 
@@ -37,6 +37,7 @@ def _add_hessian(p: argparse.ArgumentParser) -> None:
     d.add_argument("--ignore", choices=("biasbn", "none"), default="biasbn",
                    help="biasbn: weights with 2+ dims only, as in the paper (default); none: all parameters")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_threads(d)
     d.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="precision of the Hessian-vector products (default float32)")
     e = p.add_argument_group("eigenvalues and trace")

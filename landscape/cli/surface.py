@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_data_source, positive_int
+from . import add_data_source, add_threads, positive_int
 
 HELP = """compute (or resume) a loss surface around a checkpoint
 
@@ -55,6 +55,7 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
                    help="time a few candidate plans on the first points and keep the fastest: auto "
                    "(runs over ~30 s, a few percent of the run), on (always), off (the rule's plan)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_threads(d)
     d.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32",
                    help="fp32 (exact, default), or tf32/bf16 (faster; error recorded)")
     d.add_argument("--bn", choices=("eval", "recompute"), default="eval",
