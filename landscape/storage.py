@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 
 from .errors import LandscapeError
-from .grid import Axis, Grid
+from .grid import Axis, Grid, coarse_to_fine
 from .loss_surface import Surface
 from .outputs import atomic_write, check_free_space, check_output, os_reason, output_error
+from .preview import preview, preview_note
 from .probe import probe
 from .schema import (
     BOOKKEEPING,
@@ -393,8 +394,11 @@ class SurfaceWriter:
         self.shape = self.f["computed"].shape
 
     def pending(self) -> np.ndarray:
-        """Flat indices of the points not yet computed, in order."""
-        return np.flatnonzero(self.f["computed"][()].ravel() == 0)
+        """Flat indices of the points not yet computed, coarse to fine (`grid.coarse_to_fine`):
+        every rank, and a resumed run, takes them in this order, so the file holds complete
+        levels (full-range previews) as early as possible."""
+        order = coarse_to_fine(self.shape)
+        return order[self.f["computed"][()].ravel()[order] == 0]
 
     def write_points(
         self,
@@ -485,6 +489,9 @@ def surface_summary(path: str | Path) -> dict[str, Any]:
     if s.y is not None:
         info["y"] = f"{s.y[0]:g}..{s.y[-1]:g} ({len(s.y)})"
     info["points done"] = f"{s.done}/{s.computed.size} ({100.0 * s.done / s.computed.size:.1f}%)"
+    note = preview_note(preview(s))
+    if note:  # what plot and report draw of a file still being computed
+        info["preview"] = note.removeprefix("preview: ")
     info["arrays"] = ", ".join(s.surfaces())
     skip = {"settings", "runs", "metrics", "format"}
     for k, v in s.attrs.items():

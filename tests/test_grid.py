@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from landscape.errors import LandscapeError
-from landscape.grid import Axis, Grid
+from landscape.grid import Axis, Grid, coarse_to_fine, level_points, level_spacings, point_levels
 
 
 def test_axis_parses_min_max_num() -> None:
@@ -78,3 +80,43 @@ def test_center_index() -> None:
     assert Grid(Axis.parse("-1:1:5"), Axis.parse("0:1:3")).center_index() == 2 * 3 + 0
     assert Grid(Axis.parse("-1:1:4")).center_index() is None
     assert Grid(Axis.parse("-0.5:1.5:5")).center_index() == 1
+
+
+# ----------------------------------------------------------------------------- coarse-to-fine order
+
+
+def _axis_set(n: int, spacing: int) -> set[int]:
+    """Indices kept at `spacing`, written independently: multiples of it, and the last."""
+    return {i for i in range(n) if i % spacing == 0} | {n - 1}
+
+
+@pytest.mark.parametrize("shape", [(51, 51), (21, 15), (5, 3), (1, 7), (2, 2), (1, 1), (9,), (2,), (1,), (33, 64)])
+def test_coarse_to_fine_visits_every_point_once_level_by_level(shape: tuple[int, ...]) -> None:
+    order = coarse_to_fine(shape)
+    total = int(np.prod(shape))
+    assert order.dtype == np.int64 and sorted(order.tolist()) == list(range(total))
+    assert Grid(*(Axis(0.0, 1.0, n) for n in shape)).order().tolist() == order.tolist()
+    spacings = level_spacings(shape)
+    assert spacings[-1] == 1 and all(a == 2 * b for a, b in zip(spacings, spacings[1:]))
+    levels = point_levels(shape).ravel()[order]
+    assert (np.diff(levels) >= 0).all()  # levels in order
+    seen = 0
+    for k, spacing in enumerate(spacings):
+        # the points of levels 0..k are exactly the full sub-grid at this spacing
+        sub = [sorted(_axis_set(n, spacing)) for n in shape]
+        expected = {int(np.ravel_multi_index(ix, shape)) for ix in itertools.product(*sub)}
+        seen = int((levels <= k).sum())
+        assert set(order[:seen].tolist()) == expected
+        assert seen == int(np.prod([len(s) for s in sub]))
+        assert set(level_points(shape[0], spacing).tolist()) == _axis_set(shape[0], spacing)
+        # within a level, C order
+        part = order[levels == k]
+        assert (np.diff(part) > 0).all()
+    assert seen == total
+
+
+def test_half_resolution_of_51x51_is_a_quarter_of_the_points() -> None:
+    levels = point_levels((51, 51))
+    assert level_spacings((51, 51)) == (32, 16, 8, 4, 2, 1)
+    assert [(levels <= k).sum() for k in range(6)] == [9, 25, 64, 196, 676, 2601]
+    assert level_points(51, 32).tolist() == [0, 32, 50]

@@ -120,7 +120,12 @@ def test_points_written_in_any_order_land_at_x_i_y_j(surface_file: Path) -> None
     assert s.arrays["point_rank"][0, 1] == -1
     assert s.arrays["point_seconds"][2, 1] == 0.5
     with SurfaceWriter(surface_file) as w:
-        assert w.pending().tolist() == sorted(set(range(15)) - done)
+        # coarse to fine on the 5x3 grid: spacing 4 keeps rows 0, 4 and columns 0, 2; spacing 2
+        # adds row 2; spacing 1 the rest (rows 1, 3 and column 1), each level in C order
+        coarse = [0, 2, 12, 14]
+        middle = [6, 8]
+        fine = [1, 3, 4, 5, 7, 9, 10, 11, 13]
+        assert w.pending().tolist() == [k for k in coarse + middle + fine if k not in done]
 
 
 def test_1d_surface(tmp_path: Path) -> None:

@@ -83,9 +83,10 @@ def _note(text: str) -> None:
 
 def _run_plot(args: argparse.Namespace) -> int:
     from ..plotting import save_plots
+    from ..preview import preview
     from ..storage import read_surface
 
-    surface = read_surface(args.file)
+    surface = preview(read_surface(args.file))  # a file still being computed: its finest complete level
     paths = save_plots(
         surface, args.out, args.surf, args.kind, args.format, args.dpi,
         vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log, zmax=args.zmax,
