@@ -1,0 +1,185 @@
+"""Surfaces useful early: a run stopped part-way holds complete coarse levels, and `plot`,
+`report` and `info` show the finest one over the whole range; `report --watch` follows a real
+run level by level and ends with a report that no longer reloads.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from conftest import cli_env, landscape_command, run_cli_here
+
+from landscape.compute import SurfaceConfig, run_config
+from landscape.executor import SerialExecutor, Work
+from landscape.grid import level_points
+from landscape.info import describe
+from landscape.loss_surface import Surface
+from landscape.plotting import plot_surface
+from landscape.preview import complete_level, preview, preview_note
+from landscape.report import report_html
+from landscape.storage import read_surface
+from landscape.views import partial_note
+
+GRID = {"x": "-1:1:9", "y": "-1:1:9", "max_samples": 64}  # levels: 2x2, 3x3, 5x5, 9x9 points
+
+
+class _StopAfter:
+    """A serial run interrupted after `n` points: the real job, file and evaluation, then Ctrl-C."""
+
+    rank = 0
+    local_rank = 0
+    size = 1
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.order: list[int] = []
+
+    def run(self, work: Work) -> None:
+        start = work.prepare()
+        evaluate, unit = work.setup(len(start.pending), None, None)
+        todo = np.asarray(start.pending[: self.n], dtype=np.int64)
+        for lo in range(0, len(todo), max(1, unit)):
+            idx = todo[lo : lo + max(1, unit)]
+            start.sink.write(idx, evaluate(idx), 0.01, 0)
+            self.order += idx.tolist()
+        raise KeyboardInterrupt
+
+    def sync(self) -> None:
+        return None
+
+
+def _partial(ckpt: Path, out: Path, n: int) -> list[int]:
+    stop = _StopAfter(n)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(SurfaceConfig(ckpt=str(ckpt), out=str(out), quiet=True, **GRID), stop)
+    return stop.order
+
+
+def _surface(done: np.ndarray) -> Surface:
+    x, y = np.linspace(-1, 1, done.shape[0]), np.linspace(-2, 2, done.shape[1])
+    loss = np.add.outer(x**2, y**2)
+    return Surface("s.h5", x, y, {"train_loss": np.where(done, loss, np.nan)}, done.astype(bool), {"model": "m"})
+
+
+def test_preview_is_the_finest_complete_sub_grid() -> None:
+    done = np.zeros((51, 51), bool)
+    keep = level_points(51, 2)
+    done[np.ix_(keep, keep)] = True
+    done[1, 1] = done[3, 0] = True  # a few points of the next level: not a complete level yet
+    s = _surface(done)
+    p = preview(s)
+    assert p.shape == (26, 26) and p.computed.all() and p.done == 676
+    np.testing.assert_array_equal(p.x, s.x[::2])
+    np.testing.assert_array_equal(p.y, s.y[::2])
+    np.testing.assert_array_equal(p.arrays["train_loss"], np.add.outer(s.x[::2] ** 2, s.y[::2] ** 2))
+    assert preview_note(p) == partial_note(p) == "preview: 26x26 of 51x51, every 2nd point; 678/2601 computed"
+    assert preview(p) is p  # a preview is complete: nothing more to cut
+
+    done[2, 6] = False  # a point of the spacing-2 level missing: only the spacing-4 level is whole
+    p = preview(_surface(done))
+    assert p.shape == (14, 14) and p.x[-1] == 1.0 and "every 4th point" in partial_note(p)
+
+
+def test_complete_and_unordered_surfaces_are_shown_as_they_are() -> None:
+    full = _surface(np.ones((9, 9), bool))
+    assert preview(full) is full and partial_note(full) is None
+    strip = np.zeros((9, 9), bool)
+    strip[:4] = True  # a file computed row by row (before coarse-to-fine): no whole level
+    s = _surface(strip)
+    assert complete_level(strip) is None and preview(s) is s
+    assert partial_note(s) == "partial: 36 of 81 points computed"
+    line = _surface(np.ones((9, 9), bool))
+    one_d = Surface("l.h5", line.x, None, {"train_loss": line.x**2}, np.isin(np.arange(9), [0, 4, 8, 2, 6]))
+    p = preview(one_d)
+    assert p.shape == (5,) and p.y is None and "every 2nd point; 5/9" in partial_note(p)
+
+
+def test_a_stopped_serial_run_previews_its_level_and_resumes(tiny_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.h5"
+    order = _partial(tiny_ckpt, out, 25 + 4)  # the 5x5 level and 4 points of the next
+    s = read_surface(out)
+    assert s.done == 29
+    # the points were computed coarse to fine: first the 2x2 corners, then 3x3, then 5x5
+    corners = {0, 8, 72, 80}
+    assert set(order[:4]) == corners
+    rows = [np.unravel_index(k, (9, 9)) for k in order[:25]]
+    assert all(i % 2 == 0 and j % 2 == 0 for i, j in rows)
+    p = preview(s)
+    assert p.shape == (5, 5) and p.computed.all()
+    np.testing.assert_array_equal(p.arrays["train_loss"], s.arrays["train_loss"][::2, ::2])
+    note = "preview: 5x5 of 9x9, every 2nd point; 29/81 computed"
+    assert partial_note(p) == note
+
+    # info, plot and report on the partial file say which level they show
+    assert "preview: 5x5 of 9x9, every 2nd point; 29/81 computed" in describe(out)
+    fig, ax = plt.subplots()
+    plot_surface(p, "train_loss", kind="contour", ax=ax)
+    assert ax.get_title().endswith("\n" + note)
+    plt.close(fig)
+    code, stdout, err = run_cli_here(tmp_path, "plot", out, "--surf", "train_loss", "--kind", "contour")
+    assert code == 0, err
+    assert Path(tmp_path / stdout.split()[0]).exists()
+    page = report_html([s])
+    assert note in page and "blank areas" not in page and "http-equiv='refresh'" not in page
+
+    # resume: the rest, in order, and nothing recomputed
+    run_config(SurfaceConfig(ckpt=str(tiny_ckpt), out=str(out), quiet=True, **GRID), SerialExecutor())
+    done = read_surface(out)
+    assert done.computed.all() and [r["points"] for r in done.attrs["runs"]] == [81 - 29]
+    assert preview(done) is done and partial_note(done) is None
+    kept = s.computed
+    np.testing.assert_array_equal(done.arrays["train_loss"][kept], s.arrays["train_loss"][kept])
+
+
+@pytest.mark.e2e
+def test_report_watch_follows_a_real_run_to_the_end(tiny_resnet_ckpt: Path, tmp_path: Path) -> None:
+    """A real `landscape surface` in a subprocess, `landscape report --watch` in another: the
+    watcher writes a preview report that reloads, then the final one without the reload."""
+    surface = tmp_path / "r.h5"
+    html = tmp_path / "r.html"
+    cmd = [landscape_command(), "surface", "--ckpt", str(tiny_resnet_ckpt), "--x=-1:1:33", "--y=-1:1:33",
+           "--max-samples", "200", "--out", str(surface)]
+    run = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    watcher = None
+    try:
+        deadline = time.monotonic() + 120
+        while not surface.exists():
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        watcher = subprocess.Popen(
+            [landscape_command(), "report", str(surface), "--watch", "--interval", "0.2", "-o", str(html)],
+            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        previews = []
+        while watcher.poll() is None and time.monotonic() < deadline + 240:
+            if html.exists():
+                page = html.read_text(encoding="utf-8")
+                if "preview: " in page and page not in previews:
+                    previews.append(page)
+            time.sleep(0.1)
+        out, err = watcher.communicate(timeout=60)
+        assert watcher.returncode == 0, err
+        assert run.wait(timeout=60) == 0, run.stderr.read() if run.stderr else ""
+    finally:
+        for proc in (run, watcher):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert previews, f"the watcher wrote no preview report: {out}"
+    assert all("http-equiv='refresh'" in page for page in previews)
+    assert any("every 2nd point" in page or "every 4th point" in page for page in previews)
+    final = html.read_text(encoding="utf-8")
+    assert "http-equiv='refresh'" not in final and "preview: " not in final and "partial" not in final
+    lines = out.strip().splitlines()
+    assert len(lines) >= 2 and lines[-1].endswith("r.h5 complete")
+    assert any("preview: " in line for line in lines)
