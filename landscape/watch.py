@@ -6,7 +6,8 @@ probed), every `interval` seconds. The surfaces are computed coarse to fine, so 
 (a finer full-range sub-grid, see `landscape.preview`) completes a few times per run: each time,
 the report is rewritten atomically (`landscape.outputs.atomic_write`) with a page that reloads
 itself. When every surface is complete it is written once more without the reload, and the
-watch ends; Ctrl-C also ends it with a last write without the reload.
+watch ends; Ctrl-C also ends it with a last write without the reload. A file that does not
+exist yet is waited for (the watch may start beside the `landscape surface` that creates it).
 
 Example:
     >>> watch_report(["surfaces/resnet20.h5"], "plots/resnet20_report.html")  # doctest: +SKIP
@@ -62,14 +63,23 @@ def watch_report(
     last_key: tuple | None = None
     surfaces: list[Surface] = []
     failures = 0
+    waiting = False
     try:
         while True:
+            missing = [f for f in files if not f.exists()]
+            if missing:  # started beside `landscape surface`, which creates the file shortly
+                if not waiting and on_write is not None:
+                    on_write(f"waiting for {', '.join(map(str, missing))} to be created (Ctrl-C to stop)")
+                waiting = True
+                _check_limit(settings, started)
+                time.sleep(settings.interval)
+                continue
             try:
                 surfaces = [read_surface(f) for f in files]
                 failures = 0
             except LandscapeError:
                 failures += 1
-                if failures >= _READ_RETRIES or not all(f.exists() for f in files):
+                if failures >= _READ_RETRIES:
                     raise
                 time.sleep(settings.interval)
                 continue
@@ -84,16 +94,20 @@ def watch_report(
                     on_write(f"{out}: {_progress(surfaces)}")
             if complete:
                 return out
-            if settings.limit is not None and time.monotonic() - started > settings.limit:
-                raise LandscapeError(
-                    f"report --watch: the surfaces are still incomplete after {settings.limit:g} s; "
-                    "the last report is kept: rerun to watch again"
-                )
+            _check_limit(settings, started)
             time.sleep(settings.interval)
     except KeyboardInterrupt:
         if surfaces:  # the page stops reloading: the last report stays as written, without reload
             write_report(surfaces, out, surf, zmax)
         raise
+
+
+def _check_limit(settings: WatchSettings, started: float) -> None:
+    if settings.limit is not None and time.monotonic() - started > settings.limit:
+        raise LandscapeError(
+            f"report --watch: the surfaces are still incomplete after {settings.limit:g} s; "
+            "the last report written is kept: rerun to watch again"
+        )
 
 
 def _progress(surfaces: Sequence[Surface]) -> str:

@@ -145,26 +145,22 @@ def test_report_watch_follows_a_real_run_to_the_end(tiny_resnet_ckpt: Path, tmp_
     watcher writes a preview report that reloads, then the final one without the reload."""
     surface = tmp_path / "r.h5"
     html = tmp_path / "r.html"
-    cmd = [landscape_command(), "surface", "--ckpt", str(tiny_resnet_ckpt), "--x=-1:1:33", "--y=-1:1:33",
+    # the watcher first: it waits for the file that the run creates
+    watcher = subprocess.Popen(
+        [landscape_command(), "report", str(surface), "--watch", "--interval", "0.2", "-o", str(html)],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    cmd = [landscape_command(), "surface", "--ckpt", str(tiny_resnet_ckpt), "--x=-1:1:17", "--y=-1:1:17",
            "--max-samples", "200", "--out", str(surface)]
     run = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)
-    watcher = None
     try:
-        deadline = time.monotonic() + 120
-        while not surface.exists():
-            assert run.poll() is None, run.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        watcher = subprocess.Popen(
-            [landscape_command(), "report", str(surface), "--watch", "--interval", "0.2", "-o", str(html)],
-            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        deadline = time.monotonic() + 240
         previews = []
-        while watcher.poll() is None and time.monotonic() < deadline + 240:
+        while watcher.poll() is None and time.monotonic() < deadline:
             if html.exists():
                 page = html.read_text(encoding="utf-8")
-                if "preview: " in page and page not in previews:
+                if "of 17x17, every" in page and page not in previews:
                     previews.append(page)
             time.sleep(0.1)
         out, err = watcher.communicate(timeout=60)
@@ -172,14 +168,15 @@ def test_report_watch_follows_a_real_run_to_the_end(tiny_resnet_ckpt: Path, tmp_
         assert run.wait(timeout=60) == 0, run.stderr.read() if run.stderr else ""
     finally:
         for proc in (run, watcher):
-            if proc is not None and proc.poll() is None:
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     assert previews, f"the watcher wrote no preview report: {out}"
     assert all("http-equiv='refresh'" in page for page in previews)
-    assert any("every 2nd point" in page or "every 4th point" in page for page in previews)
+    assert any("of 17x17, every 2nd point" in page or "of 17x17, every 4th point" in page for page in previews)
     final = html.read_text(encoding="utf-8")
-    assert "http-equiv='refresh'" not in final and "preview: " not in final and "partial" not in final
+    assert "http-equiv='refresh'" not in final and "of 17x17" not in final and "points computed" not in final
+    assert "289 of 289" in final  # the metadata table: every point
     lines = out.strip().splitlines()
-    assert len(lines) >= 2 and lines[-1].endswith("r.h5 complete")
+    assert lines[0].startswith("waiting for ") and lines[-1].endswith("r.h5 complete")
     assert any("preview: " in line for line in lines)
