@@ -16,7 +16,10 @@ The paper's algorithm runs in a fresh Python process, as its users run it; it is
 the benchmark's own process, which has the allocator setting every `landscape` command applies
 (`landscape.device.tune_host_allocator`), so that the ratios against both are printed.
 
-Usage: python scripts/bench.py [--quick] [--json results.json]
+4. surfaces useful early: a resnet20 surface (2,048 images, 25x25) computed coarse to fine, the
+   time until the whole range exists at half the resolution against the whole run.
+
+Usage: python scripts/bench.py [--quick] [--preview-only] [--json results.json]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,9 +44,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from landscape.cpu import cpu_info
 from landscape.device import tune_host_allocator
 from landscape.directions import Directions, random_directions
-from landscape.grid import Axis, Grid
+from landscape.grid import Axis, Grid, level_spacings, point_levels
 from landscape.job import Engine, Plane, Record, SurfaceJob, Target
 from landscape.models import create_model
+from landscape.preview import complete_level
 from landscape.runner import run_job
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -275,6 +280,66 @@ def bench_mlp(grid_n: int, paper_points: int, tmp: Path) -> dict:
     return res
 
 
+# ---------------------------------------------------------------------------------------------
+# surfaces useful early: time until the first full-range preview
+
+
+def _watch_levels(path: Path, seen: dict[int, float], stop: threading.Event, poll: float = 0.05) -> None:
+    """Record when each level (by spacing) is first complete in the file being written."""
+    while not stop.is_set():
+        try:
+            with h5py.File(path, "r", locking=False) as f:
+                done = f["computed"][()].astype(bool)
+        except (OSError, KeyError):  # not created yet
+            done = None
+        if done is not None:
+            level = complete_level(done)
+            if level is not None:
+                seen.setdefault(level.spacing, time.perf_counter())
+        stop.wait(poll)
+
+
+def bench_preview(name: str, n_images: int, grid_n: int, tmp: Path) -> dict:
+    """One 2D surface, computed coarse to fine: seconds until the whole range exists at half the
+    resolution (the spacing-2 level complete in the file, as `report --watch` sees it) against
+    the whole run (from the job's start: planning included)."""
+    _, x, y = _cnn_data(n_images)
+    model, d = _cnn_model(name)
+    grid = _grid(grid_n)
+    path = tmp / f"{name}_preview.h5"
+    seen: dict[int, float] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_levels, args=(path, seen, stop), daemon=True)
+    start = time.perf_counter()
+    watcher.start()
+    try:
+        engine_surface(model, d, x, y, grid, path)
+    finally:
+        total = time.perf_counter() - start
+        stop.set()
+        watcher.join()
+    half = min((t for s, t in seen.items() if s <= 2), default=float("nan"))
+    levels = point_levels(grid.shape)
+    return {
+        "model": name, "images": n_images, "points": grid.num_points, "total_s": total,
+        "half_resolution_s": half - start, "half_resolution_fraction": (half - start) / total,
+        "half_resolution_points": int((levels <= len(level_spacings(grid.shape)) - 2).sum()),
+        "levels_s": {str(s): t - start for s, t in sorted(seen.items(), reverse=True)},
+    }
+
+
+def _print_preview(r: dict) -> None:
+    n = int(round(r["points"] ** 0.5))
+    half = (n + 1) // 2
+    print(f"\nfirst full-range preview: {r['model']}, {r['images']} images 32x32x3, {n}x{n} points, coarse to fine")
+    print(f"  whole run              {r['total_s']:8.1f} s")
+    print(f"  {half}x{half} preview ready    {r['half_resolution_s']:8.1f} s   "
+          f"{100 * r['half_resolution_fraction']:.0f}% of the run (target <= 30%; "
+          f"{100 * r['half_resolution_points'] / r['points']:.0f}% of the points)")
+    print("  levels complete at     " + ", ".join(
+        f"every {s}: {t:.1f} s" for s, t in r["levels_s"].items()), flush=True)
+
+
 def _print_paper(r: dict) -> None:
     print(f"  paper's algorithm      {r['paper_s_per_point']:8.3f} s/point   (its own process, as its users run it)")
     print(f"  ... with our allocator {r['paper_tuned_s_per_point']:8.3f} s/point   (same process as the engine: 'tuned')")
@@ -289,6 +354,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller grids (a smoke run, not the record)")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--preview-only", action="store_true",
+                    help="only the time until the first full-range preview of a coarse-to-fine surface")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -299,6 +366,12 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
+        results["preview"] = bench_preview("resnet20", 64 if args.quick else 2048, 17 if args.quick else 25, tmp)
+        _print_preview(results["preview"])
+        if args.preview_only:
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+            return 0
         n_img = 512 if args.quick else 2048
         g = 2 if args.quick else 3
         r = bench_cnn("resnet20", n_img, g, tmp, extra=True)
