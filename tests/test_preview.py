@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from conftest import cli_env, landscape_command, run_cli_here
 
 from landscape.compute import SurfaceConfig, run_config
+from landscape.errors import LandscapeError
 from landscape.executor import SerialExecutor, Work
 from landscape.grid import level_points
 from landscape.info import describe
@@ -27,6 +28,7 @@ from landscape.preview import complete_level, preview, preview_note
 from landscape.report import report_html
 from landscape.storage import read_surface
 from landscape.views import partial_note
+from landscape.watch import WatchSettings, watch_report
 
 GRID = {"x": "-1:1:9", "y": "-1:1:9", "max_samples": 64}  # levels: 2x2, 3x3, 5x5, 9x9 points
 
@@ -180,3 +182,26 @@ def test_report_watch_follows_a_real_run_to_the_end(tiny_resnet_ckpt: Path, tmp_
     lines = out.strip().splitlines()
     assert lines[0].startswith("waiting for ") and lines[-1].endswith("r.h5 complete")
     assert any("preview: " in line for line in lines)
+
+
+def test_watch_stops_on_its_limit_and_ctrl_c_leaves_a_page_that_no_longer_reloads(
+    tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "s.h5"
+    _partial(tiny_ckpt, out, 9 + 1)  # the 3x3 level and one point more
+    page = tmp_path / "w.html"
+    lines: list[str] = []
+    with pytest.raises(LandscapeError, match="still incomplete after 0.3 s; the last report written is kept"):
+        watch_report([out], page, settings=WatchSettings(interval=0.1, reload_seconds=7, limit=0.3),
+                     on_write=lines.append)
+    assert lines == [f"{page}: s.h5 preview: 3x3 of 9x9, every 4th point; 10/81 computed"]  # one level: one write
+    text = page.read_text(encoding="utf-8")
+    assert "<meta http-equiv='refresh' content='7'>" in text and "3x3 of 9x9, every 4th point" in text
+
+    def interrupt(line: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        watch_report([out], page, settings=WatchSettings(interval=0.1), on_write=interrupt)
+    text = page.read_text(encoding="utf-8")
+    assert "http-equiv='refresh'" not in text and "3x3 of 9x9, every 4th point" in text
