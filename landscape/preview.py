@@ -3,14 +3,15 @@
 Points are computed coarse to fine (`landscape.grid.coarse_to_fine`), so a partial file holds
 complete levels: full sub-grids (every 2^k-th index of each axis, both ends included). `preview`
 turns a partial surface into the finest such sub-grid (coordinates and arrays sliced), with
-`attrs["preview"]` saying which, so that `plot`, `report` and `info` show the whole range early
-instead of a strip. A complete surface, or one with no complete level (a file computed in
+`attrs["preview"]` saying which (levels counted from each axis's zero coordinate, as
+`landscape.storage.SurfaceWriter.pending` orders them), so that `plot`, `report` and `info`
+show the whole range early instead of a strip. A complete surface, or one with no complete level (a file computed in
 another order), is returned as it is.
 
 Example:
     >>> s = preview(read_surface("surfaces/resnet20.h5"))  # doctest: +SKIP
     >>> preview_note(s)  # doctest: +SKIP
-    'preview: 26x26 of 51x51, every 2nd point; 700/2601 computed'
+    'preview: 27x27 of 51x51, every 2nd point; 800/2601 computed'
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .grid import level_points, level_spacings
+from .grid import axis_anchor, level_points, level_spacings
 
 if TYPE_CHECKING:  # annotations only
     from .loss_surface import Surface
 
-__all__ = ["Level", "complete_level", "preview", "preview_note", "level_key"]
+__all__ = ["Level", "complete_level", "preview", "preview_note", "level_key", "surface_anchors"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,15 @@ class Level:
         return tuple(len(i) for i in self.indices)
 
 
-def complete_level(computed: np.ndarray) -> Level | None:
-    """The finest level whose every point is computed (None when not even the coarsest is).
+def surface_anchors(surface: Surface) -> tuple[int, ...]:
+    """The index each axis's levels are anchored at: its zero coordinate, else 0 (as computed)."""
+    axes = (surface.x,) if surface.y is None else (surface.x, surface.y)
+    return tuple(axis_anchor(a) for a in axes)[: surface.computed.ndim]
+
+
+def complete_level(computed: np.ndarray, anchors: tuple[int, ...] | None = None) -> Level | None:
+    """The finest level whose every point is computed (None when not even the coarsest is);
+    levels as `landscape.grid.point_levels` with these anchors.
 
     Example:
         >>> done = np.zeros((5, 5), bool); done[::2, ::2] = True
@@ -52,8 +60,9 @@ def complete_level(computed: np.ndarray) -> Level | None:
     """
     computed = np.asarray(computed, dtype=bool)
     best = None
-    for spacing in level_spacings(computed.shape):
-        indices = tuple(level_points(n, spacing) for n in computed.shape)
+    anchors = anchors if anchors is not None else tuple(0 for _ in computed.shape)
+    for spacing in level_spacings(computed.shape, anchors):
+        indices = tuple(level_points(n, spacing, a) for n, a in zip(computed.shape, anchors))
         if not computed[np.ix_(*indices)].all():
             break
         best = Level(spacing, indices)
@@ -65,7 +74,7 @@ def level_key(surface: Surface) -> tuple[int | None, int]:
     points done when complete else -1). It changes when a new level completes."""
     if surface.done == surface.computed.size:
         return (1, surface.done)
-    level = complete_level(surface.computed)
+    level = complete_level(surface.computed, surface_anchors(surface))
     return (None if level is None else level.spacing, -1)
 
 
@@ -77,7 +86,7 @@ def preview(surface: Surface) -> Surface:
     """
     if surface.done == surface.computed.size or surface.computed.size == 0:
         return surface
-    level = complete_level(surface.computed)
+    level = complete_level(surface.computed, surface_anchors(surface))
     if level is None or level.spacing == 1:
         return surface
     take = np.ix_(*level.indices)

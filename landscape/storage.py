@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LandscapeError
-from .grid import Axis, Grid, coarse_to_fine
+from .grid import Axis, Grid, axis_anchor, coarse_to_fine
 from .loss_surface import Surface
 from .outputs import atomic_write, check_free_space, check_output, os_reason, output_error
 from .preview import preview, preview_note
@@ -394,10 +394,12 @@ class SurfaceWriter:
         self.shape = self.f["computed"].shape
 
     def pending(self) -> np.ndarray:
-        """Flat indices of the points not yet computed, coarse to fine (`grid.coarse_to_fine`):
+        """Flat indices of the points not yet computed, coarse to fine from the centre
+        (`Grid.order`, levels anchored at each axis's zero coordinate):
         every rank, and a resumed run, takes them in this order, so the file holds complete
         levels (full-range previews) as early as possible."""
-        order = coarse_to_fine(self.shape)
+        anchors = tuple(axis_anchor(self.f[k][()]) for k in ("xcoordinates", "ycoordinates")[: len(self.shape)])
+        order = coarse_to_fine(self.shape, anchors)
         return order[self.f["computed"][()].ravel()[order] == 0]
 
     def write_points(

@@ -44,7 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from landscape.cpu import cpu_info
 from landscape.device import tune_host_allocator
 from landscape.directions import Directions, random_directions
-from landscape.grid import Axis, Grid, level_spacings, point_levels
+from landscape.grid import Axis, Grid, level_points, level_spacings, point_levels
 from landscape.job import Engine, Plane, Record, SurfaceJob, Target
 from landscape.models import create_model
 from landscape.preview import complete_level
@@ -284,7 +284,8 @@ def bench_mlp(grid_n: int, paper_points: int, tmp: Path) -> dict:
 # surfaces useful early: time until the first full-range preview
 
 
-def _watch_levels(path: Path, seen: dict[int, float], stop: threading.Event, poll: float = 0.05) -> None:
+def _watch_levels(path: Path, anchors: tuple[int, ...], seen: dict[int, float], stop: threading.Event,
+                  poll: float = 0.05) -> None:
     """Record when each level (by spacing) is first complete in the file being written."""
     while not stop.is_set():
         try:
@@ -293,7 +294,7 @@ def _watch_levels(path: Path, seen: dict[int, float], stop: threading.Event, pol
         except (OSError, KeyError):  # not created yet
             done = None
         if done is not None:
-            level = complete_level(done)
+            level = complete_level(done, anchors)
             if level is not None:
                 seen.setdefault(level.spacing, time.perf_counter())
         stop.wait(poll)
@@ -309,7 +310,7 @@ def bench_preview(name: str, n_images: int, grid_n: int, tmp: Path) -> dict:
     path = tmp / f"{name}_preview.h5"
     seen: dict[int, float] = {}
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch_levels, args=(path, seen, stop), daemon=True)
+    watcher = threading.Thread(target=_watch_levels, args=(path, grid.anchors(), seen, stop), daemon=True)
     start = time.perf_counter()
     watcher.start()
     try:
@@ -319,21 +320,22 @@ def bench_preview(name: str, n_images: int, grid_n: int, tmp: Path) -> dict:
         stop.set()
         watcher.join()
     half = min((t for s, t in seen.items() if s <= 2), default=float("nan"))
-    levels = point_levels(grid.shape)
+    levels = point_levels(grid.shape, grid.anchors())
     return {
         "model": name, "images": n_images, "points": grid.num_points, "total_s": total,
         "half_resolution_s": half - start, "half_resolution_fraction": (half - start) / total,
-        "half_resolution_points": int((levels <= len(level_spacings(grid.shape)) - 2).sum()),
+        "half_resolution_points": int((levels <= len(level_spacings(grid.shape, grid.anchors())) - 2).sum()),
+        "half_resolution_shape": [len(level_points(n, 2, a)) for n, a in zip(grid.shape, grid.anchors())],
         "levels_s": {str(s): t - start for s, t in sorted(seen.items(), reverse=True)},
     }
 
 
 def _print_preview(r: dict) -> None:
     n = int(round(r["points"] ** 0.5))
-    half = (n + 1) // 2
+    half = "x".join(map(str, r["half_resolution_shape"]))
     print(f"\nfirst full-range preview: {r['model']}, {r['images']} images 32x32x3, {n}x{n} points, coarse to fine")
     print(f"  whole run              {r['total_s']:8.1f} s")
-    print(f"  {half}x{half} preview ready    {r['half_resolution_s']:8.1f} s   "
+    print(f"  {half} preview ready    {r['half_resolution_s']:8.1f} s   "
           f"{100 * r['half_resolution_fraction']:.0f}% of the run (target <= 30%; "
           f"{100 * r['half_resolution_points'] / r['points']:.0f}% of the points)")
     print("  levels complete at     " + ", ".join(

@@ -396,7 +396,7 @@ def test_ranks_compute_coarse_to_fine(tiny_resnet_ckpt: Path, tmp_path: Path) ->
                    "--out", "mpi.h5", cwd=tmp_path)
     path = tmp_path / "mpi.h5"
     half = np.zeros(shape, bool)
-    half[np.ix_(level_points(41, 2), level_points(41, 2))] = True
+    half[np.ix_(level_points(41, 2, anchor=20), level_points(41, 2, anchor=20))] = True  # 0 at index 20
     first_half_done, snapshots = None, 0
     try:
         while proc.poll() is None:

@@ -73,21 +73,23 @@ def _surface(done: np.ndarray) -> Surface:
 
 def test_preview_is_the_finest_complete_sub_grid() -> None:
     done = np.zeros((51, 51), bool)
-    keep = level_points(51, 2)
+    keep = level_points(51, 2, anchor=25)  # both axes have 0 at index 25: levels count from there
+    assert keep.tolist() == [0, *range(1, 50, 2), 50]
     done[np.ix_(keep, keep)] = True
-    done[1, 1] = done[3, 0] = True  # a few points of the next level: not a complete level yet
+    done[2, 2] = done[4, 1] = True  # a few points of the next level: not a complete level yet
     s = _surface(done)
     p = preview(s)
-    assert p.shape == (26, 26) and p.computed.all() and p.done == 676
-    np.testing.assert_array_equal(p.x, s.x[::2])
-    np.testing.assert_array_equal(p.y, s.y[::2])
-    np.testing.assert_array_equal(p.arrays["train_loss"], np.add.outer(s.x[::2] ** 2, s.y[::2] ** 2))
-    assert preview_note(p) == partial_note(p) == "preview: 26x26 of 51x51, every 2nd point; 678/2601 computed"
+    assert p.shape == (27, 27) and p.computed.all() and p.done == 729
+    np.testing.assert_array_equal(p.x, s.x[keep])
+    np.testing.assert_array_equal(p.y, s.y[keep])
+    assert 0.0 in p.x and 0.0 in p.y  # the centre (the trained weights) is in every preview
+    np.testing.assert_array_equal(p.arrays["train_loss"], np.add.outer(s.x[keep] ** 2, s.y[keep] ** 2))
+    assert preview_note(p) == partial_note(p) == "preview: 27x27 of 51x51, every 2nd point; 731/2601 computed"
     assert preview(p) is p  # a preview is complete: nothing more to cut
 
-    done[2, 6] = False  # a point of the spacing-2 level missing: only the spacing-4 level is whole
+    done[3, 1] = False  # a point of the spacing-2 level missing: only the spacing-4 level is whole
     p = preview(_surface(done))
-    assert p.shape == (14, 14) and p.x[-1] == 1.0 and "every 4th point" in partial_note(p)
+    assert p.shape == (15, 15) and p.x[-1] == 1.0 and 0.0 in p.x and "every 4th point" in partial_note(p)
 
 
 def test_complete_and_unordered_surfaces_are_shown_as_they_are() -> None:
@@ -109,9 +111,8 @@ def test_a_stopped_serial_run_previews_its_level_and_resumes(tiny_ckpt: Path, tm
     order = _partial(tiny_ckpt, out, 25 + 4)  # the 5x5 level and 4 points of the next
     s = read_surface(out)
     assert s.done == 29
-    # the points were computed coarse to fine: first the 2x2 corners, then 3x3, then 5x5
-    corners = {0, 8, 72, 80}
-    assert set(order[:4]) == corners
+    # the points were computed coarse to fine: first the 3x3 of ends and centre, then 5x5
+    assert set(order[:9]) == {i * 9 + j for i in (0, 4, 8) for j in (0, 4, 8)}
     rows = [np.unravel_index(k, (9, 9)) for k in order[:25]]
     assert all(i % 2 == 0 and j % 2 == 0 for i, j in rows)
     p = preview(s)
