@@ -206,3 +206,10 @@ def test_watch_stops_on_its_limit_and_ctrl_c_leaves_a_page_that_no_longer_reload
         watch_report([out], page, settings=WatchSettings(interval=0.1), on_write=interrupt)
     text = page.read_text(encoding="utf-8")
     assert "http-equiv='refresh'" not in text and "3x3 of 9x9, every 4th point" in text
+
+
+def test_interval_without_watch_is_refused_in_one_line(tmp_path: Path) -> None:
+    code, _, err = run_cli_here(tmp_path, "report", "missing.h5", "--interval", "2")
+    assert code != 0 and err.strip().splitlines() == [
+        "landscape report: error: --interval is for --watch: add --watch, or leave --interval out"
+    ]

@@ -138,7 +138,7 @@ def _add_report(p: argparse.ArgumentParser) -> None:
                    help="HTML file (default plots/<stem>_report.html, or plots/report.html for several)")
     p.add_argument("--watch", action="store_true",
                    help="rewrite the report as levels of files being computed complete, until they are done")
-    p.add_argument("--interval", type=positive_float, default=5.0,
+    p.add_argument("--interval", type=positive_float, default=None,
                    help="with --watch: seconds between looks at the files (default 5)")
 
 
@@ -148,10 +148,15 @@ def _run_report(args: argparse.Namespace) -> int:
 
     default = f"{Path(args.files[0]).stem}_report.html" if len(args.files) == 1 else "report.html"
     out = args.out or Path("plots") / default
+    if args.interval is not None and not args.watch:
+        from ..errors import LandscapeError
+
+        raise LandscapeError("--interval is for --watch: add --watch, or leave --interval out")
     if args.watch:
         from ..watch import WatchSettings, watch_report
 
-        settings = WatchSettings(interval=args.interval, reload_seconds=max(1, round(args.interval)))
+        interval = 5.0 if args.interval is None else args.interval
+        settings = WatchSettings(interval=interval, reload_seconds=max(1, round(interval)))
         watch_report(args.files, out, args.surf, args.zmax, settings, on_write=print, on_skip=_note)
         return 0
     surfaces = [read_surface(f) for f in args.files]
