@@ -139,3 +139,14 @@ def test_half_resolution_of_51x51_is_about_a_quarter_of_the_points() -> None:
     assert [(levels <= k).sum() for k in range(5)] == [25, 81, 225, 729, 2601]  # 729 = 28%
     assert level_points(51, 2, 25).tolist() == [0, *range(1, 50, 2), 50]
     assert Grid(Axis.parse("0.5:1:3")).anchors() == (0,)
+
+
+def test_the_order_examples_in_the_docstrings_hold() -> None:
+    import doctest
+
+    import landscape.grid
+    import landscape.preview
+
+    for module in (landscape.grid, landscape.preview):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
