@@ -129,7 +129,9 @@ def test_a_stopped_serial_run_previews_its_level_and_resumes(tiny_ckpt: Path, tm
     plt.close(fig)
     code, stdout, err = run_cli_here(tmp_path, "plot", out, "--surf", "train_loss", "--kind", "contour")
     assert code == 0, err
-    assert Path(tmp_path / stdout.split()[0]).exists()
+    lines = stdout.splitlines()
+    assert lines[0] == f"note: {note} (the file is still being computed; plot it again later)"
+    assert lines[1:] and all((tmp_path / line).exists() for line in lines[1:])
     page = report_html([s])
     assert note in page and "blank areas" not in page and "http-equiv='refresh'" not in page
 

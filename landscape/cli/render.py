@@ -88,10 +88,12 @@ def _note(text: str) -> None:
 
 def _run_plot(args: argparse.Namespace) -> int:
     from ..plotting import save_plots
-    from ..preview import preview
+    from ..preview import preview, preview_note
     from ..storage import read_surface
 
     surface = preview(read_surface(args.file))  # a file still being computed: its finest complete level
+    if preview_note(surface):
+        _note(f"{preview_note(surface)} (the file is still being computed; plot it again later)")
     paths = save_plots(
         surface, args.out, args.surf, args.kind, args.format, args.dpi,
         vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log, zmax=args.zmax,
