@@ -38,6 +38,7 @@ __all__ = [
     "level_points",
     "point_levels",
     "coarse_to_fine",
+    "level_breaks",
 ]
 
 # The largest surface any command computes or reads: 10 million grid points (a 3162 x 3162
@@ -243,3 +244,16 @@ def coarse_to_fine(shape: tuple[int, ...], anchors: tuple[int, ...] | None = Non
     """
     levels = point_levels(tuple(int(n) for n in shape), anchors).ravel()
     return np.argsort(levels, kind="stable").astype(np.int64)
+
+
+def level_breaks(grid: Grid, flat: np.ndarray) -> tuple[int, ...]:
+    """Positions in `flat` (points in coarse-to-fine order, e.g. the pending ones) where a new
+    level starts: a chunk that ends there puts each level in the file as soon as it is done.
+
+    Example:
+        >>> g = Grid(Axis.parse("-1:1:5"))
+        >>> g.order().tolist(), level_breaks(g, g.order())
+        ([0, 2, 4, 1, 3], (3,))
+    """
+    levels = point_levels(grid.shape, grid.anchors()).ravel()[np.asarray(flat, dtype=np.int64)]
+    return tuple(int(i) + 1 for i in np.flatnonzero(np.diff(levels)))
