@@ -13,8 +13,9 @@ The protocol is point-to-point only; nothing travels per grid point:
   error that every rank then exits with;
 - a worker asks for two chunks, and with the results of each chunk asks for one more, so it
   always holds its next chunk while computing. Rank 0 answers from a queue of pending flat
-  indices (`ChunkQueue`): whole passes, about 1.5 s of that rank's measured work, smaller near
-  the end so that the ranks finish together; a slow rank simply asks less often;
+  indices (`ChunkQueue`) in the file's order (coarse to fine, `SurfaceWriter.pending`): whole
+  passes, about 1.5 s of that rank's measured work, ending at level ends, smaller near the end
+  so that the ranks finish together; a slow rank simply asks less often;
 - rank 0 evaluates chunks too, in a helper thread; its main thread polls MPI, gives every
   chunk it receives to the sink (the surface file flushes per chunk: a kill loses at most the
   chunks in flight) and draws the progress bar for all ranks;
@@ -343,7 +344,7 @@ def _serve_and_store(
                 if item[0] == "error":
                     raise LandscapeError(f"rank 0 failed: {item[1]}")
                 if item[0] == "ready":
-                    chunks = ChunkQueue(pending, layout.size, found["unit"])
+                    chunks = ChunkQueue(pending, layout.size, found["unit"], breaks=start.breaks)
                     t_start = time.perf_counter()
                 else:  # hand out the next chunk first, so rank 0's thread waits only for this
                     computer.held -= 1

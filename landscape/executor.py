@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -41,6 +42,7 @@ __all__ = [
     "Executor",
     "SerialExecutor",
     "chunk_points",
+    "chunk_end",
     "ChunkQueue",
 ]
 
@@ -78,6 +80,9 @@ class Start:
     label: str = ""  # rank 0's device, for the log line of a parallel run
     progress: Progress | None = None
     quiet: bool = True
+    # positions in `pending` where a chunk must end: the end of each level of a coarse-to-fine
+    # grid (`landscape.grid.level_breaks`), so that a level is in the file as soon as it is done
+    breaks: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,18 @@ class Executor(Protocol):
         """Wait until every rank has returned from `run` (rank 0 has finished the sink)."""
 
 
+def chunk_end(begin: int, size: int, breaks: tuple[int, ...]) -> int:
+    """Where a chunk of `size` from `begin` ends: at the first break inside it, if any.
+
+    Example:
+        >>> chunk_end(0, 10, (4, 13)), chunk_end(4, 10, (4, 13)), chunk_end(13, 10, (4, 13))
+        (4, 13, 23)
+    """
+    end = begin + size
+    cut = breaks[bisect.bisect_right(breaks, begin)] if breaks and breaks[-1] > begin else end
+    return min(end, cut)
+
+
 def chunk_points(seconds_per_point: float, points_per_pass: int, target_seconds: float = 2.0) -> int:
     """Points per chunk: whole passes, about `target_seconds` of work, at most 4096.
 
@@ -146,7 +163,7 @@ class SerialExecutor:
         t_start = time.perf_counter()
         done, chunk = 0, unit
         while done < len(pending):
-            idx = pending[done : done + chunk]
+            idx = pending[done : chunk_end(done, chunk, start.breaks)]
             t0 = time.perf_counter()
             values = evaluate(idx)
             dt = time.perf_counter() - t0
@@ -173,7 +190,8 @@ class ChunkQueue:
     A rank's first chunk is one pass (to measure it); later chunks hold about `target_seconds`
     of that rank's measured work, and never more than a `1 / (2 * ranks)` share of what is left,
     so chunks shrink near the end and the ranks finish together. Chunk sizes are multiples of
-    `unit` (points per pass) but for the last, so points share passes exactly as in a serial run.
+    `unit` (points per pass) but for the last and those cut at a level end (`breaks`, as the
+    serial executor cuts them), so points share passes exactly as in a serial run.
 
     Example:
         >>> q = ChunkQueue(np.arange(100), ranks=2, unit=4)
@@ -182,9 +200,11 @@ class ChunkQueue:
     """
 
     def __init__(
-        self, pending: np.ndarray, ranks: int, unit: int = 1, target_seconds: float = 1.5
+        self, pending: np.ndarray, ranks: int, unit: int = 1, target_seconds: float = 1.5,
+        breaks: tuple[int, ...] = (),
     ) -> None:
         self.pending = np.asarray(pending, dtype=np.int64)
+        self.breaks = tuple(breaks)  # chunks end there too (`Start.breaks`)
         self.ranks = max(1, int(ranks))
         self.unit = max(1, int(unit))
         self.target_seconds = target_seconds
@@ -211,6 +231,6 @@ class ChunkQueue:
 
     def next(self, rank: int) -> np.ndarray:
         """The next chunk for `rank` (empty when everything has been handed out)."""
-        chunk = self.pending[self.cursor : self.cursor + self.size_for(rank)]
+        chunk = self.pending[self.cursor : chunk_end(self.cursor, self.size_for(rank), self.breaks)]
         self.cursor += len(chunk)
         return chunk

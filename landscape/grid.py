@@ -3,14 +3,25 @@
 A grid of shape [nx] or [nx, ny] stores value [i, j] at (x[i], y[j]). Points are numbered in
 C order (flat = i * ny + j), which is right for non-square grids.
 
+Points are computed coarse to fine (`coarse_to_fine`): first every 2^K-th index of each axis
+(counted from the centre, both ends always included), then each level adds the points that
+halve the spacing, down to spacing 1. After each level the points done so far form a full
+sub-grid over the whole range, so a file still being computed can be drawn
+(`landscape.preview`): for -1:1:51 by -1:1:51, the spacing-2 level (27x27 = 729 of 2601 points,
+the centre included) is complete after 28% of the run.
+
 Example:
     >>> g = Grid(Axis.parse("-1:1:3"), Axis.parse("0:1:2"))
     >>> g.shape, g.coords_of([0, 5]).tolist()
     ((3, 2), [[-1.0, 0.0], [1.0, 1.0]])
+    >>> g = Grid(Axis.parse("-1:1:51"), Axis.parse("-1:1:51"))
+    >>> g.anchors(), len(level_points(51, 2, anchor=25)) ** 2, int(g.order()[0])
+    ((25, 25), 729, 0)
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -18,7 +29,17 @@ import numpy as np
 
 from .errors import LandscapeError
 
-__all__ = ["Axis", "Grid", "MAX_GRID_POINTS"]
+__all__ = [
+    "Axis",
+    "Grid",
+    "MAX_GRID_POINTS",
+    "axis_anchor",
+    "level_spacings",
+    "level_points",
+    "point_levels",
+    "coarse_to_fine",
+    "level_breaks",
+]
 
 # The largest surface any command computes or reads: 10 million grid points (a 3162 x 3162
 # grid; 80 MB per float64 array). Larger grids are refused before anything is allocated.
@@ -119,6 +140,14 @@ class Grid:
         ix, iy = np.divmod(flat, self.y.num)
         return np.stack([xs[ix], self.y.coords()[iy]], axis=1)
 
+    def anchors(self) -> tuple[int, ...]:
+        """Per axis, the index its levels are anchored at: its zero coordinate, else 0."""
+        return tuple(axis_anchor(a.coords()) for a in (self.x, self.y) if a is not None)
+
+    def order(self) -> np.ndarray:
+        """Flat indices of every point, coarse to fine, anchored at the centre (`coarse_to_fine`)."""
+        return coarse_to_fine(self.shape, self.anchors())
+
     def center_index(self) -> int | None:
         """Flat index of the point at (0, 0) if the grid has it, else None."""
         idx = []
@@ -130,3 +159,101 @@ class Grid:
                 return None
             idx.append(int(hits[0]))
         return int(np.ravel_multi_index(tuple(idx), self.shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# coarse-to-fine order
+#
+# An axis's levels are anchored at one index (`anchors`, default 0): the level at spacing s keeps
+# the indices congruent to the anchor modulo s, and both ends. Surfaces anchor each axis at its
+# zero coordinate (`axis_anchor`: the trained weights), so that every preview holds the centre:
+# on the default -1:1:51 axis, index 25 is odd and would otherwise only come in the last level.
+
+
+def axis_anchor(coords: np.ndarray) -> int:
+    """Index of the coordinate 0 (the centre of the landscape) if the axis has it, else 0.
+
+    Example:
+        >>> axis_anchor(np.linspace(-1, 1, 51)), axis_anchor(np.linspace(0.5, 1, 3))
+        (25, 0)
+    """
+    hits = np.flatnonzero(np.isclose(np.asarray(coords, dtype=np.float64), 0.0, atol=1e-12))
+    return int(hits[0]) if len(hits) else 0
+
+
+def _anchors(shape: tuple[int, ...], anchors: tuple[int, ...] | None) -> tuple[int, ...]:
+    return tuple(0 for _ in shape) if anchors is None else tuple(int(a) for a in anchors)
+
+
+def level_spacings(shape: tuple[int, ...], anchors: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """Index spacings of the levels, coarsest first: powers of two down to 1.
+
+    The coarsest is the largest power of two within the longest reach from an anchor to an end
+    of its axis, so level 0 holds the ends and the anchor of each axis.
+
+    Example:
+        >>> level_spacings((51, 51)), level_spacings((51, 51), (25, 25)), level_spacings((1, 1))
+        ((32, 16, 8, 4, 2, 1), (16, 8, 4, 2, 1), (1,))
+    """
+    reach = max(max(a, n - 1 - a) for n, a in zip(shape, _anchors(shape, anchors)))
+    top = 1 << (reach.bit_length() - 1) if reach > 1 else 1
+    return tuple(top >> k for k in range(top.bit_length()))
+
+
+def level_points(n: int, spacing: int, anchor: int = 0) -> np.ndarray:
+    """Indices of an axis of `n` points kept at `spacing`: every `spacing`-th from the anchor
+    (both ways), and both ends.
+
+    Example:
+        >>> level_points(51, 4).tolist()
+        [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 50]
+        >>> level_points(51, 16, anchor=25).tolist(), level_points(1, 4).tolist()
+        ([0, 9, 25, 41, 50], [0])
+    """
+    idx = np.arange(anchor % spacing, n, spacing, dtype=np.int64)
+    return np.union1d(idx, np.array([0, n - 1], dtype=np.int64))
+
+
+def point_levels(shape: tuple[int, ...], anchors: tuple[int, ...] | None = None) -> np.ndarray:
+    """The level of every point (int array of `shape`; 0 = coarsest, see `level_spacings`).
+
+    A point is in the first level whose spacing keeps its index on every axis; the points of
+    levels 0..k together are the full sub-grid `level_points(n, spacing_k, anchor)` of each axis.
+
+    Example:
+        >>> point_levels((5,)).tolist(), point_levels((3, 3)).tolist()
+        ([0, 2, 1, 2, 0], [[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+    """
+    anchors = _anchors(shape, anchors)
+    spacings = level_spacings(shape, anchors)
+    per_axis = []
+    for n, anchor in zip(shape, anchors):
+        lv = np.full(n, len(spacings) - 1, dtype=np.int64)
+        for k in range(len(spacings) - 1, -1, -1):  # finest first: coarser levels overwrite
+            lv[level_points(n, spacings[k], anchor)] = k
+        per_axis.append(lv)
+    return functools.reduce(np.maximum, np.ix_(*per_axis))  # [n0, n1, ...]: the finer axis decides
+
+
+def coarse_to_fine(shape: tuple[int, ...], anchors: tuple[int, ...] | None = None) -> np.ndarray:
+    """Flat indices of every grid point, level by level (coarsest first), C order in a level.
+
+    Example:
+        >>> coarse_to_fine((5,)).tolist(), coarse_to_fine((3, 3)).tolist()
+        ([0, 4, 2, 1, 3], [0, 2, 6, 8, 1, 3, 4, 5, 7])
+    """
+    levels = point_levels(tuple(int(n) for n in shape), anchors).ravel()
+    return np.argsort(levels, kind="stable").astype(np.int64)
+
+
+def level_breaks(grid: Grid, flat: np.ndarray) -> tuple[int, ...]:
+    """Positions in `flat` (points in coarse-to-fine order, e.g. the pending ones) where a new
+    level starts: a chunk that ends there puts each level in the file as soon as it is done.
+
+    Example:
+        >>> g = Grid(Axis.parse("-1:1:5"))
+        >>> g.order().tolist(), level_breaks(g, g.order())
+        ([0, 2, 4, 1, 3], (3,))
+    """
+    levels = point_levels(grid.shape, grid.anchors()).ravel()[np.asarray(flat, dtype=np.int64)]
+    return tuple(int(i) + 1 for i in np.flatnonzero(np.diff(levels)))

@@ -27,6 +27,7 @@ import numpy as np
 from ._version import __version__
 from .errors import LandscapeError
 from .outputs import atomic_write, check_output
+from .preview import preview, preview_note
 from .text import printable
 from .views import (
     EIG_RATIO_MAX,
@@ -336,7 +337,7 @@ def _metadata_rows(s: Surface) -> list[tuple[str, Any, str]]:
         ("data", ds.get("name"), ""),
         ("samples", {k: a.get(f"n_{k}") for k in ("train", "test") if a.get(f"n_{k}") is not None}, "per split"),
         ("grid", grid, "steps along the directions"),
-        ("points done", f"{s.done} of {s.computed.size}", ""),
+        ("points done", preview_note(s) or f"{s.done} of {s.computed.size}", ""),
         ("directions", a.get("dir_kind"), "random, pca, interpolate, plane, hessian, file"),
         ("direction type", a.get("dir_type"), "weights: parameters only; states: BN statistics too"),
         ("normalization", a.get("norm"), ""),
@@ -530,12 +531,14 @@ def _div(fig_id: str, fig: dict[str, Any], classes: str) -> str:
 
 
 def report_html(
-    surfaces: Sequence[Surface], surf: str | None = None, zmax: float | None = None, title: str | None = None
+    surfaces: Sequence[Surface], surf: str | None = None, zmax: float | None = None, title: str | None = None,
+    reload_seconds: int | None = None,
 ) -> str:
-    """The whole report as one HTML string (plotly.js inlined once; no network at all)."""
+    """The whole report as one HTML string (plotly.js inlined once; no network at all). With
+    `reload_seconds` (`report --watch`) the page reloads itself that often."""
     from plotly.offline import get_plotlyjs
 
-    surfaces = [as_drawable(s) for s in surfaces]
+    surfaces = [as_drawable(preview(s)) for s in surfaces]  # a partial file: its finest complete level
     figs = report_figures(surfaces, surf, zmax)
     main = _main_surf(surfaces, surf)
     skipped = "".join(f"<p class='warn'>note: {html.escape(n)}</p>" for n in skipped_views(surfaces, surf, zmax))
@@ -569,7 +572,8 @@ def report_html(
         )
         parts.append(
             f"<section id='{sec}'><h2>{heading}</h2>"
-            + (f"<p class='warn'>{html.escape(note)}: blank areas are not computed yet</p>" if note else "")
+            + (f"<p class='warn'>{html.escape(note)}{'' if preview_note(s) else ': blank areas are not computed yet'}</p>"
+               if note else "")
             + f"<div class='grid' style='--cols:2'>{''.join(by_section.get(sec, []))}</div>{tables}</section>"
         )
         nav.append(f"<a href='#{sec}'>{html.escape(Path(s.path).name)}</a>")
@@ -579,7 +583,8 @@ def report_html(
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         "<link rel='icon' href='data:,'>"
-        f"<title>{html.escape(page_title)}</title><style>{_CSS}</style>\n"
+        + (f"<meta http-equiv='refresh' content='{int(reload_seconds)}'>" if reload_seconds else "")
+        + f"<title>{html.escape(page_title)}</title><style>{_CSS}</style>\n"
         f"<script type='text/javascript'>{get_plotlyjs()}</script>\n</head>"
         "<body data-zscale='linear'><header>"
         f"<h1>{html.escape(page_title)}</h1>"
@@ -596,15 +601,16 @@ def report_html(
 
 def write_report(
     surfaces: Sequence[Surface], path: str | Path, surf: str | None = None, zmax: float | None = None,
-    on_skip: Callable[[str], None] | None = None,
+    on_skip: Callable[[str], None] | None = None, reload_seconds: int | None = None,
 ) -> Path:
     """Write `report_html(...)` to `path`; return the path. Views left out because their array
     has no finite value are also told to `on_skip`, one line each."""
+    surfaces = [preview(s) for s in surfaces]
     for note in skipped_views(surfaces, surf, zmax) if on_skip else ():
         on_skip(note)
     path = Path(path)
     check_output(path, "html")
-    return write_html(path, report_html(surfaces, surf, zmax))
+    return write_html(path, report_html(surfaces, surf, zmax, reload_seconds=reload_seconds))
 
 
 def write_html(path: Path, text: str) -> Path:

@@ -29,7 +29,7 @@ from .cpu import cpu_info, time_call
 from .errors import LandscapeError
 from .evaluate import LoaderEvaluator, PointEvaluator
 from .executor import Evaluate, Executor, RunStats, SerialExecutor, Start, Work
-from .grid import Grid
+from .grid import Grid, level_breaks
 from .inputs import is_batched_split
 from .job import SurfaceJob, legacy_settings, pack_directions, unpack_directions
 from .lock import SurfaceLock
@@ -428,7 +428,7 @@ def run_prepared(
         message = lambda: {"directions": pack_directions(job.directions)}  # noqa: E731
         sink = FileSink(job.out, len(pending), executor.size, job.engine.quiet)
         return Start(pending, sink, message, str(job.device), _progress(job, len(pending)),
-                     job.engine.quiet)
+                     job.engine.quiet, level_breaks(job.grid, pending))
 
     def setup(n_pending: int, message: Any, preloaded: Any) -> tuple[Evaluate, int]:
         if message is None:  # rank 0, or a serial run

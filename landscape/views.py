@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import LandscapeError
+from .preview import preview_note
 from .text import printable
 
 if TYPE_CHECKING:  # annotations only
@@ -313,9 +314,11 @@ def _surface_title(surface: Surface, surf: str | None) -> str:
 
 
 def partial_note(surface: Surface) -> str | None:
-    """'partial: 120 of 315 points computed' for a surface still being computed, else None."""
+    """'partial: 120 of 315 points computed' for a surface still being computed, 'preview: 13x13
+    of 51x51, every 4th point; 700/2601 computed' for a preview of one (`landscape.preview`),
+    else None."""
     if surface.done == surface.computed.size:
-        return None
+        return preview_note(surface)
     return f"partial: {surface.done} of {surface.computed.size} points computed"
 
 

@@ -28,7 +28,10 @@ the benchmark's own process, which has the allocator setting every `landscape` c
    as a ratio to its fair share: the time without the busy process x cores / (cores - 1) (x 2 on
    a 2-core machine, or on one core), of the same settings and of the fastest settings.
 
-Usage: python scripts/bench.py [--quick] [--plans-only | --busy-only] [--json results.json]
+5. surfaces useful early: a resnet20 surface (2,048 images, 25x25) computed coarse to fine, the
+   time until the whole range exists at half the resolution against the whole run.
+
+Usage: python scripts/bench.py [--quick] [--plans-only | --busy-only | --preview-only] [--json results.json]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -54,10 +58,11 @@ from landscape.cpu import cpu_info
 from landscape.device import tune_host_allocator
 from landscape.directions import Directions, random_directions
 from landscape.evaluate import PointEvaluator
-from landscape.grid import Axis, Grid
+from landscape.grid import Axis, Grid, level_points, level_spacings, point_levels
 from landscape.job import Engine, Plane, Record, SurfaceJob, Target
 from landscape.models import create_model
 from landscape.planning import candidate_plans
+from landscape.preview import complete_level
 from landscape.runner import run_job
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -420,11 +425,113 @@ def _print_contention(r: dict) -> None:
         print(f"  {_SETTINGS_TEXT[settings]:52s} alone {alone:6.2f} s, beside a busy process {busy:6.2f} s ="
               f" {r[f'ratio_{settings}']:.2f}x fair share (own), {r[f'ratio_{settings}_vs_best']:.2f}x (best)")
     print("  target: at most 1.3x the fair share", flush=True)
+# ---------------------------------------------------------------------------------------------
+# surfaces useful early: time until the first full-range preview
+
+
+def _watch_levels(path: Path, anchors: tuple[int, ...], seen: dict[int, float], stop: threading.Event,
+                  poll: float = 0.05) -> None:
+    """Record when each level (by spacing) is first complete in the file being written."""
+    while not stop.is_set():
+        try:
+            with h5py.File(path, "r", locking=False) as f:
+                done = f["computed"][()].astype(bool)
+        except (OSError, KeyError):  # not created yet
+            done = None
+        if done is not None:
+            level = complete_level(done, anchors)
+            if level is not None:
+                seen.setdefault(level.spacing, time.perf_counter())
+        stop.wait(poll)
+
+
+def bench_preview(name: str, n_images: int, grid_n: int, tmp: Path) -> dict:
+    """One 2D surface, computed coarse to fine: seconds until the whole range exists at half the
+    resolution (the spacing-2 level complete in the file, as `report --watch` sees it) against
+    the whole run (from the job's start: planning included)."""
+    _, x, y = _cnn_data(n_images)
+    model, d = _cnn_model(name)
+    grid = _grid(grid_n)
+    path = tmp / f"{name}_preview.h5"
+    seen: dict[int, float] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_levels, args=(path, grid.anchors(), seen, stop), daemon=True)
+    start = time.perf_counter()
+    watcher.start()
+    try:
+        engine_surface(model, d, x, y, grid, path)
+    finally:
+        total = time.perf_counter() - start
+        stop.set()
+        watcher.join()
+    half = min((t for s, t in seen.items() if s <= 2), default=float("nan"))
+    levels = point_levels(grid.shape, grid.anchors())
+    return {
+        "model": name, "images": n_images, "points": grid.num_points, "total_s": total,
+        "half_resolution_s": half - start, "half_resolution_fraction": (half - start) / total,
+        "half_resolution_points": int((levels <= len(level_spacings(grid.shape, grid.anchors())) - 2).sum()),
+        "half_resolution_shape": [len(level_points(n, 2, a)) for n, a in zip(grid.shape, grid.anchors())],
+        "levels_s": {str(s): t - start for s, t in sorted(seen.items(), reverse=True)},
+    }
+
+
+def _print_preview(r: dict) -> None:
+    n = int(round(r["points"] ** 0.5))
+    half = "x".join(map(str, r["half_resolution_shape"]))
+    print(f"\nfirst full-range preview: {r['model']}, {r['images']} images 32x32x3, {n}x{n} points, coarse to fine")
+    print(f"  whole run              {r['total_s']:8.1f} s")
+    print(f"  {half} preview ready    {r['half_resolution_s']:8.1f} s   "
+          f"{100 * r['half_resolution_fraction']:.0f}% of the run (target <= 30%; "
+          f"{100 * r['half_resolution_points'] / r['points']:.0f}% of the points)")
+    print("  levels complete at     " + ", ".join(
+        f"every {s}: {t:.1f} s" for s, t in r["levels_s"].items()), flush=True)
 
 
 def _print_paper(r: dict) -> None:
     print(f"  paper's algorithm      {r['paper_s_per_point']:8.3f} s/point   (its own process, as its users run it)")
     print(f"  ... with our allocator {r['paper_tuned_s_per_point']:8.3f} s/point   (same process as the engine: 'tuned')")
+
+
+def paper_section(quick: bool, tmp: Path, results: dict) -> None:
+    """Sections 1-3: the paper's algorithm against the engine (resnet20, densenet_bc40, mlp)."""
+    n_img = 512 if quick else 2048
+    g = 2 if quick else 3
+    r = bench_cnn("resnet20", n_img, g, tmp, extra=True)
+    results["resnet20"] = r
+    print(f"\nresnet20, {r['images']} images 32x32x3, {r['points']} points")
+    _print_paper(r)
+    print(f"  engine fp32            {r['engine_fp32_s_per_point']:8.3f} s/point   {r['fp32_speedup']:5.2f}x faster"
+          f" ({r['fp32_speedup_vs_tuned']:.2f}x vs tuned)"
+          f"   (plan: {r['plan_fp32']['plan_strategy']}, batch {r['plan_fp32']['plan_batch_size']},"
+          f" channels_last {r['plan_fp32']['plan_channels_last']}, fold_bn {r['plan_fp32']['plan_fold_bn']})")
+    print(f"  engine bf16            {r['engine_bf16_s_per_point']:8.3f} s/point   {r['bf16_speedup']:5.2f}x faster"
+          f" ({r['bf16_speedup_vs_tuned']:.2f}x vs tuned)"
+          f"   max rel loss error vs fp32 {r['bf16_max_rel_loss_error']:.2e}")
+    if r["bf16_guard_slowdown"] is None:
+        print("  bf16 guard             not needed: this CPU runs bf16 natively (no check, no warning)")
+    else:
+        verdict = "warned, kept bf16 as asked" if r["bf16_guard_slowdown"] > 1 else "no warning"
+        print(f"  bf16 guard             no native bf16: measured {r['bf16_guard_slowdown']:.2f}x the fp32 time"
+              f" at the first point; {verdict} (the whole run: "
+              f"{r['engine_bf16_s_per_point'] / r['engine_fp32_s_per_point']:.2f}x)")
+    print(f"  engine forced vmap x4  {r['engine_vmap4_s_per_point']:8.3f} s/point   "
+          f"({r['engine_vmap4_s_per_point'] / r['engine_fp32_s_per_point']:.2f}x slower than the chosen plan on this CPU)")
+    print(f"  engine fp32 {r['engine_fp32_gflops']:.1f} GFLOP/s = {100 * r['fp32_fraction_of_limit']:.0f}% of the "
+          f"practical limit {r['conv_limit_fp32_gflops']:.1f} GFLOP/s (conv shapes alone, fp32 channels-last, batch 256);"
+          f" bf16 {r['engine_bf16_gflops']:.1f} of {r['conv_limit_bf16_gflops']:.1f} GFLOP/s", flush=True)
+    r = bench_cnn("densenet_bc40", n_img, g, tmp, extra=False)
+    results["densenet_bc40"] = r
+    print(f"\ndensenet_bc40, {r['images']} images 32x32x3, {r['points']} points")
+    _print_paper(r)
+    print(f"  engine fp32            {r['engine_fp32_s_per_point']:8.3f} s/point   {r['fp32_speedup']:5.2f}x faster"
+          f" ({r['fp32_speedup_vs_tuned']:.2f}x vs tuned)", flush=True)
+    r = bench_mlp(31 if quick else 101, 100 if quick else 300, tmp)
+    results["mlp"] = r
+    print(f"\nmlp on digits ({r['images']} images), {r['points']} points")
+    print(f"  paper's algorithm      {1e3 * r['paper_s_per_point']:8.2f} ms/point (timed on {r['paper_points_timed']} points)")
+    print(f"  engine (chosen: {r['plan']['plan_strategy']} x{r['plan']['plan_points_per_pass']})"
+          f" {1e3 * r['engine_s_per_point']:6.2f} ms/point   {r['speedup']:5.1f}x faster")
+    print(f"  engine forced sequential {1e3 * r['engine_sequential_s_per_point']:6.2f} ms/point", flush=True)
 
 
 def main() -> int:
@@ -439,74 +546,33 @@ def main() -> int:
     ap.add_argument("--plans-only", action="store_true",
                     help="only the plans section (the default's trial against each plan forced)")
     ap.add_argument("--busy-only", action="store_true", help="only the busy-machine comparison")
+    ap.add_argument("--preview-only", action="store_true",
+                    help="only the time until the first full-range preview of a coarse-to-fine surface")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     tune_host_allocator()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores", flush=True)
-    cpu = cpu_info()
-    print(f"cpu: {cpu.describe()}", flush=True)
-    results = {}
-    if args.plans_only:
-        with tempfile.TemporaryDirectory() as tmpdir:
-            # --quick: a smoke run, too short for the trial's "auto" bounds: the trial is forced on
-            quick = (128, 8, "on") if args.quick else (2048, 9, "auto")
-            results["plans"] = bench_plans(quick[0], quick[1], Path(tmpdir), trial=quick[2])
-            _print_plans(results["plans"])
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-        return 0
+    print(f"cpu: {cpu_info().describe()}", flush=True)
+    only = [name for name, on in (("plans", args.plans_only), ("busy", args.busy_only),
+                                  ("preview", args.preview_only)) if on]
+    sections = only or ["paper", "plans", "busy", "preview"]
+    results: dict = {}
+    q = args.quick
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        if args.busy_only:
-            results["contention"] = bench_contention(5 if args.quick else 9, 1 if args.quick else 3, tmp)
+        if "paper" in sections:
+            paper_section(q, tmp, results)
+        if "plans" in sections:
+            # --quick: a smoke run, too short for the trial's "auto" bounds: the trial is forced on
+            results["plans"] = bench_plans(128 if q else 2048, 8 if q else 9, tmp, trial="on" if q else "auto")
+            _print_plans(results["plans"])
+        if "busy" in sections:
+            results["contention"] = bench_contention(5 if q else 9, 1 if q else 3, tmp)
             _print_contention(results["contention"])
-            if args.json:
-                Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-            return 0
-        n_img = 512 if args.quick else 2048
-        g = 2 if args.quick else 3
-        r = bench_cnn("resnet20", n_img, g, tmp, extra=True)
-        results["resnet20"] = r
-        print(f"\nresnet20, {r['images']} images 32x32x3, {r['points']} points")
-        _print_paper(r)
-        print(f"  engine fp32            {r['engine_fp32_s_per_point']:8.3f} s/point   {r['fp32_speedup']:5.2f}x faster"
-              f" ({r['fp32_speedup_vs_tuned']:.2f}x vs tuned)"
-              f"   (plan: {r['plan_fp32']['plan_strategy']}, batch {r['plan_fp32']['plan_batch_size']},"
-              f" channels_last {r['plan_fp32']['plan_channels_last']}, fold_bn {r['plan_fp32']['plan_fold_bn']})")
-        print(f"  engine bf16            {r['engine_bf16_s_per_point']:8.3f} s/point   {r['bf16_speedup']:5.2f}x faster"
-              f" ({r['bf16_speedup_vs_tuned']:.2f}x vs tuned)"
-              f"   max rel loss error vs fp32 {r['bf16_max_rel_loss_error']:.2e}")
-        if r["bf16_guard_slowdown"] is None:
-            print("  bf16 guard             not needed: this CPU runs bf16 natively (no check, no warning)")
-        else:
-            verdict = "warned, kept bf16 as asked" if r["bf16_guard_slowdown"] > 1 else "no warning"
-            print(f"  bf16 guard             no native bf16: measured {r['bf16_guard_slowdown']:.2f}x the fp32 time"
-                  f" at the first point; {verdict} (the whole run: "
-                  f"{r['engine_bf16_s_per_point'] / r['engine_fp32_s_per_point']:.2f}x)")
-        print(f"  engine forced vmap x4  {r['engine_vmap4_s_per_point']:8.3f} s/point   "
-              f"({r['engine_vmap4_s_per_point'] / r['engine_fp32_s_per_point']:.2f}x slower than the chosen plan on this CPU)")
-        print(f"  engine fp32 {r['engine_fp32_gflops']:.1f} GFLOP/s = {100 * r['fp32_fraction_of_limit']:.0f}% of the "
-              f"practical limit {r['conv_limit_fp32_gflops']:.1f} GFLOP/s (conv shapes alone, fp32 channels-last, batch 256);"
-              f" bf16 {r['engine_bf16_gflops']:.1f} of {r['conv_limit_bf16_gflops']:.1f} GFLOP/s", flush=True)
-        r = bench_cnn("densenet_bc40", n_img, g, tmp, extra=False)
-        results["densenet_bc40"] = r
-        print(f"\ndensenet_bc40, {r['images']} images 32x32x3, {r['points']} points")
-        _print_paper(r)
-        print(f"  engine fp32            {r['engine_fp32_s_per_point']:8.3f} s/point   {r['fp32_speedup']:5.2f}x faster"
-              f" ({r['fp32_speedup_vs_tuned']:.2f}x vs tuned)", flush=True)
-        r = bench_mlp(31 if args.quick else 101, 100 if args.quick else 300, tmp)
-        results["mlp"] = r
-        print(f"\nmlp on digits ({r['images']} images), {r['points']} points")
-        print(f"  paper's algorithm      {1e3 * r['paper_s_per_point']:8.2f} ms/point (timed on {r['paper_points_timed']} points)")
-        print(f"  engine (chosen: {r['plan']['plan_strategy']} x{r['plan']['plan_points_per_pass']})"
-              f" {1e3 * r['engine_s_per_point']:6.2f} ms/point   {r['speedup']:5.1f}x faster")
-        print(f"  engine forced sequential {1e3 * r['engine_sequential_s_per_point']:6.2f} ms/point", flush=True)
-        g = 8 if args.quick else 9
-        results["plans"] = bench_plans(128 if args.quick else 2048, g, tmp, trial="on" if args.quick else "auto")
-        _print_plans(results["plans"])
-        results["contention"] = bench_contention(5 if args.quick else 9, 1 if args.quick else 3, tmp)
-        _print_contention(results["contention"])
+        if "preview" in sections:
+            results["preview"] = bench_preview("resnet20", 64 if q else 2048, 17 if q else 25, tmp)
+            _print_preview(results["preview"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

@@ -16,7 +16,16 @@ import torch
 
 from landscape.compute import SurfaceConfig, prepare_job
 from landscape.errors import LandscapeError, describe_error, one_line
-from landscape.executor import ListSink, RunStats, SerialExecutor, Start, Work, chunk_points
+from landscape.executor import (
+    ChunkQueue,
+    ListSink,
+    RunStats,
+    SerialExecutor,
+    Start,
+    Work,
+    chunk_points,
+)
+from landscape.grid import Axis, Grid, level_breaks
 from landscape.runner import run_job
 from landscape.storage import read_surface
 
@@ -110,3 +119,28 @@ def test_in_memory_and_file_surfaces_are_equal(tmp_path: Path) -> None:
     for name in ("train_loss", "train_acc"):
         np.testing.assert_array_equal(mem.arrays[name], disk.arrays[name])
     assert mem.attrs["settings"] == disk.attrs["settings"]
+
+
+def test_chunks_end_at_level_breaks_serially_and_in_the_mpi_queue() -> None:
+    """A coarse-to-fine grid's levels reach the file as soon as each is done: no chunk spans the
+    end of a level (`Start.breaks`), serially and in rank 0's queue."""
+    grid = Grid(Axis.parse("-1:1:9"), Axis.parse("-1:1:9"))
+    pending = grid.order()
+    breaks = level_breaks(grid, pending)
+    assert breaks == (9, 25)  # 3x3 (ends and centre), then 5x5, then all 81
+    sink = ListSink()
+    work = Work(
+        prepare=lambda: Start(pending, sink, breaks=breaks),
+        setup=lambda n, message, preloaded: (lambda idx: {"v": idx * 1.0}, 2),
+    )
+    SerialExecutor().run(work)
+    ends = np.cumsum([len(idx) for idx, _ in sink.chunks]).tolist()
+    assert 9 in ends and 25 in ends and ends[-1] == 81
+    np.testing.assert_array_equal(np.concatenate([idx for idx, _ in sink.chunks]), pending)
+
+    q = ChunkQueue(pending, ranks=2, unit=4, breaks=breaks)
+    q.record(0, 4, 1e-6)  # fast: the next chunk would take everything the share allows
+    chunks = [q.next(0) for _ in range(40)]
+    ends = np.cumsum([len(c) for c in chunks]).tolist()
+    assert 9 in ends and 25 in ends and ends[-1] == 81
+    np.testing.assert_array_equal(np.concatenate(chunks), pending)

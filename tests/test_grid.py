@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from landscape.errors import LandscapeError
-from landscape.grid import Axis, Grid
+from landscape.grid import Axis, Grid, coarse_to_fine, level_points, level_spacings, point_levels
 
 
 def test_axis_parses_min_max_num() -> None:
@@ -78,3 +80,73 @@ def test_center_index() -> None:
     assert Grid(Axis.parse("-1:1:5"), Axis.parse("0:1:3")).center_index() == 2 * 3 + 0
     assert Grid(Axis.parse("-1:1:4")).center_index() is None
     assert Grid(Axis.parse("-0.5:1.5:5")).center_index() == 1
+
+
+# ----------------------------------------------------------------------------- coarse-to-fine order
+
+
+def _axis_set(n: int, spacing: int, anchor: int = 0) -> set[int]:
+    """Indices kept at `spacing`, written independently: the anchor plus or minus multiples of
+    it, and both ends."""
+    return {i for i in range(n) if (i - anchor) % spacing == 0} | {0, n - 1}
+
+
+@pytest.mark.parametrize(
+    ("shape", "anchors"),
+    [((51, 51), None), ((51, 51), (25, 25)), ((21, 15), (10, 7)), ((21, 15), (3, 14)), ((5, 3), None),
+     ((1, 7), (0, 3)), ((2, 2), None), ((1, 1), None), ((9,), (4,)), ((2,), None), ((1,), None), ((33, 64), (16, 0))],
+)
+def test_coarse_to_fine_visits_every_point_once_level_by_level(
+    shape: tuple[int, ...], anchors: tuple[int, ...] | None
+) -> None:
+    order = coarse_to_fine(shape, anchors)
+    total = int(np.prod(shape))
+    assert order.dtype == np.int64 and sorted(order.tolist()) == list(range(total))
+    if anchors is None:  # a grid from 0 to 1: no zero inside, its levels start at index 0
+        assert Grid(*(Axis(0.0, 1.0, n) for n in shape)).order().tolist() == order.tolist()
+    spacings = level_spacings(shape, anchors)
+    anchors = anchors or tuple(0 for _ in shape)
+    assert spacings[-1] == 1 and all(a == 2 * b for a, b in zip(spacings, spacings[1:]))
+    levels = point_levels(shape, anchors).ravel()[order]
+    assert (np.diff(levels) >= 0).all()  # levels in order
+    seen = 0
+    for k, spacing in enumerate(spacings):
+        # the points of levels 0..k are exactly the full sub-grid at this spacing
+        sub = [sorted(_axis_set(n, spacing, a)) for n, a in zip(shape, anchors)]
+        expected = {int(np.ravel_multi_index(ix, shape)) for ix in itertools.product(*sub)}
+        seen = int((levels <= k).sum())
+        assert set(order[:seen].tolist()) == expected
+        assert seen == int(np.prod([len(s) for s in sub]))
+        assert set(level_points(shape[0], spacing, anchors[0]).tolist()) == _axis_set(shape[0], spacing, anchors[0])
+        assert all(a in s for a, s in zip(anchors, sub))  # every level holds the anchor
+        # within a level, C order
+        part = order[levels == k]
+        assert (np.diff(part) > 0).all()
+    assert seen == total
+
+
+def test_half_resolution_of_51x51_is_about_a_quarter_of_the_points() -> None:
+    levels = point_levels((51, 51))
+    assert level_spacings((51, 51)) == (32, 16, 8, 4, 2, 1)
+    assert [(levels <= k).sum() for k in range(6)] == [9, 25, 64, 196, 676, 2601]
+    assert level_points(51, 32).tolist() == [0, 32, 50]
+    # a surface's grid counts from its centre, which every level then holds (25 is odd)
+    grid = Grid(Axis.parse("-1:1:51"), Axis.parse("-1:1:51"))
+    assert grid.anchors() == (25, 25) and grid.order()[:25].tolist() == [
+        i * 51 + j for i in (0, 9, 25, 41, 50) for j in (0, 9, 25, 41, 50)
+    ]
+    levels = point_levels(grid.shape, grid.anchors())
+    assert [(levels <= k).sum() for k in range(5)] == [25, 81, 225, 729, 2601]  # 729 = 28%
+    assert level_points(51, 2, 25).tolist() == [0, *range(1, 50, 2), 50]
+    assert Grid(Axis.parse("0.5:1:3")).anchors() == (0,)
+
+
+def test_the_order_examples_in_the_docstrings_hold() -> None:
+    import doctest
+
+    import landscape.grid
+    import landscape.preview
+
+    for module in (landscape.grid, landscape.preview):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

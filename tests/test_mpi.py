@@ -24,6 +24,8 @@ from conftest import cli_env, digits_splits, landscape_command, mpiexec_command,
 from landscape.checkpoint import load_checkpoint
 from landscape.distributed import ChunkQueue, mpi_timeout, rank_threads, want_mpi
 from landscape.errors import LandscapeError
+from landscape.grid import level_points
+from landscape.preview import complete_level
 from landscape.storage import read_directions, read_surface
 
 SURFACE_PY = Path(__file__).resolve().parents[1] / "scripts" / "surface.py"
@@ -399,3 +401,41 @@ def test_bad_input_gives_one_line_from_all_ranks(tiny_ckpt: Path, tmp_path: Path
     code, _, err, _ = _run(2, "--ckpt", str(tiny_ckpt), "--x=1:-1:5", cwd=tmp_path)
     assert code == 2 and "--x='1:-1:5': MIN must be below MAX" in _one_line(err)
     assert not list(tmp_path.glob("**/*.h5"))
+
+
+@pytest.mark.mpi
+def test_ranks_compute_coarse_to_fine(tiny_resnet_ckpt: Path, tmp_path: Path) -> None:
+    """Under MPI the file fills level by level: the half-resolution sub-grid (21x21 of 41x41, a
+    quarter of the points) is complete long before the end, where a row-by-row run would have
+    it only with its last row (97% of the points)."""
+    shape = (41, 41)
+    proc = _launch(2, "--ckpt", str(tiny_resnet_ckpt), "--x=-1:1:41", "--y=-1:1:41", "--max-samples", "100",
+                   "--out", "mpi.h5", cwd=tmp_path)
+    path = tmp_path / "mpi.h5"
+    half = np.zeros(shape, bool)
+    half[np.ix_(level_points(41, 2, anchor=20), level_points(41, 2, anchor=20))] = True  # 0 at index 20
+    first_half_done, snapshots = None, 0
+    try:
+        while proc.poll() is None:
+            try:
+                with h5py.File(path, "r", locking=False) as f:
+                    done = f["computed"][()].astype(bool)
+            except (OSError, KeyError):
+                time.sleep(0.02)
+                continue
+            if 0 < done.sum() < done.size:
+                snapshots += 1
+                if first_half_done is None and done[half].all():
+                    first_half_done = int(done.sum())
+            time.sleep(0.02)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    s = read_surface(path)
+    assert s.computed.all() and set(np.unique(s.arrays["point_rank"]).tolist()) == {0, 1}
+    assert snapshots > 0, "the run ended before any partial read; enlarge the grid"
+    assert first_half_done is not None and first_half_done <= 0.9 * s.computed.size, first_half_done
+    assert complete_level(s.computed).spacing == 1

@@ -120,7 +120,12 @@ def test_points_written_in_any_order_land_at_x_i_y_j(surface_file: Path) -> None
     assert s.arrays["point_rank"][0, 1] == -1
     assert s.arrays["point_seconds"][2, 1] == 0.5
     with SurfaceWriter(surface_file) as w:
-        assert w.pending().tolist() == sorted(set(range(15)) - done)
+        # coarse to fine on the 5x3 grid (x -1..1, y 0..0.5): levels counted from x = 0 (row 2)
+        # and y = 0 (column 0); spacing 2 keeps rows 0, 2, 4 and columns 0, 2; spacing 1 adds
+        # the rest (rows 1, 3 and column 1), each level in C order
+        coarse = [0, 2, 6, 8, 12, 14]
+        fine = [1, 3, 4, 5, 7, 9, 10, 11, 13]
+        assert w.pending().tolist() == [k for k in coarse + fine if k not in done]
 
 
 def test_1d_surface(tmp_path: Path) -> None:

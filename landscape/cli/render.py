@@ -33,8 +33,13 @@ REPORT_HELP = """one self-contained interactive HTML report (opens offline)
 Per surface: 3D surface, contour, slices, train against test, curvature, metadata and metrics;
 for several files also a side-by-side view with shared colour scale and linked 3D cameras.
 
-example:
+With --watch, on files still being computed: rewrites the report each time a new level of the
+grid completes (the whole range at a finer resolution); the page reloads itself until every
+surface is complete, then the report is written a last time without the reload.
+
+examples:
   landscape report surfaces/resnet56.h5 surfaces/resnet56_noshort.h5 -o plots/report.html
+  landscape report surfaces/resnet56.h5 --watch        (while `landscape surface` computes it)
 """
 
 EXPORT_HELP = """export a 2D surface for ParaView (VTK PolyData .vtp)
@@ -83,9 +88,12 @@ def _note(text: str) -> None:
 
 def _run_plot(args: argparse.Namespace) -> int:
     from ..plotting import save_plots
+    from ..preview import preview, preview_note
     from ..storage import read_surface
 
-    surface = read_surface(args.file)
+    surface = preview(read_surface(args.file))  # a file still being computed: its finest complete level
+    if preview_note(surface):
+        _note(f"{preview_note(surface)} (the file is still being computed; plot it again later)")
     paths = save_plots(
         surface, args.out, args.surf, args.kind, args.format, args.dpi,
         vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log, zmax=args.zmax,
@@ -130,15 +138,31 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zmax", type=finite_float, default=None, help="clip values above ZMAX in the main views")
     p.add_argument("-o", "--out", default=None,
                    help="HTML file (default plots/<stem>_report.html, or plots/report.html for several)")
+    p.add_argument("--watch", action="store_true",
+                   help="rewrite the report as levels of files being computed complete, until they are done")
+    p.add_argument("--interval", type=positive_float, default=None,
+                   help="with --watch: seconds between looks at the files (default 5)")
 
 
 def _run_report(args: argparse.Namespace) -> int:
     from ..report import write_report
     from ..storage import read_surface
 
-    surfaces = [read_surface(f) for f in args.files]
     default = f"{Path(args.files[0]).stem}_report.html" if len(args.files) == 1 else "report.html"
-    path = write_report(surfaces, args.out or Path("plots") / default, args.surf, args.zmax, on_skip=_note)
+    out = args.out or Path("plots") / default
+    if args.interval is not None and not args.watch:
+        from ..errors import LandscapeError
+
+        raise LandscapeError("--interval is for --watch: add --watch, or leave --interval out")
+    if args.watch:
+        from ..watch import WatchSettings, watch_report
+
+        interval = 5.0 if args.interval is None else args.interval
+        settings = WatchSettings(interval=interval, reload_seconds=max(1, round(interval)))
+        watch_report(args.files, out, args.surf, args.zmax, settings, on_write=print, on_skip=_note)
+        return 0
+    surfaces = [read_surface(f) for f in args.files]
+    path = write_report(surfaces, out, args.surf, args.zmax, on_skip=_note)
     print(path)
     return 0
 
