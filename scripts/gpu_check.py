@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ from landscape.evaluate import PointEvaluator  # noqa: E402
 from landscape.grid import Axis, Grid  # noqa: E402
 from landscape.job import Engine, Plane, Record, SurfaceJob, Target  # noqa: E402
 from landscape.models import create_model  # noqa: E402
-from landscape.planning import EvalPlan, plan_evaluation  # noqa: E402
+from landscape.planning import EvalPlan, candidate_plans  # noqa: E402
 from landscape.runner import run_job  # noqa: E402
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -99,26 +99,8 @@ def _sync(device: torch.device) -> None:
 
 def _candidates(model: nn.Module, device: torch.device, n_points: int, precision: str,
                 sample: torch.Tensor) -> list[EvalPlan]:
-    """`landscape.planning.candidate_plans` (first = the rule's plan); until it exists, the rule's
-    plan and the alternatives worth timing on this device (removed at merge)."""
-    try:
-        from landscape.planning import candidate_plans  # type: ignore[attr-defined]
-    except ImportError:
-        pass
-    else:
-        return list(candidate_plans(model, device, n_points, precision=precision, sample=sample))
-    rule = plan_evaluation(model, device, n_points, precision=precision, sample=sample)
-    plans = [rule]
-    if rule.strategy == "vmap":
-        plans.append(plan_evaluation(model, device, n_points, precision=precision, sample=sample,
-                                     strategy="vmap", points_per_pass=max(1, rule.points_per_pass // 4)))
-        plans.append(plan_evaluation(model, device, n_points, precision=precision, sample=sample,
-                                     strategy="sequential", batch_size=1024))
-    else:
-        plans.append(plan_evaluation(model, device, n_points, precision=precision, sample=sample,
-                                     strategy="vmap", points_per_pass=4))
-        plans.append(replace(rule, batch_size=rule.batch_size * 4))
-    return plans
+    """The engine's candidate plans for this device (first = the rule's plan)."""
+    return list(candidate_plans(model, device, n_points, precision=precision, sample=sample))
 
 
 def _describe(plan: EvalPlan) -> str:
