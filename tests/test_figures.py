@@ -208,3 +208,32 @@ def test_cli_zscale_choice(tmp_path: Path, run_cli) -> None:  # noqa: ANN001
     assert code == 0 and out.strip().endswith("resnet56_train_loss_surface.png")
     code, _, err = run_cli("plot", tmp_path / "resnet56.h5", "--zscale", "cubic")
     assert code != 0 and "--zscale" in err
+
+
+def _readme_script():  # noqa: ANN202
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "readme_figures.py"
+    spec = importlib.util.spec_from_file_location("readme_figures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_command_regenerates_every_readme_figure_at_the_readme_size(tmp_path: Path) -> None:
+    from landscape.demo import DEFAULT_NETS
+
+    script = _readme_script()
+    surfaces = tmp_path / "surfaces" / "demo"
+    surfaces.mkdir(parents=True)
+    assert script.main(["--surfaces", str(surfaces), "--out", str(tmp_path / "r")]) == 2  # nothing there yet
+    for k, net in enumerate(DEFAULT_NETS):
+        loss_surface(surfaces / f"{net}.h5", 9, net, sharp=1.0 + k)
+    paths = script.readme_figures(surfaces, tmp_path / "r")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert len(paths) == 4
+    for path in paths:
+        assert f"plots/readme/{path.name}" in readme  # the README shows every figure written
+        width = mpimg.imread(path).shape[1]
+        assert width <= (README_COMPARE if path.name == script.COMPARE_NAME else README_SINGLE)["display_px"]
+    assert "python scripts/readme_figures.py" in readme
