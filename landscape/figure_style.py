@@ -38,6 +38,7 @@ __all__ = [
     "wrap_text",
     "shade_faces",
     "vector_rc",
+    "camera_eye",
 ]
 
 FONT_PT = 10.0  # every text of a figure: titles, axis and tick labels, colour bars, notes
@@ -114,3 +115,14 @@ def vector_rc(fmt: str) -> dict[str, Any]:
     if fmt in ("pdf", "svg", "ps", "eps"):
         return {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}
     return {}
+
+
+def camera_eye(elev: float = CAMERA_ELEV, azim: float = CAMERA_AZIM, distance: float = 2.1) -> dict[str, float]:
+    """The plotly camera 'eye' that looks as matplotlib's `view_init(elev, azim)` does.
+
+    >>> camera_eye(0.0, 0.0, 2.0)
+    {'x': 2.0, 'y': 0.0, 'z': 0.0}
+    """
+    e, a = np.radians(elev), np.radians(azim)
+    return {k: round(float(v), 4) + 0.0 for k, v in
+            zip("xyz", (distance * np.cos(e) * np.cos(a), distance * np.cos(e) * np.sin(a), distance * np.sin(e)))}
