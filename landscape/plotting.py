@@ -395,8 +395,11 @@ def _lit_surface(ax: Any, X: np.ndarray, Y: np.ndarray, z: np.ndarray, above: np
     lit by one light; cells with a corner above the cap grey."""
     import matplotlib
 
+    import warnings
+
     cell = np.full(z.shape, np.nan)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # a cell with no computed corner (a partial surface): NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         cell[:-1, :-1] = np.nanmean(np.stack([z[:-1, :-1], z[1:, :-1], z[:-1, 1:], z[1:, 1:]]), axis=0)
     colour_map = matplotlib.colormaps[cmap]
     rgba = colour_map(norm(np.ma.masked_invalid(cell)))
