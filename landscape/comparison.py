@@ -136,7 +136,7 @@ def plot_comparison(
     shown = [v for v in values if v is not None]
     n = len(surfaces)
     two_d = surfaces[0].ndim == 2
-    cols, rows = _grid_shape(n) if two_d else (n, 1)  # 2D: (contour, 3D) pairs, wrapped
+    cols, rows = _grid_shape(n)  # at most 4 nets side by side (2D: contour above 3D), wrapped
     if fig is None:
         fig = Figure(figsize=(PANEL_WIDTH * cols + 0.9, (2 * PANEL_WIDTH + 0.9 if two_d else 3.4) * rows + 0.4),
                      layout="constrained")
@@ -148,7 +148,7 @@ def plot_comparison(
             ylim = (float(finite[finite > 0].min()) / 1.2, float(finite.max()) * 1.2)
         comp = Comparison(fig, surf, np.array([]), ylim, mismatch=problem, notes=notes)
         for k, s in enumerate(surfaces):
-            ax = fig.add_subplot(1, n, k + 1)
+            ax = fig.add_subplot(rows, cols, k + 1)
             if values[k] is None:
                 axes_note(ax, f"{Path(s.path).name}: no finite {surf_label(surf)}")
                 comp.lines.append({})

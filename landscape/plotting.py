@@ -393,9 +393,9 @@ def _log_ticks(axis: Any, lim: tuple[float, float]) -> None:
 def _lit_surface(ax: Any, X: np.ndarray, Y: np.ndarray, z: np.ndarray, above: np.ndarray, norm: Any, cmap: str) -> Any:
     """plot_surface with one colour per cell (its corners' mean, as matplotlib colours a cell),
     lit by one light; cells with a corner above the cap grey."""
-    import matplotlib
-
     import warnings
+
+    import matplotlib
 
     cell = np.full(z.shape, np.nan)
     with warnings.catch_warnings():  # a cell with no computed corner (a partial surface): NaN

@@ -126,6 +126,17 @@ def test_comparison_is_readable_at_readme_size(tmp_path: Path, panels: int, n: i
     _check(comp.figure, README_COMPARE["display_px"])
 
 
+@pytest.mark.parametrize("panels", [1, 4, 5, 8])
+def test_comparison_of_curves_is_readable_at_readme_size(tmp_path: Path, panels: int) -> None:
+    from test_plotting import make_surface
+
+    files = [make_surface(tmp_path / f"{NETS[k]}.h5", nx=31, ny=None, scale=1.0 + k, model=NETS[k])
+             for k in range(panels)]
+    comp = plot_comparison([read_surface(f) for f in files], "train_loss")
+    comp.figure.set_dpi(README_COMPARE["dpi"])
+    _check(comp.figure, README_COMPARE["display_px"])
+
+
 def _single_figure(surface: Surface, kind: str):  # noqa: ANN202
     return view_figure(surface, "train_loss", kind)
 
