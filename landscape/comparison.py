@@ -45,7 +45,6 @@ from .views import (
     display_cap,
     finite_values,
     metric_summary,
-    padded_range,
     partial_note,
     refine_grid,
     surf_label,
@@ -174,8 +173,8 @@ def plot_comparison(
         clim = (float(levels[0]), float(levels[-1])) if explicit else colour_range(levels, shown)
     to3d = (lambda v: (float(np.log10(v[0])), float(np.log10(v[1])))) if zlog else (lambda v: v)
     if zlog and not log:  # one log colour scale over everything drawn: basin and walls
-        top = data[1] if zmax is None else min(data[1], zmax)
-        clim = padded_range(data[0], max(top, data[0]))
+        top = max(data[1] if zmax is None else min(data[1], zmax), data[0])
+        clim = (data[0], top) if top > data[0] else (data[0] / 1.1, data[0] * 1.1)  # a constant: a band
     cap, drawn_range = display_cap(clim, data, zmax) if not zlog else (None, (data[0], clim[1]))
     comp = Comparison(fig, surf, levels, clim, to3d(drawn_range), mismatch=problem, zcap=cap, notes=notes,
                       zscale="log" if zlog else "linear")

@@ -118,7 +118,7 @@ def _check(fig, display_px: float) -> None:  # noqa: ANN001
     assert not small, f"text under {MIN_FONT_PX} px at {display_px} px wide:\n" + "\n".join(small[:12])
 
 
-@pytest.mark.parametrize(("panels", "n"), [(7, 25), (7, 51), (1, 5), (2, 25), (4, 5), (8, 25)])
+@pytest.mark.parametrize(("panels", "n"), [(7, 25), (7, 51), (1, 5), (2, 25), (3, 5), (4, 5), (5, 25), (6, 5), (8, 25)])
 def test_comparison_is_readable_at_readme_size(tmp_path: Path, panels: int, n: int) -> None:
     surfaces = [loss_surface(tmp_path / f"{NETS[k]}.h5", n, NETS[k], sharp=1.0 + k) for k in range(panels)]
     comp = plot_comparison(surfaces, "train_loss")
