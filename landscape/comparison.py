@@ -1,9 +1,12 @@
 """The comparison figure: several nets side by side on one shared scale.
 
-One column per surface: a contour panel above a 3D panel for a 2D surface, the curves for a 1D
-one. Contour levels and the colour scale are shared by every panel (`landscape.views`), so the
-panels can be compared by eye; the 3D row is clipped where the data rise far above the colour
-scale, and the figure says so.
+One column per surface (at most four side by side, then wrapped): a contour panel above a 3D
+panel for a 2D surface, the curves for a 1D one. Contour levels and the colour scale are shared
+by every panel (`landscape.views`), so the panels can be compared by eye. A loss is drawn with
+log10 z in the 3D row and one log colour scale over all the data, basin to walls, as the paper's
+figures; with a linear z (`zscale='linear'`, or accuracy) the 3D row is clipped where the data
+rise far above the colour scale, the clipped faces are grey and the figure says so. Sizes and
+text follow `landscape.figure_style`.
 
 Example:
     >>> comp = plot_comparison([read_surface(p) for p in paths], "train_loss")  # doctest: +SKIP

@@ -12,8 +12,11 @@ Example:
     >>> cs = plot_contour(s, "train_loss", ax=fig.add_subplot())
     >>> fig.savefig("contour.png")
 
-What each view shows (values, levels, labels) is decided in `landscape.views`; several nets side
-by side are `landscape.comparison`. Arrays are stored as [nx, ny] with value [i, j] at
+What each view shows (values, levels, labels) is decided in `landscape.views`; sizes, ticks,
+camera and light in `landscape.figure_style`; several nets side by side are
+`landscape.comparison`. `view_figure` makes the figure `landscape plot` writes for one view
+(a loss's 3D view in log10 z by default, contours drawn on an interpolated grid that the title
+mentions), and `save_figure` writes any figure with text kept as text in PDF and SVG. Arrays are stored as [nx, ny] with value [i, j] at
 (x[i], y[j]) (see `landscape.storage`).
 """
 
