@@ -74,12 +74,28 @@ def tidy_ticks(ax: Any, nbins: int = 4, zbins: int = 4) -> None:
     for axis, bins in axes:
         if axis.get_scale() != "linear":
             continue
+        if axis is ax.xaxis and not three_d:  # labels side by side: as many as fit the axes' width
+            bins = _fitting_bins(axis, bins, float(ax.get_position().width * ax.figure.get_figwidth()))
         axis.set_major_locator(MaxNLocator(nbins=bins, steps=[1, 2, 2.5, 5, 10]))
         if not isinstance(axis.get_major_formatter(), FuncFormatter):
             axis.set_major_formatter(FuncFormatter(tick_text))
     ax.tick_params(labelsize=FONT_PT)
     if three_d:
         ax.tick_params(axis="both", pad=0)
+
+
+def _fitting_bins(axis: Any, bins: int, length_in: float) -> int:
+    """The most intervals (<= `bins`) whose tick labels, side by side, fill at most 2/3 of
+    `length_in` inches (a label is about 0.6 em a character, at `FONT_PT`)."""
+    from matplotlib.ticker import MaxNLocator
+
+    lo, hi = axis.get_view_interval()
+    for n in range(bins, 1, -1):
+        ticks = [t for t in MaxNLocator(nbins=n, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi]
+        width = sum(len(tick_text(t)) + 1 for t in ticks) * 0.6 * FONT_PT / 72
+        if width <= length_in * 2 / 3:
+            return n
+    return 1
 
 
 def wrap_text(text: str, width_in: float, pt: float = FONT_PT) -> str:

@@ -43,16 +43,19 @@ def walls(x: np.ndarray, y: np.ndarray, sharp: float) -> np.ndarray:
     return 0.01 + np.expm1(np.minimum(r2, 6.0)) + 0.2 * np.sin(5 * x) ** 2 * r2
 
 
-def loss_surface(path: Path, n: int, model: str = "resnet56_noshort", sharp: float = 4.0) -> Surface:
-    """A complete n x n surface file with a net's metadata and metrics (titles as the demo's)."""
-    grid = Grid(Axis(-1.0, 1.0, n), Axis(-1.0, 1.0, n))
+def loss_surface(
+    path: Path, n: int, model: str = "resnet56_noshort", sharp: float = 4.0, span: tuple[float, float] = (-1.0, 1.0)
+) -> Surface:
+    """A complete n x n surface file with a net's metadata and metrics (titles as the demo's);
+    `span` is the x range (the loss is the same shape on it)."""
+    grid = Grid(Axis(*span, n), Axis(-1.0, 1.0, n))
     w = {"layer.weight": torch.zeros(2, 3)}
     attrs = {"model": model, "dataset": {"name": "digits"}, "dir_kind": "random", "norm": "filter"}
     names = ["train_loss", "train_acc"]
     create_surface(path, grid, names, Directions(dict(w), dict(w), "random", "weights", "filter", "biasbn", 0),
                    attrs, {})
     c = grid.coords_of(np.arange(grid.num_points))
-    loss = walls(c[:, 0], c[:, 1], sharp)
+    loss = walls((c[:, 0] - span[0]) / (span[1] - span[0]) * 2 - 1, c[:, 1], sharp)
     with SurfaceWriter(path) as wr:
         wr.write_points(np.arange(grid.num_points), {"train_loss": loss, "train_acc": 100 * np.exp(-loss)}, 0.1)
     update_attrs(path, {"metrics": surface_metrics(read_surface(path))})
@@ -145,6 +148,15 @@ def _single_figure(surface: Surface, kind: str):  # noqa: ANN202
 @pytest.mark.parametrize("kind", ["contour", "contourf", "heatmap", "surface"])
 def test_single_views_are_readable_at_readme_size(tmp_path: Path, kind: str, n: int) -> None:
     fig = _single_figure(loss_surface(tmp_path / "resnet56_noshort.h5", n), kind)
+    fig.set_dpi(README_SINGLE["dpi"])
+    _check(fig, README_SINGLE["display_px"])
+
+
+@pytest.mark.parametrize("span", [(-0.0015, 0.0025), (-150.0, 250.0), (0.0, 1.0), (-12.5, 37.5)])
+@pytest.mark.parametrize("kind", ["contour", "surface"])
+def test_odd_ranges_keep_tick_labels_apart(tmp_path: Path, kind: str, span: tuple[float, float]) -> None:
+    """Ranges of PCA or interpolation surfaces: long tick labels get fewer ticks."""
+    fig = _single_figure(loss_surface(tmp_path / "pca.h5", 13, span=span), kind)
     fig.set_dpi(README_SINGLE["dpi"])
     _check(fig, README_SINGLE["display_px"])
 
