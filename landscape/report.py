@@ -5,7 +5,9 @@ a div drawn from its own JSON (no CDN, no MathJax, no other request). Per surfac
 interactive 3D surface, a contour, 1D slices through the centre, train against test when both
 exist, the |lambda_min/lambda_max| map when curvature was computed, a metadata table and the
 scalar metrics. For several surfaces: a side-by-side view on one colour scale whose 3D cameras
-move together. A toolbar button switches every 3D graph between linear and log10 z.
+move together. A toolbar button switches every 3D graph between linear and log10 z; a loss
+starts on log10 z, coloured over all its values, from the camera and with the colours of the
+matplotlib 3D views (`landscape.figure_style`).
 
 Example:
     >>> from landscape.storage import read_surface
