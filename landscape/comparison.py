@@ -1,9 +1,12 @@
 """The comparison figure: several nets side by side on one shared scale.
 
-One column per surface: a contour panel above a 3D panel for a 2D surface, the curves for a 1D
-one. Contour levels and the colour scale are shared by every panel (`landscape.views`), so the
-panels can be compared by eye; the 3D row is clipped where the data rise far above the colour
-scale, and the figure says so.
+One column per surface (at most four side by side, then wrapped): a contour panel above a 3D
+panel for a 2D surface, the curves for a 1D one. Contour levels and the colour scale are shared
+by every panel (`landscape.views`), so the panels can be compared by eye. A loss is drawn with
+log10 z in the 3D row and one log colour scale over all the data, basin to walls, as the paper's
+figures; with a linear z (`zscale='linear'`, or accuracy) the 3D row is clipped where the data
+rise far above the colour scale, the clipped faces are grey and the figure says so. Sizes and
+text follow `landscape.figure_style`.
 
 Example:
     >>> comp = plot_comparison([read_surface(p) for p in paths], "train_loss")  # doctest: +SKIP
@@ -20,21 +23,33 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import LandscapeError
-from .outputs import atomic_write, check_output
-from .plotting import axes_note, plot_contour, plot_line, plot_surface3d
+from .figure_style import FONT_PT, PANEL_WIDTH, tidy_ticks, wrap_text
+from .outputs import check_output
+from .plotting import (
+    add_colorbar,
+    axes_note,
+    plot_contour,
+    plot_line,
+    plot_surface3d,
+    save_figure,
+    smooth_note,
+)
 from .text import printable
 from .views import (
     SURF_LABELS,
+    ZSCALES,
     NothingToDraw,
     as_drawable,
     check_pixels,
     colour_range,
     comparison_problem,
     contour_levels,
+    default_zscale,
     display_cap,
     finite_values,
     metric_summary,
     partial_note,
+    refine_grid,
     surf_label,
     surface_title,
     surface_values,
@@ -54,7 +69,7 @@ class Comparison:
     surf: str
     levels: np.ndarray
     clim: tuple[float, float]  # colour scale (of the values, not log10)
-    zlim: tuple[float, float] | None = None  # z range of the 3D row (log10 with `log`)
+    zlim: tuple[float, float] | None = None  # z range of the 3D row (log10 with zscale 'log')
     contours: list[Any] = field(default_factory=list)  # QuadContourSet per 2D surface
     surfaces3d: list[Any] = field(default_factory=list)  # Poly3DCollection per 2D surface
     lines: list[dict[str, Any]] = field(default_factory=list)  # per 1D surface
@@ -62,6 +77,7 @@ class Comparison:
     mismatch: str | None = None
     zcap: float | None = None  # the 3D row's z clip when the data reach far above the colour scale
     notes: list[str] = field(default_factory=list)  # panels skipped (no finite value), one line each
+    zscale: str = "linear"  # the 3D row's z: the values or their log10
 
 
 def _grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
@@ -83,7 +99,7 @@ def _panel_title(surface: Surface, surf: str) -> str:
     note = partial_note(surface)
     if note:
         lines.append(note)
-    return "\n".join(printable(line) for line in lines)
+    return wrap_text("\n".join(printable(line) for line in lines), PANEL_WIDTH)
 
 
 def plot_comparison(
@@ -97,12 +113,17 @@ def plot_comparison(
     vmin: float | None = None,
     vmax: float | None = None,
     vlevel: float | None = None,
+    zscale: str | None = None,
 ) -> Comparison:
     """Side-by-side panels (contours on top, 3D below) with shared levels and colour scale.
 
     Refuses surfaces on different grids or with different direction kinds or normalizations
-    unless `allow_mismatch` (then the difference is written under the figure).
+    unless `allow_mismatch` (then the difference is written under the figure). `zscale`: the
+    3D row's z, linear or log (None: log for a loss, as the paper; `log` forces log); with log,
+    contours and 3D views are coloured on one log scale over the whole data range and nothing
+    is clipped unless `zmax` asks.
     """
+    from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
     if len(surfaces) < 1:
@@ -117,9 +138,10 @@ def plot_comparison(
     shown = [v for v in values if v is not None]
     n = len(surfaces)
     two_d = surfaces[0].ndim == 2
-    cols, rows = _grid_shape(n) if two_d else (n, 1)  # 2D: (contour, 3D) pairs, wrapped
+    cols, rows = _grid_shape(n)  # at most 4 nets side by side (2D: contour above 3D), wrapped
     if fig is None:
-        fig = Figure(figsize=(4.0 * cols + 1.0, (8.0 if two_d else 4.2) * rows), layout="constrained")
+        fig = Figure(figsize=(PANEL_WIDTH * cols + 0.9, (2 * PANEL_WIDTH + 0.9 if two_d else 3.4) * rows + 0.4),
+                     layout="constrained")
     if not two_d:
         finite = finite_values(shown)
         pad = 0.05 * (finite.max() - finite.min() or 1.0)
@@ -128,28 +150,39 @@ def plot_comparison(
             ylim = (float(finite[finite > 0].min()) / 1.2, float(finite.max()) * 1.2)
         comp = Comparison(fig, surf, np.array([]), ylim, mismatch=problem, notes=notes)
         for k, s in enumerate(surfaces):
-            ax = fig.add_subplot(1, n, k + 1)
+            ax = fig.add_subplot(rows, cols, k + 1)
             if values[k] is None:
                 axes_note(ax, f"{Path(s.path).name}: no finite {surf_label(surf)}")
                 comp.lines.append({})
             else:
                 comp.lines.append(plot_line(s, [surf], ax, log=log, zmax=zmax, ylim=ylim, title=False))
-            ax.set_title(_panel_title(s, surf), fontsize=8)
+            ax.set_title(_panel_title(s, surf), fontsize=FONT_PT)
             comp.axes.append(ax)
         _mismatch_note(fig, problem)
         return comp
+    if zscale is not None and zscale not in ZSCALES:
+        raise LandscapeError(f"--zscale {zscale!r} is not one of {', '.join(ZSCALES)}")
     levels = contour_levels(shown, vmin, vmax, vlevel, log)
     finite = finite_values(shown)
-    if log:
+    zlog = log or (zscale or default_zscale(surf)) == "log"
+    if zlog and not (finite > 0).any():
+        zlog = False  # nothing positive to take a log of: linear
+    if log or zlog:
         finite = finite[finite > 0]
     data = (float(finite.min()), float(finite.max())) if finite.size else (1.0, 10.0)
     clim = data
     if len(levels) > 1:
         explicit = vmin is not None or vmax is not None
         clim = (float(levels[0]), float(levels[-1])) if explicit else colour_range(levels, shown)
-    to3d = (lambda v: (float(np.log10(v[0])), float(np.log10(v[1])))) if log else (lambda v: v)
-    cap, drawn_range = display_cap(clim, data, zmax)
-    comp = Comparison(fig, surf, levels, clim, to3d(drawn_range), mismatch=problem, zcap=cap, notes=notes)
+    to3d = (lambda v: (float(np.log10(v[0])), float(np.log10(v[1])))) if zlog else (lambda v: v)
+    if zlog and not log:  # one log colour scale over everything drawn: basin and walls
+        top = max(data[1] if zmax is None else min(data[1], zmax), data[0])
+        clim = (data[0], top) if top > data[0] else (data[0] / 1.1, data[0] * 1.1)  # a constant: a band
+    cap, drawn_range = display_cap(clim, data, zmax) if not zlog else (None, (data[0], clim[1]))
+    comp = Comparison(fig, surf, levels, clim, to3d(drawn_range), mismatch=problem, zcap=cap, notes=notes,
+                      zscale="log" if zlog else "linear")
+    norm = LogNorm(*clim) if zlog else None  # contours coloured as the 3D views
+    factor = 1
     for k, s in enumerate(surfaces):
         row, col = divmod(k, cols)
         ax = fig.add_subplot(2 * rows, cols, 2 * row * cols + col + 1)
@@ -158,25 +191,34 @@ def plot_comparison(
             axes_note(ax, f"{Path(s.path).name}: no finite {surf_label(surf)}")
             cs = art = None
         else:
-            cs = plot_contour(s, surf, ax, levels=levels, log=log, zmax=zmax, clim=clim, title=False)
+            cs = plot_contour(s, surf, ax, levels=levels, log=log, zmax=zmax, clim=clim, title=False, norm=norm)
             art = plot_surface3d(
-                s, surf, ax3, log=log, zmax=zmax if cap is None else cap, clim=to3d(clim), zlim=comp.zlim,
-                title=False,
+                s, surf, ax3, log=zlog, zmax=zmax if cap is None else cap, clim=to3d(clim), zlim=comp.zlim,
+                title=False, short_labels=True,
             )
-        ax.set_title(_panel_title(s, surf), fontsize=8)
+            ax3.set_zlabel("")  # the colour bar names the value
+            factor = max(factor, refine_grid(s.x, s.y, values[k])[3])
+        ax.set_title(_panel_title(s, surf), fontsize=FONT_PT)
         # the direction kind and norm are shared: say it once, in the figure's title
-        ax.set_xlabel("x step")
-        ax.set_ylabel("y step" if col == 0 else "")
-        ax3.set_xlabel("x step", fontsize=7)
-        ax3.set_ylabel("y step", fontsize=7)
+        ax.set_xlabel("x step", fontsize=FONT_PT)
+        ax.set_ylabel("y step" if col == 0 else "", fontsize=FONT_PT)
+        tidy_ticks(ax)
         comp.contours.append(cs)
         comp.surfaces3d.append(art)
         comp.axes += [ax, ax3]
     first = next(a for a in comp.surfaces3d if a is not None)
-    fig.colorbar(first, ax=comp.axes, shrink=0.5, label=("log10 " if log else "") + SURF_LABELS.get(surf, surf))
+    mappable = first
+    if zlog:  # the bar in values on a log axis; the 3D faces use log10 of them on the same colours
+        from matplotlib.cm import ScalarMappable
+
+        mappable = ScalarMappable(LogNorm(*clim), first.get_cmap())
+    add_colorbar(fig, mappable, comp.axes, SURF_LABELS.get(surf, surf) + (" (log scale)" if zlog else ""),
+                 shrink=0.5)
     dirs = surface_title(surfaces[0]).split(" · ", 1)[1:] if not problem else []
-    clipped = [f"3D clipped at {cap:.3g}"] if cap is not None else []
-    fig.suptitle(" · ".join([SURF_LABELS.get(surf, surf), *dirs, "shared levels and colour scale", *clipped]), fontsize=10)
+    clipped = [f"3D clipped at {cap:.3g} (grey above)"] if cap is not None else []
+    extra = [f"3D z {'log' if zlog else 'linear'}"] + ([smooth_note(factor)] if factor > 1 else [])
+    head = " · ".join([SURF_LABELS.get(surf, surf), *dirs, "shared levels and colour scale", *clipped, *extra])
+    fig.suptitle(wrap_text(head, fig.get_figwidth()), fontsize=FONT_PT)
     _mismatch_note(fig, problem)
     return comp
 
@@ -200,7 +242,7 @@ def _panel_values(
 
 def _mismatch_note(fig: Any, problem: str | None) -> None:
     if problem:
-        fig.text(0.01, 0.005, f"note: {problem}", fontsize=7, color="tab:red")
+        fig.text(0.01, 0.005, wrap_text(f"note: {problem}", fig.get_figwidth()), fontsize=FONT_PT, color="tab:red")
 
 
 def save_comparison(
@@ -230,6 +272,5 @@ def save_comparison(
             raise NothingToDraw(note)
         on_skip(note)
     check_pixels(comp.figure, dpi, fmt)
-    with atomic_write(out, "write figure", make_folder=True) as tmp:
-        comp.figure.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight")
+    save_figure(comp.figure, out, fmt, dpi, "write figure", make_folder=True)
     return out

@@ -12,8 +12,11 @@ Example:
     >>> cs = plot_contour(s, "train_loss", ax=fig.add_subplot())
     >>> fig.savefig("contour.png")
 
-What each view shows (values, levels, labels) is decided in `landscape.views`; several nets side
-by side are `landscape.comparison`. Arrays are stored as [nx, ny] with value [i, j] at
+What each view shows (values, levels, labels) is decided in `landscape.views`; sizes, ticks,
+camera and light in `landscape.figure_style`; several nets side by side are
+`landscape.comparison`. `view_figure` makes the figure `landscape plot` writes for one view
+(a loss's 3D view in log10 z by default, contours drawn on an interpolated grid that the title
+mentions), and `save_figure` writes any figure with text kept as text in PDF and SVG. Arrays are stored as [nx, ny] with value [i, j] at
 (x[i], y[j]) (see `landscape.storage`).
 """
 
@@ -26,6 +29,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import LandscapeError
+from .figure_style import (
+    CAMERA_AZIM,
+    CAMERA_ELEV,
+    CLIPPED_COLOR,
+    FONT_PT,
+    PAD_INCHES,
+    SINGLE_FIGSIZE,
+    shade_faces,
+    tick_text,
+    tidy_ticks,
+    vector_rc,
+    wrap_text,
+)
 from .outputs import atomic_write, check_output, output_error
 from .views import (
     EIG_RATIO_MAX,
@@ -37,6 +53,7 @@ from .views import (
     SPLIT_COLORS,
     SURF_LABELS,
     SURFS,
+    ZSCALES,
     NothingToDraw,
     as_drawable,
     auto_zmax,
@@ -47,6 +64,7 @@ from .views import (
     comparison_problem,
     contour_levels,
     default_surfs,
+    default_zscale,
     display_cap,
     eig_ratio,
     file_metrics,
@@ -54,6 +72,7 @@ from .views import (
     metric_summary,
     padded_range,
     partial_note,
+    refine_grid,
     surf_label,
     surface_title,
     surface_values,
@@ -96,21 +115,49 @@ __all__ = [
     "plot_eig_ratio",
     "plot_trajectory",
     "axes_note",
+    "add_colorbar",
+    "view_figure",
+    "save_figure",
     "save_plots",
 ]
 
 
 def axes_note(ax: Any, text: str) -> Any:
     """A note in the middle of an axes (a view with nothing to draw says why)."""
-    return ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center",
-                   fontsize=8, color="0.3", wrap=True)
+    return ax.text(0.5, 0.5, wrap_text(text, _axes_width(ax) * 0.9), transform=ax.transAxes,
+                   ha="center", va="center", fontsize=FONT_PT, color="0.3")
+
+
+def _axes_width(ax: Any) -> float:
+    """The axes' width in inches (before layout: its subplot box)."""
+    return float(ax.get_position().width * ax.figure.get_figwidth())
+
+
+def add_colorbar(fig: Any, mappable: Any, ax: Any, label: str = "", log10_ticks: bool = False, **kwargs: Any) -> Any:
+    """A colour bar with few rounded ticks at `FONT_PT`; `log10_ticks`: the bar is in log10 units
+    and its ticks are labelled with the values (0.01, 0.1, 1, 10), as the 3D log z axis."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    cb = fig.colorbar(mappable, ax=ax, **kwargs)
+    if cb.orientation == "vertical" and cb.ax.get_yscale() == "linear":
+        cb.locator = MaxNLocator(nbins=5, integer=log10_ticks and _decades(cb) >= 2)
+        cb.formatter = FuncFormatter((lambda v, _p: tick_text(10.0**v)) if log10_ticks else tick_text)
+        cb.update_ticks()
+    cb.ax.tick_params(labelsize=FONT_PT)
+    if label:
+        cb.set_label(label, fontsize=FONT_PT)
+    return cb
+
+
+def _decades(cb: Any) -> float:
+    return float(cb.norm.vmax - cb.norm.vmin) if cb.norm.vmax is not None and cb.norm.vmin is not None else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
 # drawing
 
 
-def _new_axes(projection: str | None = None, figsize: tuple[float, float] = (6.0, 4.8)) -> Any:
+def _new_axes(projection: str | None = None, figsize: tuple[float, float] = SINGLE_FIGSIZE) -> Any:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize)
@@ -144,18 +191,22 @@ def _norm(clim: tuple[float, float] | None, values: np.ndarray, log: bool) -> An
     return Normalize(vmin=clim[0], vmax=clim[1])
 
 
-def _decorate(ax: Any, surface: Surface, surf: str, title: bool = True) -> None:
-    ax.set_xlabel(axis_label(surface, "x"))
+def _decorate(ax: Any, surface: Surface, surf: str, title: bool = True, note: str | None = None) -> None:
+    width = _axes_width(ax)
+    ax.set_xlabel(wrap_text(axis_label(surface, "x"), width), fontsize=FONT_PT)
     if surface.y is not None:
-        ax.set_ylabel(axis_label(surface, "y"))
+        ax.set_ylabel(wrap_text(axis_label(surface, "y"), ax.get_position().height * ax.figure.get_figheight()),
+                      fontsize=FONT_PT)
+    tidy_ticks(ax)
     if title:
-        _set_title(ax, surface, surface_title(surface, surf))
+        _set_title(ax, surface, surface_title(surface, surf) + (f"\n{note}" if note else ""))
 
 
 def _set_title(ax: Any, surface: Surface, text: str) -> None:
-    """`text` as the axes title; while the surface is partial, the note on a second line."""
+    """`text` as the axes title, wrapped to the figure; a partial surface's note on its own line."""
     note = partial_note(surface)
-    ax.set_title(text + (f"\n{note}" if note else ""), fontsize=9)
+    width = max(_axes_width(ax), 0.8 * ax.figure.get_figwidth())
+    ax.set_title(wrap_text(text + (f"\n{note}" if note else ""), width), fontsize=FONT_PT)
 
 
 def _default_cmap(surf: str) -> str:
@@ -179,10 +230,19 @@ def plot_contour(
     cmap: str | None = None,
     trajectory: bool = False,
     title: bool = True,
+    smooth: bool = True,
+    norm: Any = None,
 ) -> Any:
-    """Contour lines (labelled) or, with `filled`, filled contours; returns the QuadContourSet."""
+    """Contour lines (labelled) or, with `filled`, filled contours; returns the QuadContourSet.
+
+    `smooth`: the lines are drawn on a finer grid interpolated from the stored one (for drawing
+    only; `views.refine_grid`), and the title says so. `norm` overrides the colour mapping (a
+    comparison colours contours and 3D views with one norm).
+    """
     z = surface_values(surface, surf, zmax)
     X, Y = _mesh(surface)
+    fine = refine_grid(surface.x, surface.y, z) if smooth else (surface.x, surface.y, z, 1)
+    factor = fine[3]
     lv = np.asarray(levels, dtype=float) if levels is not None else contour_levels(z, vmin, vmax, vlevel, log)
     if surf == "eig_ratio" and levels is None and vmin is None and vmax is None and vlevel is None:
         lv = np.linspace(0.0, EIG_RATIO_MAX, 11)[1:-1] if not filled else np.linspace(0.0, EIG_RATIO_MAX, 11)
@@ -195,7 +255,10 @@ def plot_contour(
         lv = np.array(padded_range(float(lv[0]) if len(lv) else float(finite.min()), float(finite.max())))
     if clim is None and len(lv) > 1:
         clim = colour_range(lv, z)
-    norm = _norm(clim, z, log)
+    norm = norm if norm is not None else _norm(clim, z, log)
+    if factor > 1:
+        X, Y = np.meshgrid(fine[0], fine[1], indexing="ij")
+        z = fine[2]
     zz = np.ma.masked_invalid(z)
     cmap = cmap or _default_cmap(surf)
     if constant and not filled:
@@ -213,13 +276,13 @@ def plot_contour(
     if not filled:
         drawn = [level for level, segs in zip(cs.levels, cs.allsegs) if any(len(seg) for seg in segs)]
         if labels and drawn:
-            ax.clabel(cs, drawn[:: max(1, len(drawn) // 8)], fmt="%.3g", fontsize=7, inline=True)
+            ax.clabel(cs, drawn[:: max(1, -(-len(drawn) // 5))], fmt=tick_text, fontsize=FONT_PT, inline=True)
         lowest = float(finite.min())
         if len(lv) and lowest > lv[-1] and not constant:  # nothing to draw: say so rather than leave a blank panel
             ax.text(0.5, 0.5, f"above the top level ({lv[-1]:.3g}) everywhere\nlowest value {lowest:.3g}",
-                    transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.3")
+                    transform=ax.transAxes, ha="center", va="center", fontsize=FONT_PT, color="0.3")
     ax.set_aspect("auto")
-    _decorate(ax, surface, surf, title)
+    _decorate(ax, surface, surf, title, smooth_note(factor))
     if trajectory:
         plot_trajectory(surface, ax)
     return cs
@@ -282,13 +345,17 @@ def plot_surface3d(
     zlim: tuple[float, float] | None = None,
     cmap: str | None = None,
     title: bool = True,
+    short_labels: bool = False,
 ) -> Any:
-    """A 3D surface on a `projection='3d'` axes (log: z is log10 of the value).
+    """A 3D surface on a `projection='3d'` axes (log: z is log10 of the value, ticks show values).
 
     `clim` (colour scale) and `zlim` (z range) are in drawn units, so log10 with `log`; panels
-    that share them are on one scale. Returns the Poly3DCollection.
+    that share them are on one scale. The faces are lit by one light (`figure_style`) and seen
+    from the shared camera; faces above `zmax` are drawn grey at the cap, not in the top colour.
+    Returns the Poly3DCollection (its norm and colour map are the colour bar's).
     """
     z = surface_values(surface, surf, zmax)
+    above = surface_values(surface, surf) > zmax if zmax is not None else np.zeros(z.shape, bool)
     X, Y = _mesh(surface)
     if log:
         z = _log10(z)
@@ -301,19 +368,58 @@ def plot_surface3d(
     if not hasattr(ax, "zaxis"):
         raise LandscapeError("a 3D surface needs a 3D axes: fig.add_subplot(projection='3d')")
     norm = _norm(clim, z, False)
-    art = ax.plot_surface(
-        X, Y, np.ma.masked_invalid(z), cmap=cmap or _default_cmap(surf), norm=norm,
-        rstride=1, cstride=1, linewidth=0, antialiased=False,
-    )
+    art = _lit_surface(ax, X, Y, z, above, norm, cmap or _default_cmap(surf))
     finite = finite_values(z)
     ax.set_zlim(*padded_range(*(zlim if zlim is not None else (float(finite.min()), float(finite.max())))))
-    ax.set_xlabel(axis_label(surface, "x"), fontsize=7)
-    ax.set_ylabel(axis_label(surface, "y"), fontsize=7)
-    ax.set_zlabel(("log10 " if log else "") + SURF_LABELS.get(surf, surf), fontsize=7)
-    ax.tick_params(labelsize=7)
+    ax.view_init(elev=CAMERA_ELEV, azim=CAMERA_AZIM)
+    xl, yl = ("x step", "y step") if short_labels else (axis_label(surface, "x"), axis_label(surface, "y"))
+    ax.set_xlabel(wrap_text(xl.split(" (")[0], 0.6 * _axes_width(ax)), fontsize=FONT_PT, labelpad=-2)
+    ax.set_ylabel(wrap_text(yl.split(" (")[0], 0.6 * _axes_width(ax)), fontsize=FONT_PT, labelpad=-2)
+    ax.set_zlabel(SURF_LABELS.get(surf, surf) + (" (log scale)" if log else ""), fontsize=FONT_PT, labelpad=0)
+    tidy_ticks(ax)
+    if log:
+        _log_ticks(ax.zaxis, ax.get_zlim())
     if title:
         _set_title(ax, surface, surface_title(surface, surf))
     return art
+
+
+def _log_ticks(axis: Any, lim: tuple[float, float]) -> None:
+    """An axis in log10 units labelled with the values: 0.01, 0.1, 1, 10 (whole decades when
+    the range spans two or more)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(nbins=4, integer=lim[1] - lim[0] >= 2, steps=[1, 2, 2.5, 5, 10]))
+    axis.set_major_formatter(FuncFormatter(lambda v, _p: tick_text(10.0**v)))
+
+
+def _lit_surface(ax: Any, X: np.ndarray, Y: np.ndarray, z: np.ndarray, above: np.ndarray, norm: Any, cmap: str) -> Any:
+    """plot_surface with one colour per cell (its corners' mean, as matplotlib colours a cell),
+    lit by one light; cells with a corner above the cap grey."""
+    import warnings
+
+    import matplotlib
+
+    cell = np.full(z.shape, np.nan)
+    with warnings.catch_warnings():  # a cell with no computed corner (a partial surface): NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cell[:-1, :-1] = np.nanmean(np.stack([z[:-1, :-1], z[1:, :-1], z[:-1, 1:], z[1:, 1:]]), axis=0)
+    colour_map = matplotlib.colormaps[cmap]
+    rgba = colour_map(norm(np.ma.masked_invalid(cell)))
+    rgba = shade_faces(z, rgba)
+    clipped = np.zeros(z.shape, bool)
+    clipped[:-1, :-1] = above[:-1, :-1] | above[1:, :-1] | above[:-1, 1:] | above[1:, 1:]
+    rgba[clipped] = CLIPPED_COLOR
+    art = ax.plot_surface(X, Y, np.ma.masked_invalid(z), facecolors=rgba, rstride=1, cstride=1,
+                          linewidth=0, antialiased=False, shade=False)
+    art.set_cmap(colour_map)
+    art.set_norm(norm)
+    return art
+
+
+def smooth_note(factor: int) -> str | None:
+    """The caption of contours drawn on an interpolated grid (None when drawn on the stored one)."""
+    return f"contours drawn on a grid interpolated {factor}x finer (stored values unchanged)" if factor > 1 else None
 
 
 def _split_of(name: str) -> str:
@@ -345,7 +451,7 @@ def plot_line(
     drawn = _draw_lines(ax, {n: (surface.x, v, "-") for n, v in values.items()}, log)
     if ylim is not None:
         ax.set_ylim(*padded_range(*ylim))
-    ax.set_xlabel(axis_label(surface, surface.curve_axis))
+    ax.set_xlabel(wrap_text(axis_label(surface, surface.curve_axis), _axes_width(ax)), fontsize=FONT_PT)
     if title:
         _set_title(ax, surface, surface_title(surface))
     return drawn
@@ -363,7 +469,8 @@ def _draw_lines(ax: Any, lines: dict[str, tuple[np.ndarray, np.ndarray, str]], l
         if name.endswith("_acc"):
             if twin is None:
                 twin = ax.twinx()
-                twin.set_ylabel("accuracy (%)")
+                twin.set_ylabel("accuracy (%)", fontsize=FONT_PT)
+                twin.tick_params(labelsize=FONT_PT)
             (ln,) = twin.plot(x, v, style, color=color, alpha=0.75, lw=1.2, label=text, dashes=(4, 2))
             acc.append(ln)
         else:
@@ -373,12 +480,13 @@ def _draw_lines(ax: Any, lines: dict[str, tuple[np.ndarray, np.ndarray, str]], l
         ax.set_yscale("log")
     names = {label.split(" ")[0] for label in lines}
     if any(n.endswith("_loss") for n in names):
-        ax.set_ylabel("loss" + (" (log scale)" if log else ""))
+        ax.set_ylabel("loss" + (" (log scale)" if log else ""), fontsize=FONT_PT)
     elif names:
-        ax.set_ylabel(SURF_LABELS.get(next(iter(names)), ""))
+        ax.set_ylabel(SURF_LABELS.get(next(iter(names)), ""), fontsize=FONT_PT)
+    tidy_ticks(ax)
     handles = loss + acc
     if handles:
-        ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="best")
+        ax.legend(handles, [h.get_label() for h in handles], fontsize=FONT_PT, loc="best")
     return {"loss": loss, "acc": acc, "twin": twin}
 
 
@@ -404,7 +512,7 @@ def plot_slices(
     if ax is None:
         ax = _new_axes()
     drawn = _draw_lines(ax, lines, log)
-    ax.set_xlabel("step along the direction")
+    ax.set_xlabel("step along the direction", fontsize=FONT_PT)
     if title:
         _set_title(ax, surface, surface_title(surface) + " · slices")
     return drawn
@@ -422,7 +530,7 @@ def plot_trajectory(surface: Surface, ax: Any) -> list[Any]:
     lines = ax.plot(tx, ty, "-o", color="tab:red", ms=3, lw=1.2, label="training path")
     epochs = np.asarray(t.get("epochs", np.arange(len(tx))))
     for k in {0, len(tx) - 1}:
-        ax.annotate(f"epoch {epochs[k]}", (tx[k], ty[k]), fontsize=7, color="tab:red",
+        ax.annotate(f"epoch {epochs[k]}", (tx[k], ty[k]), fontsize=FONT_PT, color="tab:red",
                     xytext=(3, 3), textcoords="offset points")
     return lines
 
@@ -495,19 +603,23 @@ def save_plots(
     zmax: float | None = None,
     trajectory: bool = False,
     on_skip: Callable[[str], None] | None = None,
+    zscale: str | None = None,
 ) -> list[Path]:
     """Write every requested view to `out_dir/<file stem>_<surf>_<kind>.<fmt>`; return the paths.
 
     A 1D file gets one figure with all its curves (`<stem>_line.<fmt>`) unless `surfs` is given;
     a 1xN or Nx1 grid is drawn as a curve (see `as_drawable`). An array with no finite value
     (the net diverged everywhere) is skipped: `on_skip` gets a one-line note; without
-    `on_skip`, `NothingToDraw` is raised.
+    `on_skip`, `NothingToDraw` is raised. `zscale` (linear | log) is the 3D view's z; None: log
+    for losses, linear otherwise (`views.default_zscale`); `log` forces log everywhere.
     """
     from matplotlib.figure import Figure
 
     if fmt not in ("png", "pdf", "svg"):
         raise LandscapeError(f"--format {fmt!r} is not one of png, pdf, svg")
-    check_pixels(Figure(figsize=(6.4, 5.2)), dpi, fmt)
+    if zscale is not None and zscale not in ZSCALES:
+        raise LandscapeError(f"--zscale {zscale!r} is not one of {', '.join(ZSCALES)}")
+    check_pixels(Figure(figsize=SINGLE_FIGSIZE), dpi, fmt)
     surface = as_drawable(surface)
     if surface.ndim == 1:
         _kinds(surface, kind, "")  # a 2D view of a curve: refused in one line
@@ -539,8 +651,7 @@ def save_plots(
     def save(fig: Any, name: str) -> None:
         path = out / f"{name}.{fmt}"
         check_output(path, fmt, "plot")
-        with atomic_write(path, "write plot") as tmp:
-            fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight")
+        save_figure(fig, path, fmt, dpi, "write plot")
         written.append(path)
 
     names = drawable
@@ -553,41 +664,64 @@ def save_plots(
             groups = [[n for n in names if n != "eig_ratio"], ["eig_ratio"] if "eig_ratio" in names else []]
             groups = [g for g in groups if g]
         for group in groups:
-            fig = Figure(figsize=(6.4, 4.4))
+            fig = Figure(figsize=SINGLE_FIGSIZE)
             plot_line(surface, group, fig.add_subplot(), log=log, zmax=zmax)
             single = surfs or group == ["eig_ratio"]
             save(fig, f"{stem}_{group[0]}_line" if single else f"{stem}_line")
         return written
     for n in names:
         for k in _kinds(surface, kind, n):
-            save(_view_figure(surface, n, k, levels, trajectory), f"{stem}_{n}_{k}")
+            save(view_figure(surface, n, k, trajectory=trajectory, zscale=zscale, **levels), f"{stem}_{n}_{k}")
     return written
 
 
-def _view_figure(surface: Surface, n: str, k: str, levels: dict[str, Any], trajectory: bool) -> Any:
-    """One figure of `landscape plot`: view `k` of array `n` of a 2D surface."""
+def save_figure(fig: Any, path: str | Path, fmt: str, dpi: int, what: str = "write figure", **kwargs: Any) -> None:
+    """Write `fig` atomically; PDF and SVG keep text as text, and a 3D mesh of more than
+    `RASTER_FACES` faces is embedded as an image in them (the rest stays vector)."""
+    import matplotlib
+
+    if fmt in ("pdf", "svg"):
+        for ax in fig.axes:
+            for art in getattr(ax, "collections", []):
+                if hasattr(ax, "zaxis") and len(art.get_paths()) > RASTER_FACES:
+                    art.set_rasterized(True)
+    with matplotlib.rc_context(vector_rc(fmt)), atomic_write(Path(path), what, **kwargs) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight", pad_inches=PAD_INCHES)
+
+
+RASTER_FACES = 2500  # a 51x51 3D mesh: rasterized in vector files (thousands of paths otherwise)
+
+
+def view_figure(
+    surface: Surface, surf: str, kind: str, *, vmin: float | None = None, vmax: float | None = None,
+    vlevel: float | None = None, log: bool = False, zmax: float | None = None, trajectory: bool = False,
+    zscale: str | None = None,
+) -> Any:
+    """One figure of `landscape plot`: view `kind` of array `surf` of a 2D surface (a Figure)."""
     from matplotlib.figure import Figure
 
-    log, zmax = levels["log"], levels["zmax"]
-    if k == "line":
-        fig = Figure(figsize=(6.4, 4.4))
-        plot_slices(surface, [n], fig.add_subplot(), log=log, zmax=zmax)
-    elif k == "surface":
-        fig = Figure(figsize=(6.4, 5.2))
+    levels = {"vmin": vmin, "vmax": vmax, "vlevel": vlevel, "log": log, "zmax": zmax}
+    fig = Figure(figsize=SINGLE_FIGSIZE, layout="constrained")
+    if kind == "line":
+        plot_slices(surface, [surf], fig.add_subplot(), log=log, zmax=zmax)
+    elif kind == "surface":
         ax = fig.add_subplot(projection="3d")
-        cap = None if log or n == "eig_ratio" else auto_zmax(
-            surface, n, zmax, levels["vmin"], levels["vmax"], levels["vlevel"])
-        art = plot_surface3d(surface, n, ax, log=log, zmax=zmax if cap is None else cap)
-        if cap is not None:
-            ax.set_title(ax.get_title() + f"\n(z clipped at {cap:.3g}; --zmax to choose)", fontsize=9)
-        fig.colorbar(art, ax=ax, shrink=0.6, pad=0.1)
+        zlog = log or (zscale or default_zscale(surf)) == "log"
+        if zlog and not (finite_values(surface_values(surface, surf)) > 0).any():
+            zlog = False  # nothing positive to take a log of (e.g. a zero accuracy): linear
+        cap = None if zlog or surf == "eig_ratio" else auto_zmax(surface, surf, zmax, vmin, vmax, vlevel)
+        art = plot_surface3d(surface, surf, ax, log=zlog, zmax=zmax if cap is None else cap)
+        clip = zmax if cap is None else cap
+        if clip is not None and (surface_values(surface, surf) > clip).any():
+            _set_title(ax, surface, surface_title(surface, surf) + f"\ngrey: above {clip:.3g}"
+                       + ("" if cap is None else " (--zmax to choose)"))
+        add_colorbar(fig, art, ax, log10_ticks=zlog, shrink=0.6, pad=0.12)
     else:
-        fig = Figure(figsize=(6.4, 5.2))
         ax = fig.add_subplot()
-        if k == "heatmap":
-            art = plot_heatmap(surface, n, ax, log=log, zmax=zmax, trajectory=trajectory)
+        if kind == "heatmap":
+            art = plot_heatmap(surface, surf, ax, log=log, zmax=zmax, trajectory=trajectory)
         else:
-            art = plot_contour(surface, n, ax, filled=k == "contourf", trajectory=trajectory, **levels)
-        if k != "contour":
-            fig.colorbar(art, ax=ax)
+            art = plot_contour(surface, surf, ax, filled=kind == "contourf", trajectory=trajectory, **levels)
+        if kind != "contour":
+            add_colorbar(fig, art, ax)
     return fig

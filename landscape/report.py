@@ -5,7 +5,9 @@ a div drawn from its own JSON (no CDN, no MathJax, no other request). Per surfac
 interactive 3D surface, a contour, 1D slices through the centre, train against test when both
 exist, the |lambda_min/lambda_max| map when curvature was computed, a metadata table and the
 scalar metrics. For several surfaces: a side-by-side view on one colour scale whose 3D cameras
-move together. A toolbar button switches every 3D graph between linear and log10 z.
+move together. A toolbar button switches every 3D graph between linear and log10 z; a loss
+starts on log10 z, coloured over all its values, from the camera and with the colours of the
+matplotlib 3D views (`landscape.figure_style`).
 
 Example:
     >>> from landscape.storage import read_surface
@@ -26,6 +28,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import LandscapeError
+from .figure_style import camera_eye
 from .outputs import atomic_write, check_output
 from .preview import preview, preview_note
 from .text import printable
@@ -39,6 +42,7 @@ from .views import (
     colour_range,
     comparison_problem,
     contour_levels,
+    default_zscale,
     display_cap,
     file_metrics,
     metric_summary,
@@ -137,13 +141,16 @@ def _fig_3d(
         "xaxis": {"title": {"text": _short_label(s, "x")}, "range": _range(s.x)},
         "yaxis": {"title": {"text": _short_label(s, "y")}, "range": _range(s.y)},
         "zaxis": {"title": {"text": surf_label(surf)}, **({"range": list(zrange)} if zrange else {})},
-        "camera": {"eye": {"x": 1.6, "y": 1.6, "z": 1.0}},
+        "camera": {"eye": camera_eye()},  # the matplotlib 3D view's camera
         "aspectmode": "manual",
         "aspectratio": {"x": 1, "y": 1, "z": 0.7},
     }
     trace = {
         "type": "surface", "name": surf_label(surf), "x": _list(x), "y": _list(y), "z": _grid_list(zc),
         "cmin": clim[0], "cmax": clim[1], "colorscale": "Viridis",
+        "reversescale": not (surf.endswith("_loss") or surf == "eig_ratio"),  # matplotlib's viridis_r
+        "lighting": {"ambient": 0.55, "diffuse": 0.7, "specular": 0.08, "roughness": 0.9},
+        "lightposition": {"x": -1e5, "y": 1e5, "z": 1e5},  # from the upper left, as the figures' light
         "colorbar": {"title": {"text": surf_label(surf)}, "len": 0.7},
         "hovertemplate": "x %{x:.3f}<br>y %{y:.3f}<br>" + surf_label(surf) + " %{z:.4g}<extra></extra>",
     }
@@ -418,6 +425,12 @@ def report_figures(
     return figs
 
 
+def _clim3(surf: str, clim: tuple[float, float], data: tuple[float, float]) -> tuple[float, float]:
+    """The 3D colour range: a loss (log z by default) is coloured over all its values, basin to
+    walls, as the matplotlib 3D views; otherwise the contours' range."""
+    return data if default_zscale(surf) == "log" and data[0] > 0 else clim
+
+
 def _compare_figures(
     surfaces: Sequence[Surface], surf: str, values: Sequence[np.ndarray | None],
     two_d: Sequence[int], one_d: Sequence[int], zmax: float | None,
@@ -427,12 +440,12 @@ def _compare_figures(
     if len(two_d) > 1:
         shared = [values[k] for k in two_d]
         levels, clim, data = _scale(shared)
-        cap, data = display_cap(clim, data, zmax)
+        cap, data = display_cap(clim, data, zmax) if default_zscale(surf) == "linear" else (None, data)
         for k in two_d:
             s = surfaces[k]
             title = _short(s, surf, f"z clipped at {cap:.3g}" if cap is not None else "")
             z3 = values[k] if cap is None else np.minimum(values[k], cap)
-            figs.append(("compare", f"cmp{k}-3d", _fig_3d(s, surf, z3, clim, title, data)))
+            figs.append(("compare", f"cmp{k}-3d", _fig_3d(s, surf, z3, _clim3(surf, clim, data), title, data)))
         for k in two_d:
             s = surfaces[k]
             figs.append(("compare", f"cmp{k}-contour",
@@ -459,10 +472,10 @@ def _surface_figures(
         figs.append((sec, f"s{k}-curve", _fig_curve(s, surface_title(s))))
     elif own is not None:
         levels, clim, data = _scale([own])
-        cap, _ = display_cap(clim, data, zmax)
+        cap, _ = display_cap(clim, data, zmax) if default_zscale(surf) == "linear" else (None, data)
         title = surface_title(s, surf) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
         z3 = own if cap is None else np.minimum(own, cap)
-        figs.append((sec, f"s{k}-3d", _fig_3d(s, surf, z3, clim, title)))
+        figs.append((sec, f"s{k}-3d", _fig_3d(s, surf, z3, _clim3(surf, clim, data), title)))
         figs.append((sec, f"s{k}-contour", _fig_contour(s, surf, own, levels, clim, surface_title(s, surf))))
         figs.append((sec, f"s{k}-slices", _fig_slices(s)))
         names = available_surfs(s)
@@ -586,7 +599,7 @@ def report_html(
         + (f"<meta http-equiv='refresh' content='{int(reload_seconds)}'>" if reload_seconds else "")
         + f"<title>{html.escape(page_title)}</title><style>{_CSS}</style>\n"
         f"<script type='text/javascript'>{get_plotlyjs()}</script>\n</head>"
-        "<body data-zscale='linear'><header>"
+        f"<body data-zscale='linear' data-zscale-default='{default_zscale(main)}'><header>"
         f"<h1>{html.escape(page_title)}</h1>"
         f"<p>{len(surfaces)} surface(s), {len(figs)} figures · made by landscape {__version__} on {created}"
         " · works offline</p>"

@@ -47,6 +47,9 @@ __all__ = [
     "as_drawable",
     "check_pixels",
     "padded_range",
+    "default_zscale",
+    "refine_grid",
+    "ZSCALES",
     "NothingToDraw",
     "SURFS",
     "KINDS",
@@ -67,6 +70,7 @@ PAPER_LEVELS = (0.1, 10.0, 0.5)  # the paper's contour defaults: vmin, vmax, vle
 EIG_RATIO_MAX = 0.5  # the paper's |lambda_min / lambda_max| colour scale is 0..0.5
 MIN_LEVELS_DRAWN = 4  # fewer paper-default levels inside the data range: pick levels from the data
 MAX_LEVELS = 1000  # contour levels one figure may draw (--vlevel 1e-9 would ask for billions)
+ZSCALES = ("linear", "log")  # z of a 3D view: the values, or log10 of them (the paper's loss views)
 MAX_PIXELS = 50_000_000  # pixels one raster figure may have (about 200 MB of RGBA while drawn)
 
 
@@ -421,3 +425,47 @@ def padded_range(lo: float, hi: float) -> tuple[float, float]:
         return lo, hi
     pad = max(abs(lo) * 1e-3, 1e-3)
     return lo - pad, hi + pad
+
+
+def default_zscale(surf: str) -> str:
+    """'log' for a loss (the paper's 3D views: basin and walls both visible), else 'linear'."""
+    return "log" if surf.endswith("_loss") else "linear"
+
+
+def refine_grid(
+    x: np.ndarray, y: np.ndarray, z: np.ndarray, target: int = 100, max_factor: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A finer grid for DRAWING contours: cubic (Catmull-Rom) interpolation of z [nx, ny].
+
+    Returns (x', y', z', factor): `factor` - 1 points are inserted between neighbours, so that
+    the finer axes have about `target` intervals (factor 1 and the inputs unchanged when z has
+    a NaN, as a partial surface does, or fewer than 3 points on an axis). Each interpolated value
+    lies between its two neighbours on the stored grid (no overshoot: a loss stays positive and
+    no contour appears that the stored values do not cross). Stored values are never changed.
+    """
+    if min(z.shape) < 3 or not np.isfinite(z).all():
+        return x, y, z, 1
+    factor = int(np.clip(np.ceil(target / (max(z.shape) - 1)), 1, max_factor))
+    if factor == 1:
+        return x, y, z, 1
+    zz = _cubic_along(_cubic_along(np.asarray(z, dtype=float), factor, 0), factor, 1)
+    return _finer(x, factor), _finer(y, factor), zz, factor
+
+
+def _finer(c: np.ndarray, factor: int) -> np.ndarray:
+    n = len(c)
+    return np.interp(np.arange((n - 1) * factor + 1) / factor, np.arange(n), np.asarray(c, dtype=float))
+
+
+def _cubic_along(z: np.ndarray, factor: int, axis: int) -> np.ndarray:
+    z = np.moveaxis(z, axis, 0)
+    n = z.shape[0]
+    u = np.arange((n - 1) * factor + 1) / factor
+    i = np.minimum(np.floor(u).astype(int), n - 2)
+    s = (u - i).reshape(-1, *([1] * (z.ndim - 1)))
+    padded = np.concatenate([2 * z[:1] - z[1:2], z, 2 * z[-1:] - z[-2:-1]])  # linear ends
+    p0, p1, p2, p3 = (padded[i + 1 + k] for k in (-1, 0, 1, 2))
+    v = 0.5 * (2 * p1 + (p2 - p0) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s**2 + (3 * p1 - p0 - 3 * p2 + p3) * s**3)
+    v = np.clip(v, np.minimum(p1, p2), np.maximum(p1, p2))
+    v = np.where(s == 0, p1, np.where(s == 1, p2, v))  # the stored points themselves: exact
+    return np.moveaxis(v, 0, axis)

@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("batchnorm", "storage", "checkpoint", "metrics", "executor", "views"),
     ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data",
      "schema", "probe", "lock", "preview"),
-    ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env", "cpu", "outputs"),
+    ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env", "cpu", "outputs", "figure_style"),
     ("errors", "_version", "__init__", "text", "threads"),
 )
 

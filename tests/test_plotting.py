@@ -203,7 +203,7 @@ def test_heatmap_and_3d_surface(bowl_file: Path, tmp_path: Path) -> None:
     ax = fig.add_subplot(projection="3d")
     art = plot_surface3d(s, "train_loss", ax, clim=(0.0, 4.0), zlim=(0.0, 4.0))
     assert art.get_clim() == (0.0, 4.0) and ax.get_zlim() == (0.0, 4.0)
-    assert len(art.get_array()) == 20 * 14  # one coloured quad per grid cell
+    assert len(art.get_facecolor()) == 20 * 14  # one coloured quad per grid cell (lit, so no array)
     png = tmp_path / "3d.png"
     fig.savefig(png, dpi=60)
     assert png_axes_variance(png, fig, ax) > 1e-3  # not blank (the paper's Axes3D(fig) is)
@@ -278,7 +278,7 @@ def test_paper_layout_file_renders(tmp_path: Path) -> None:
 
 def test_comparison_shares_levels_and_colour_scale(tmp_path: Path) -> None:
     files = [make_surface(tmp_path / f"s{k}.h5", scale=1.0 + k, model=f"net{k}") for k in range(3)]
-    comp = plot_comparison([read_surface(f) for f in files], "train_loss")
+    comp = plot_comparison([read_surface(f) for f in files], "train_loss", zscale="linear")
     assert len(comp.contours) == 3 and len(comp.surfaces3d) == 3
     assert len(comp.figure.axes) == 3 * 2 + 1  # contour row, 3D row, one colour bar
     # shared colours: the paper's levels (0.1..9.6) that the union of the data (0.01..9.01) reaches
@@ -298,7 +298,7 @@ def test_comparison_of_many_nets_wraps_and_clips_a_diverged_one_in_3d(tmp_path: 
     files = [make_surface(tmp_path / f"s{k}.h5", scale=1.0, model=f"net{k}") for k in range(5)]
     files.append(make_surface(tmp_path / "wild.h5", scale=1e6, model="wild"))
     files.append(make_surface(tmp_path / "high.h5", offset=300.0, model="high"))
-    comp = plot_comparison([read_surface(f) for f in files], "train_loss")
+    comp = plot_comparison([read_surface(f) for f in files], "train_loss", zscale="linear")
     grids = {ax.get_subplotspec().get_geometry()[:2] for ax in comp.axes}
     assert grids == {(4, 4)}  # 2 rows of (contour, 3D) pairs, 4 columns
     assert comp.zcap == pytest.approx(comp.clim[1]) and comp.zlim[1] == pytest.approx(comp.clim[1])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_plotting import bowl, make_surface, write_paper_surface
 
+from landscape.figure_style import CAMERA_AZIM, CAMERA_ELEV, camera_eye
 from landscape.report import report_figures, report_html
 from landscape.storage import read_surface
 
@@ -49,12 +50,19 @@ def test_report_figures_share_one_scale(two_surfaces: list[Path]) -> None:
         "s1-3d", "s1-contour", "s1-slices", "s1-traintest",
     ]
     a, b = figs["cmp0-3d"]["data"][0], figs["cmp1-3d"]["data"][0]
-    # colours: the paper's levels (0.1..9.6) that the data (0.01..6.01) reach; z: the data's range
-    assert (a["cmin"], a["cmax"]) == (b["cmin"], b["cmax"]) == pytest.approx((0.1, 0.01 + 2 * 3.0))
+    # colours of a loss in 3D: all of the data (0.01..6.01), basin to walls, as the matplotlib 3D
+    # views (log z by default); contours: the paper's levels (0.1..9.6) that the data reach
+    assert (a["cmin"], a["cmax"]) == (b["cmin"], b["cmax"]) == pytest.approx((0.01, 0.01 + 2 * 3.0))
+    eye = camera_eye(CAMERA_ELEV, CAMERA_AZIM)  # the camera of plot_surface3d
+    assert figs["cmp0-3d"]["layout"]["scene"]["camera"]["eye"] == eye and eye["y"] < 0 < eye["x"]
+    assert not a["reversescale"]
+    acc = report_figures(surfaces, "train_acc")[0][2]["data"][0]
+    assert acc["reversescale"]  # viridis_r, as plotting's accuracy views
     zranges = [figs[f"cmp{k}-3d"]["layout"]["scene"]["zaxis"]["range"] for k in (0, 1)]
     assert zranges[0] == zranges[1] == pytest.approx([0.01, 6.01])
     ca, cb = figs["cmp0-contour"]["data"][0], figs["cmp1-contour"]["data"][0]
     assert ca["contours"] == cb["contours"] and (ca["zmin"], ca["zmax"]) == (cb["zmin"], cb["zmax"])
+    assert (ca["zmin"], ca["zmax"]) == pytest.approx((0.1, 0.01 + 2 * 3.0))
     # the 3D data are the file's values, rows along y (plotly's layout)
     s = surfaces[1]
     X, Y = np.meshgrid(s.x, s.y)
@@ -141,10 +149,12 @@ def test_report_in_headless_chromium(two_surfaces: list[Path], tmp_path: Path) -
                     values: gd.data.some(t => (t.z && t.z.length > 0) || (t.y && t.y.length > 0))}))"""
             )
             page.screenshot(path=str(tmp_path / "report.png"))
-            # the log toggle switches every 3D graph to log10 z
-            page.click("#ls-log-toggle")
+            # a loss starts on log10 z (as the matplotlib 3D views); the toggle switches every 3D graph
             page.wait_for_function("() => document.body.dataset.zscale === 'log'")
             z = page.evaluate("() => document.getElementById('ls-cmp0-3d').data[0].z[7][10]")
+            page.click("#ls-log-toggle")
+            page.wait_for_function("() => document.body.dataset.zscale === 'linear'")
+            zlin = page.evaluate("() => document.getElementById('ls-cmp0-3d').data[0].z[7][10]")
             # moving one side-by-side camera moves the other
             eyes = page.evaluate(
                 """() => Plotly.relayout('ls-cmp0-3d', {'scene.camera': {eye: {x: 0.2, y: 2.1, z: 0.4}}})
@@ -160,6 +170,7 @@ def test_report_in_headless_chromium(two_surfaces: list[Path], tmp_path: Path) -
     assert len(graphs) == expected
     assert all(g["traces"] > 0 and g["values"] for g in graphs), graphs
     assert z == pytest.approx(np.log10(0.01))  # centre of the bowl, log10
+    assert zlin == pytest.approx(0.01)
     assert eyes[1]["eye"] == {"x": 0.2, "y": 2.1, "z": 0.4}
     assert eyes[2] is None or eyes[2].get("eye") != {"x": 0.2, "y": 2.1, "z": 0.4}  # not linked
     assert (tmp_path / "report.png").stat().st_size > 20_000

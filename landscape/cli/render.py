@@ -14,7 +14,7 @@ Writes plots/<file stem>_<surf>_<kind>.png for each array and view, and prints t
 examples:
   landscape plot surfaces/resnet20.h5                                  (every view, every array)
   landscape plot surfaces/resnet20.h5 --surf train_loss --kind contour
-  landscape plot surfaces/resnet20.h5 --kind surface --zmax 10 --log
+  landscape plot surfaces/resnet20.h5 --kind surface --zscale linear --zmax 10
   landscape plot surfaces/resnet20_pca.h5 --kind contour --trajectory
   landscape plot surfaces/resnet20.h5 --surf eig_ratio                 (|min/max| curvature map)
 """
@@ -55,6 +55,8 @@ SURF_HELP = "train_loss, train_acc, test_loss, test_acc, or eig_ratio/max_eig/mi
 def _add_scale(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", action="store_true", help="log scale (log-spaced contour levels, log10 z in 3D)")
     p.add_argument("--zmax", type=finite_float, default=None, help="clip values above ZMAX (e.g. 10)")
+    p.add_argument("--zscale", choices=("linear", "log"), default=None,
+                   help="z of the 3D view (default: log for a loss, as in the paper; linear for accuracy)")
 
 
 def _add_levels(p: argparse.ArgumentParser) -> None:
@@ -97,7 +99,7 @@ def _run_plot(args: argparse.Namespace) -> int:
     paths = save_plots(
         surface, args.out, args.surf, args.kind, args.format, args.dpi,
         vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log, zmax=args.zmax,
-        trajectory=args.trajectory, on_skip=_note,
+        trajectory=args.trajectory, on_skip=_note, zscale=args.zscale,
     )
     for path in paths:
         print(path)
@@ -125,7 +127,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     out = args.out or str(Path("plots") / ("_vs_".join(Path(f).stem for f in args.files) + f"_{args.surf}.png"))
     path = save_comparison(
         surfaces, out, args.surf, args.dpi, on_skip=_note, allow_mismatch=args.allow_mismatch,
-        log=args.log, zmax=args.zmax, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel,
+        log=args.log, zmax=args.zmax, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, zscale=args.zscale,
     )
     if path is not None:
         print(path)

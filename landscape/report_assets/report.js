@@ -27,6 +27,8 @@
     button.textContent = logScale ? 'z: log10 (switch to linear)' : 'z: linear (switch to log10)';
     document.body.setAttribute('data-zscale', logScale ? 'log' : 'linear');
   });
+  // a loss starts on log10 z, as the matplotlib 3D views (the paper's choice)
+  if (button && document.body.getAttribute('data-zscale-default') === 'log') button.click();
   var linked = graphs('.ls-linked .js-plotly-plot');
   var syncing = false;
   linked.forEach(function (gd) {
