@@ -37,7 +37,8 @@ class DemoConfig:
 
     nets: tuple[str, ...] = DEFAULT_NETS
     resolution: int = 25
-    epochs: int = 20
+    epochs: int = 20  # the cap when `target_loss` is set
+    target_loss: float | None = None  # convergence criterion: eval-mode train loss, checked each epoch
     batch_size: int = 64
     lr: float = 0.1
     quick: bool = False
@@ -78,19 +79,20 @@ def _stage(cfg: DemoConfig, text: str) -> None:
 def train_net(cfg: DemoConfig, net: str) -> tuple[Path, float]:
     """Train `net`, or reuse a cached checkpoint trained with the same recipe."""
     from .checkpoint import load_checkpoint
-    from .train import TrainConfig, train, training_record
+    from .train import TrainConfig, same_recipe, train
 
     path = Path(cfg.ckpt_dir) / f"{net}.pt"
     tcfg = TrainConfig(
         model=net, data=cfg.data, data_root=cfg.data_root, epochs=cfg.epochs, seed=cfg.seed,
         batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device, out=str(path), quiet=cfg.quiet,
+        target_loss=cfg.target_loss,
     )
     if path.exists():
-        try:
+        try:  # the same recipe and the same convergence criterion, or it is retrained
             ckpt = load_checkpoint(path)
             same = (
                 ckpt.model == net
-                and ckpt.train == training_record(tcfg)
+                and same_recipe(ckpt.train, tcfg)
                 and ckpt.data.get("name") == cfg.data
             )
         except LandscapeError:
@@ -171,6 +173,7 @@ def _hessian_n(cfg: DemoConfig, ckpt: Path) -> int:
 
 COLUMNS = (
     ("net", "net", "{}"),
+    ("converged", "converged (epochs)", "{}"),
     ("test_err", "test err %", "{:.2f}"),
     ("center_train_loss", "centre train loss", "{:.4f}"),
     ("center_test_loss", "centre test loss", "{:.4f}"),
@@ -195,15 +198,29 @@ def table_rows(surfaces: Sequence[str | Path]) -> list[dict[str, Any]]:
         m = dict(s.metrics)
         hess = s.attrs.get("hessian") or {}
         row: dict[str, Any] = {"net": s.attrs.get("model", Path(path).stem)}
+        trained = s.attrs.get("checkpoint_metrics") or {}
+        if isinstance(trained, dict) and "criterion_met" in trained:
+            met = "yes" if trained["criterion_met"] else "no"
+            row["converged"] = f"{met} ({int(trained['epochs_used'])})"
         if "center_test_acc" in m:
             row["test_err"] = 100.0 - m["center_test_acc"]
-        for key, *_ in COLUMNS[2:]:
+        for key, *_ in COLUMNS[3:]:
             if key in m and m[key] is not None:
                 row[key] = m[key]
         if isinstance(hess, dict) and hess.get("eig_ratio") is not None:
             row["eig_ratio"] = hess["eig_ratio"]
         rows.append(row)
     return rows
+
+
+def criterion_text(cfg: DemoConfig) -> str:
+    """The convergence criterion in words (printed above the table)."""
+    if cfg.target_loss is None:
+        return f"training: a fixed {cfg.epochs} epochs (no convergence criterion)"
+    return (
+        f"convergence criterion: train loss (whole train split, eval mode, checked after each epoch) "
+        f"<= {cfg.target_loss:g}, at most {cfg.epochs} epochs (the learning-rate schedule spans the cap)"
+    )
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -248,7 +265,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     total = len(cfg.nets)
     start = time.perf_counter()
     for i, net in enumerate(cfg.nets, 1):
-        _stage(cfg, f"[{i}/{total}] {net}: training ({cfg.epochs} epochs on {cfg.data})")
+        until = f"until train loss <= {cfg.target_loss:g}, at most " if cfg.target_loss is not None else ""
+        _stage(cfg, f"[{i}/{total}] {net}: training ({until}{cfg.epochs} epochs on {cfg.data})")
         ckpt, t_train = train_net(cfg, net)
         _stage(cfg, f"[{i}/{total}] {net}: surface {cfg.resolution}x{cfg.resolution} over [-1, 1]^2")
         surf, t_surf = net_surface(cfg, net, ckpt)
@@ -262,7 +280,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     t_render = time.perf_counter() - t0
     rows = table_rows(surfaces)
     if not cfg.quiet:
-        print("\n" + format_table(rows), flush=True)
+        print("\n" + criterion_text(cfg) + "\n" + format_table(rows), flush=True)
         print("\nseconds per stage: " + ", ".join(
             f"{net} train {t['train_s']:.0f} surface {t['surface_s']:.0f} hessian {t['hessian_s']:.0f}"
             for net, t in timings.items()
