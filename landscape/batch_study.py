@@ -84,9 +84,14 @@ loss <= 0.5), 5 points per line, a 128-sample Hessian."""
     net = cfg.net if cfg.net != BatchStudyConfig.net else "resnet8"
     return replace(
         cfg, net=net, epochs=2, target_loss=0.5, points=5, hessian_samples=128,
-        ckpt_dir=cfg.ckpt_dir.replace("demo", "demo-quick", 1),
-        surface_dir=cfg.surface_dir.replace("demo", "demo-quick", 1),
+        ckpt_dir=_quick_dir(cfg.ckpt_dir, BatchStudyConfig.ckpt_dir),
+        surface_dir=_quick_dir(cfg.surface_dir, BatchStudyConfig.surface_dir),
     )
+
+
+def _quick_dir(folder: str, default: str) -> str:
+    """The default folders get a quick twin (`ckpts/demo-quick/batch`); a chosen one is kept."""
+    return folder.replace("demo", "demo-quick", 1) if folder == default else folder
 
 
 @dataclass(frozen=True)
