@@ -189,7 +189,7 @@ def _hessian(cfg: BatchStudyConfig, ckpt: Path, surface: Path) -> float:
     start = time.perf_counter()
     hcfg = HessianConfig(
         ckpt=str(ckpt), top_k=1, max_samples=cfg.hessian_samples, device=cfg.device,
-        data_root=cfg.data_root, tol=1e-2 if cfg.quick else 1e-3, iters=20 if cfg.quick else 100,
+        data_root=cfg.data_root, tol=1e-2 if cfg.quick else 1e-3, iters=10 if cfg.quick else 100,
     )
     store_hessian(surface, compute_hessian(hcfg))
     return time.perf_counter() - start
@@ -373,7 +373,7 @@ def run_batch_study(cfg: BatchStudyConfig) -> dict[str, Any]:
         print(f"\nbatch study: widths are where the train loss first rises {cfg.margin:g} above the "
               f"minimum's (filter-normalized direction in [-1, 1]; raw interpolation in alpha)")
         print(format_batch_table(rows), flush=True)
-        print("seconds: " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in timings.items())
+        print("\nseconds: " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in timings.items())
               + f"; total {time.perf_counter() - start:.0f}", flush=True)
     return {"rows": rows, "surfaces": surfaces, "figures": figures, "checkpoints": list(ckpts.values()),
             "timings": timings, "total_s": time.perf_counter() - start}

@@ -44,8 +44,14 @@ QUICK_TARGET_LOSS = 0.5
 class DemoConfig:
     """Settings of `landscape demo` (the defaults take about 15 minutes on 2 CPU cores).
 
-    Why 27x27 and a 40-epoch cap: see the README's "What the demo shows" (the arithmetic from
-    the measured stage costs).
+    Why train loss <= 0.03 with a 40-epoch cap: measured, ResNet-20/56/110 reach it after 18 /
+    19 / 27 epochs (0.017 / 0.030 / 0.028; the fixed 20 epochs left 0.008 / 0.028 / 0.134),
+    while ResNet-110 stays at 0.023-0.03 after its learning rate drops, so 0.01 would leave it
+    "not met". Why 27x27: from the stage costs measured alone on 2 cores (a 25x25 surface takes
+    20 / 61 / 119 s for ResNet-20/56/110, 20 / 58 / 118 s without skips, 81 s for DenseNet),
+    training at the criterion ~160 s, Hessians ~140 s, the batch study ~60 s and figures ~5 s
+    leave ~540 s for surfaces: 27x27 (729 points) costs 477 s x 729/625 = 556 s, ~15 min in
+    all; 29x29 would cost 642 s (~17 min).
     """
 
     nets: tuple[str, ...] = DEFAULT_NETS
