@@ -45,9 +45,10 @@ class DemoConfig:
     """Settings of `landscape demo` (the defaults take about 15 minutes on 2 CPU cores).
 
     Why train loss <= 0.03 with a 40-epoch cap: measured, ResNet-20/56/110 reach it after 18 /
-    19 / 27 epochs (0.017 / 0.030 / 0.028; the fixed 20 epochs left 0.008 / 0.028 / 0.134),
-    while ResNet-110 stays at 0.023-0.03 after its learning rate drops, so 0.01 would leave it
-    "not met". Why 27x27: from the stage costs measured alone on 2 cores (a 25x25 surface takes
+    19 / 27 epochs and DenseNet-BC-40 after 10 (each ends at 0.017-0.030; the fixed 20 epochs
+    left ResNet-20/56/110 at 0.008 / 0.028 / 0.134), ResNet-56 without skips does not (1.3 at
+    the cap), and ResNet-110 stays at 0.023-0.03 once its learning rate drops, so 0.01 would
+    leave it "not met". Why 27x27: from the stage costs measured alone on 2 cores (a 25x25 surface takes
     20 / 61 / 119 s for ResNet-20/56/110, 20 / 58 / 118 s without skips, 81 s for DenseNet),
     training at the criterion ~160 s, Hessians ~140 s, the batch study ~60 s and figures ~5 s
     leave ~540 s for surfaces: 27x27 (729 points) costs 477 s x 729/625 = 556 s, ~15 min in
