@@ -202,3 +202,12 @@ def test_bad_batch_study_settings_are_one_line() -> None:
         with pytest.raises(LandscapeError) as info:
             BatchStudyConfig(**bad)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan"), float("inf")])
+def test_bad_convergence_criterion_is_one_line(bad: float) -> None:
+    from landscape.train import TrainConfig
+
+    with pytest.raises(LandscapeError) as info:
+        TrainConfig(target_loss=bad)
+    assert "--target-loss" in str(info.value) and "\n" not in str(info.value)
