@@ -1,12 +1,18 @@
 """The main job: skips versus no skips versus DenseNet, end to end, on the built-in data.
 
 `run_demo(DemoConfig())` trains (or reuses cached checkpoints of) ResNets with and without skip
-connections and a DenseNet, computes filter-normalized 2D surfaces over [-1, 1]^2 with train and
-test loss for each, the Hessian's extreme eigenvalues at each centre, a comparison figure, an
-interactive report, and a table of metrics read back from the surface files.
+connections and a DenseNet, each to the same convergence criterion (train loss on the whole
+train split, eval mode, at most `target_loss`, checked after each epoch, with a cap of `epochs`;
+a net that cannot reach it stops at the cap and is reported as not converged), computes
+filter-normalized 2D surfaces over [-1, 1]^2 with train and test loss for each, the Hessian's
+extreme eigenvalues at each centre, a comparison figure, an interactive report, and a table of
+metrics read back from the surface files. Then the paper's second experiment, small against
+large batch (`landscape.batch_study`).
 
 Example:
-    >>> rows = run_demo(DemoConfig(quick=True))
+    >>> result = run_demo(DemoConfig(quick=True))
+    >>> result["rows"][0]["converged"]  # doctest: +SKIP
+    'yes (3)'
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .batch_study import BatchStudyConfig, run_batch_study
 from .errors import LandscapeError
 
 __all__ = [
     "DemoConfig", "DEFAULT_NETS", "QUICK_NETS", "run_demo", "train_net", "net_surface", "net_hessian",
-    "render", "format_table", "table_rows",
+    "render", "format_table", "table_rows", "criterion_text", "batch_config", "STUDIES",
 ]
 
 DEFAULT_NETS = (
@@ -29,15 +36,30 @@ DEFAULT_NETS = (
     "densenet_bc40",
 )
 QUICK_NETS = ("resnet20", "resnet20_noshort", "densenet_bc40")
+STUDIES = ("all", "skips", "batch")
+QUICK_TARGET_LOSS = 0.5
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Settings of `landscape demo` (the defaults take about 15 minutes on 2 CPU cores)."""
+    """Settings of `landscape demo` (the defaults take about 15 minutes on 2 CPU cores).
+
+    Why train loss <= 0.03 with a 40-epoch cap: measured, ResNet-20/56/110 reach it after 18 /
+    19 / 27 epochs and DenseNet-BC-40 after 10 (each ends at 0.017-0.030; the fixed 20 epochs
+    left ResNet-20/56/110 at 0.008 / 0.028 / 0.134), ResNet-56 without skips does not (1.3 at
+    the cap), and ResNet-110 stays at 0.023-0.03 once its learning rate drops, so 0.01 would
+    leave it "not met". Why 27x27: from the stage costs measured alone on 2 cores (a 25x25 surface takes
+    20 / 61 / 119 s for ResNet-20/56/110, 20 / 58 / 118 s without skips, 81 s for DenseNet),
+    training at the criterion ~160 s, Hessians ~140 s, the batch study ~60 s and figures ~5 s
+    leave ~540 s for surfaces: 27x27 (729 points) costs 477 s x 729/625 = 556 s, ~15 min in
+    all; 29x29 would cost 642 s (~17 min).
+    """
 
     nets: tuple[str, ...] = DEFAULT_NETS
-    resolution: int = 25
-    epochs: int = 20
+    resolution: int = 27
+    epochs: int = 40  # the cap when `target_loss` is set (the learning-rate schedule spans it)
+    target_loss: float | None = 0.03  # convergence criterion: eval-mode train loss, checked each epoch
+    study: str = "all"  # skips (the skip-connection comparison), batch (small vs large batch), all
     batch_size: int = 64
     lr: float = 0.1
     quick: bool = False
@@ -59,13 +81,17 @@ class DemoConfig:
             )
         if not self.nets:
             raise LandscapeError("--nets needs at least one model name")
+        if self.study not in STUDIES:
+            raise LandscapeError(f"--study {self.study!r} is not one of {', '.join(STUDIES)}")
 
 
 def quick_config(cfg: DemoConfig) -> DemoConfig:
-    """`--quick`: three nets, 3 epochs, a 5x5 grid, a 512-sample Hessian (what CI runs)."""
+    """`--quick`: three nets, at most 3 epochs (criterion: train loss <= 0.5), a 5x5 grid, a
+    512-sample Hessian, and the batch study's quick variant (what CI runs)."""
     nets = cfg.nets if cfg.nets != DEFAULT_NETS else QUICK_NETS
+    target = QUICK_TARGET_LOSS if cfg.target_loss is not None else None
     return replace(
-        cfg, nets=nets, resolution=5, epochs=3, hessian_samples=cfg.hessian_samples or 512,
+        cfg, nets=nets, resolution=5, epochs=3, target_loss=target, hessian_samples=cfg.hessian_samples or 512,
         ckpt_dir=cfg.ckpt_dir + "-quick", surface_dir=cfg.surface_dir + "-quick",
     )
 
@@ -78,19 +104,20 @@ def _stage(cfg: DemoConfig, text: str) -> None:
 def train_net(cfg: DemoConfig, net: str) -> tuple[Path, float]:
     """Train `net`, or reuse a cached checkpoint trained with the same recipe."""
     from .checkpoint import load_checkpoint
-    from .train import TrainConfig, train, training_record
+    from .train import TrainConfig, same_recipe, train
 
     path = Path(cfg.ckpt_dir) / f"{net}.pt"
     tcfg = TrainConfig(
         model=net, data=cfg.data, data_root=cfg.data_root, epochs=cfg.epochs, seed=cfg.seed,
         batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device, out=str(path), quiet=cfg.quiet,
+        target_loss=cfg.target_loss,
     )
     if path.exists():
-        try:
+        try:  # the same recipe and the same convergence criterion, or it is retrained
             ckpt = load_checkpoint(path)
             same = (
                 ckpt.model == net
-                and ckpt.train == training_record(tcfg)
+                and same_recipe(ckpt.train, tcfg)
                 and ckpt.data.get("name") == cfg.data
             )
         except LandscapeError:
@@ -171,6 +198,7 @@ def _hessian_n(cfg: DemoConfig, ckpt: Path) -> int:
 
 COLUMNS = (
     ("net", "net", "{}"),
+    ("converged", "converged (epochs)", "{}"),
     ("test_err", "test err %", "{:.2f}"),
     ("center_train_loss", "centre train loss", "{:.4f}"),
     ("center_test_loss", "centre test loss", "{:.4f}"),
@@ -195,15 +223,29 @@ def table_rows(surfaces: Sequence[str | Path]) -> list[dict[str, Any]]:
         m = dict(s.metrics)
         hess = s.attrs.get("hessian") or {}
         row: dict[str, Any] = {"net": s.attrs.get("model", Path(path).stem)}
+        trained = s.attrs.get("checkpoint_metrics") or {}
+        if isinstance(trained, dict) and "criterion_met" in trained:
+            met = "yes" if trained["criterion_met"] else "no"
+            row["converged"] = f"{met} ({int(trained['epochs_used'])})"
         if "center_test_acc" in m:
             row["test_err"] = 100.0 - m["center_test_acc"]
-        for key, *_ in COLUMNS[2:]:
+        for key, *_ in COLUMNS[3:]:
             if key in m and m[key] is not None:
                 row[key] = m[key]
         if isinstance(hess, dict) and hess.get("eig_ratio") is not None:
             row["eig_ratio"] = hess["eig_ratio"]
         rows.append(row)
     return rows
+
+
+def criterion_text(cfg: DemoConfig) -> str:
+    """The convergence criterion in words (printed above the table)."""
+    if cfg.target_loss is None:
+        return f"training: a fixed {cfg.epochs} epochs (no convergence criterion)"
+    return (
+        f"convergence criterion: train loss (whole train split, eval mode, checked after each epoch) "
+        f"<= {cfg.target_loss:g}, at most {cfg.epochs} epochs (the learning-rate schedule spans the cap)"
+    )
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -243,12 +285,38 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     for net in cfg.nets:  # fail on a bad name before training anything
         create_model(net)
+    result: dict[str, Any] = {"rows": [], "surfaces": [], "figures": [], "report": None, "timings": {}}
+    start = time.perf_counter()
+    if cfg.study in ("all", "skips"):
+        result = _skip_study(cfg)
+    if cfg.study in ("all", "batch"):
+        _stage(cfg, "the paper's second experiment: small against large batch, with and without weight decay")
+        result["batch"] = run_batch_study(batch_config(cfg))
+        result["figures"] = list(result["figures"]) + list(result["batch"]["figures"])
+    result["total_s"] = time.perf_counter() - start
+    if not cfg.quiet:
+        print(f"\ndemo total {result['total_s']:.0f}s", flush=True)
+    return result
+
+
+def batch_config(cfg: DemoConfig) -> BatchStudyConfig:
+    """The batch study's settings under the demo's (its files beside the demo's, in batch/)."""
+    return BatchStudyConfig(
+        data=cfg.data, data_root=cfg.data_root, device=cfg.device, seed=cfg.seed, quick=cfg.quick,
+        ckpt_dir=f"{cfg.ckpt_dir}/batch", surface_dir=f"{cfg.surface_dir}/batch", plot_dir=cfg.plot_dir,
+        quiet=cfg.quiet,
+    )
+
+
+def _skip_study(cfg: DemoConfig) -> dict[str, Any]:
+    """Skips against no skips against DenseNet: train, surfaces, Hessians, figures, table."""
     timings: dict[str, dict[str, float]] = {}
     surfaces: list[Path] = []
     total = len(cfg.nets)
     start = time.perf_counter()
     for i, net in enumerate(cfg.nets, 1):
-        _stage(cfg, f"[{i}/{total}] {net}: training ({cfg.epochs} epochs on {cfg.data})")
+        until = f"until train loss <= {cfg.target_loss:g}, at most " if cfg.target_loss is not None else ""
+        _stage(cfg, f"[{i}/{total}] {net}: training ({until}{cfg.epochs} epochs on {cfg.data})")
         ckpt, t_train = train_net(cfg, net)
         _stage(cfg, f"[{i}/{total}] {net}: surface {cfg.resolution}x{cfg.resolution} over [-1, 1]^2")
         surf, t_surf = net_surface(cfg, net, ckpt)
@@ -262,7 +330,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     t_render = time.perf_counter() - t0
     rows = table_rows(surfaces)
     if not cfg.quiet:
-        print("\n" + format_table(rows), flush=True)
+        print("\n" + criterion_text(cfg) + "\n" + format_table(rows), flush=True)
         print("\nseconds per stage: " + ", ".join(
             f"{net} train {t['train_s']:.0f} surface {t['surface_s']:.0f} hessian {t['hessian_s']:.0f}"
             for net, t in timings.items()

@@ -4,8 +4,16 @@ The recipe is the paper's (SGD with Nesterov momentum, weight decay 5e-4, learni
 at 50%, 75% and 92% of training, as 150/225/275 of 300 epochs) plus a short linear warm-up,
 which deep nets need to start training at lr 0.1 (He et al. warmed ResNet-110 up the same way).
 
+A convergence criterion (`target_loss`) stops training once the train loss, measured on the
+whole train split in eval mode after each epoch, is at or below it; `epochs` is then the cap and
+the learning-rate schedule still spans the cap. The checkpoint's training record says which
+criterion was asked for, how many epochs were used and whether it was met.
+
 Example:
     >>> ckpt = train(TrainConfig(model="resnet20", data="digits", epochs=20, out="ckpts/r20.pt"))
+    >>> ckpt = train(TrainConfig(model="resnet56", epochs=40, target_loss=0.01))  # at most 40
+    >>> ckpt.train["epochs_used"] <= 40 and isinstance(ckpt.train["criterion_met"], bool)
+    True
 """
 
 from __future__ import annotations
@@ -30,9 +38,13 @@ from .errors import LandscapeError
 from .outputs import check_output
 from .progress import Progress
 
-__all__ = ["TrainConfig", "train", "evaluate_model", "lr_at", "snapshot_dir"]
+__all__ = [
+    "TrainConfig", "train", "evaluate_model", "lr_at", "snapshot_dir", "training_record", "same_recipe",
+    "OUTCOME_KEYS",
+]
 
 MILESTONES = (0.5, 0.75, 275 / 300)
+OUTCOME_KEYS = ("epochs_used", "criterion_met")  # what a run did, beside the recipe it was given
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0
     save_every: int = 0  # keep a snapshot every K epochs (and at epoch 0) for PCA directions
+    target_loss: float | None = None  # stop once the eval-mode train loss is <= this (epochs: the cap)
     device: str = "auto"
     quiet: bool = False
 
@@ -66,6 +79,8 @@ class TrainConfig:
             raise LandscapeError(f"--lr must be a positive number, got {self.lr}")
         if self.weight_decay < 0:
             raise LandscapeError(f"--wd must be >= 0, got {self.weight_decay}")
+        if self.target_loss is not None and not (self.target_loss > 0 and math.isfinite(self.target_loss)):
+            raise LandscapeError(f"--target-loss must be a positive number, got {self.target_loss}")
         if self.save_every < 0:
             raise LandscapeError(f"--save-every must be >= 0, got {self.save_every}")
         if self.augment not in ("auto", "none", "shift", "crop-flip"):
@@ -126,7 +141,8 @@ def evaluate_model(
 
 
 def _checkpoint(
-    config: TrainConfig, model: nn.Module, ds: Dataset, epoch: int, metrics: dict[str, float]
+    config: TrainConfig, model: nn.Module, ds: Dataset, epoch: int, metrics: dict[str, float],
+    outcome: dict[str, Any] | None = None,
 ) -> Checkpoint:
     kwargs = {"in_channels": ds.in_channels, "num_classes": ds.num_classes, **config.model_kwargs}
     return Checkpoint(
@@ -136,14 +152,32 @@ def _checkpoint(
         data=ds.meta(),
         epoch=epoch,
         metrics=metrics,
-        train=training_record(config),
+        train={**training_record(config), **(outcome or {})},
     )
 
 
 def training_record(config: TrainConfig) -> dict[str, Any]:
-    """The hyper-parameters that define a run (what a cached checkpoint must match)."""
+    """The hyper-parameters that define a run (what a cached checkpoint must match).
+
+    With a convergence criterion, `target_loss` is part of the recipe (`epochs` is then its cap).
+    """
     keep = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "augment", "seed")
-    return {k: getattr(config, k) for k in keep}
+    record = {k: getattr(config, k) for k in keep}
+    if config.target_loss is not None:
+        record["target_loss"] = config.target_loss
+    return record
+
+
+def same_recipe(stored: dict[str, Any], config: TrainConfig) -> bool:
+    """Whether a checkpoint's training record was made by `config`'s recipe (and criterion).
+
+    >>> cfg = TrainConfig(epochs=40, target_loss=0.01)
+    >>> same_recipe({**training_record(cfg), "epochs_used": 23, "criterion_met": True}, cfg)
+    True
+    >>> same_recipe(training_record(cfg), TrainConfig(epochs=40, target_loss=0.02))
+    False
+    """
+    return {k: v for k, v in stored.items() if k not in OUTCOME_KEYS} == training_record(config)
 
 
 def train(
@@ -182,6 +216,8 @@ def train(
     if snaps is not None:
         save_checkpoint(_checkpoint(config, model, ds, 0, {}), snaps / "epoch_0000.pt")
     metrics: dict[str, float] = {}
+    met = False
+    epoch = 0
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -215,14 +251,18 @@ def train(
         if x_test is not None and y_test is not None:
             metrics["test_loss"], metrics["test_acc"] = evaluate_model(model, x_test, y_test)
         metrics["lr"] = lr_at(config, epoch - 1e-9)
+        if config.target_loss is not None:  # the criterion: whole train split, eval mode
+            metrics["train_loss"], metrics["train_acc"] = evaluate_model(model, x_train, y_train)
+            met = metrics["train_loss"] <= config.target_loss
         if not config.quiet:
             test = (
                 f"  test loss {metrics['test_loss']:.4f} acc {metrics['test_acc']:.2f}%"
                 if "test_loss" in metrics
                 else ""
             )
+            full = f"  (eval {metrics['train_loss']:.4f})" if "train_loss" in metrics else ""
             print(
-                f"epoch {epoch:3d}/{config.epochs}  train loss {metrics['train_loss_running']:.4f} "
+                f"epoch {epoch:3d}/{config.epochs}  train loss {metrics['train_loss_running']:.4f}{full} "
                 f"acc {metrics['train_acc_running']:.2f}%{test}  lr {metrics['lr']:.4g}  "
                 f"{time.perf_counter() - start:.1f}s",
                 flush=True,
@@ -231,12 +271,28 @@ def train(
             on_epoch(epoch, metrics)
         if snaps is not None and (epoch % config.save_every == 0 or epoch == config.epochs):
             save_checkpoint(_checkpoint(config, model, ds, epoch, metrics), snaps / f"epoch_{epoch:04d}.pt")
-    final = {}
-    final["train_loss"], final["train_acc"] = evaluate_model(model, x_train, y_train)
+        if met:
+            if not config.quiet:
+                print(f"criterion met: train loss {metrics['train_loss']:.4g} <= {config.target_loss:g} "
+                      f"after {epoch} of at most {config.epochs} epochs", flush=True)
+            break
+    if config.target_loss is not None and not met and not config.quiet:
+        print(f"criterion not met: train loss {metrics['train_loss']:.4g} > {config.target_loss:g} "
+              f"after the cap of {config.epochs} epochs", flush=True)
+    final: dict[str, float] = {}
+    if "train_loss" in metrics:  # measured after the last epoch, on the same weights
+        final["train_loss"], final["train_acc"] = metrics["train_loss"], metrics["train_acc"]
+    else:
+        final["train_loss"], final["train_acc"] = evaluate_model(model, x_train, y_train)
     if x_test is not None and y_test is not None:
         final["test_loss"], final["test_acc"] = evaluate_model(model, x_test, y_test)
     final["train_seconds"] = time.perf_counter() - start
-    ckpt = _checkpoint(config, model, ds, config.epochs, final)
+    outcome: dict[str, Any] = {"epochs_used": epoch}
+    if config.target_loss is not None:
+        outcome["criterion_met"] = bool(met)
+        final["epochs_used"], final["criterion_met"] = float(epoch), float(met)
+        final["target_loss"] = config.target_loss
+    ckpt = _checkpoint(config, model, ds, epoch, final, outcome)
     if config.out:
         save_checkpoint(ckpt, config.out)
         ckpt.path = str(config.out)

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir)
     cfg = DemoConfig(
         nets=tuple(args.nets), resolution=args.resolution, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, data=args.data, data_root=args.data_root, device=args.device, curvature=args.curvature,
+        lr=args.lr, target_loss=None,  # the paper trains a fixed number of epochs, no criterion
+        data=args.data, data_root=args.data_root, device=args.device, curvature=args.curvature,
         ckpt_dir=str(work / "ckpts" / "study"), surface_dir=str(work / "surfaces" / "study"),
         plot_dir=str(work / "plots" / "study"),
     )

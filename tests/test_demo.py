@@ -8,7 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landscape.demo import COLUMNS, QUICK_NETS, DemoConfig, format_table, table_rows
+from landscape.batch_study import (
+    BATCH_COLUMNS,
+    BatchStudyConfig,
+    batch_runs,
+    quick_batch_config,
+    weight_norm,
+)
+from landscape.checkpoint import load_checkpoint
+from landscape.demo import (
+    COLUMNS,
+    QUICK_NETS,
+    QUICK_TARGET_LOSS,
+    DemoConfig,
+    format_table,
+    table_rows,
+    train_net,
+)
 from landscape.errors import LandscapeError
 from landscape.storage import read_surface
 
@@ -25,10 +41,11 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]
     return work, out, err
 
 
-def _parse_table(out: str) -> tuple[list[str], list[list[str]]]:
-    """Header cells and rows of the metrics table printed at the end of the demo."""
+def _parse_table(out: str, which: int = 0) -> tuple[list[str], list[list[str]]]:
+    """Header cells and rows of a table the demo prints (0: the skip comparison, 1: the batch study)."""
     lines = out.splitlines()
-    rule = next(i for i, line in enumerate(lines) if set(line.replace(" ", "")) == {"-"})
+    rules = [i for i, line in enumerate(lines) if set(line.replace(" ", "")) == {"-"}]
+    rule = rules[which]
     header = re.split(r"\s{2,}", lines[rule - 1].strip())
     rows = []
     for line in lines[rule + 1 :]:
@@ -79,7 +96,7 @@ def test_rerun_reuses_checkpoints_and_surfaces(quick_run: tuple[Path, str, str])
     work, out, _ = quick_run
     code, again, err = run_cli_in(work, "demo", "--quick", timeout=300)
     assert code == 0, err[-2000:]
-    assert again.count("reusing") == len(QUICK_NETS)
+    assert again.count("reusing") == len(QUICK_NETS) + len(batch_runs(BatchStudyConfig()))
     assert _parse_table(again) == _parse_table(out)
 
 
@@ -94,3 +111,103 @@ def test_bad_demo_settings_are_one_line(bad: dict) -> None:
     with pytest.raises(LandscapeError) as info:
         DemoConfig(**bad)
     assert "\n" not in str(info.value)
+
+
+def test_quick_demo_states_the_criterion_and_whether_each_net_met_it(quick_run: tuple[Path, str, str]) -> None:
+    work, out, _ = quick_run
+    assert f"<= {QUICK_TARGET_LOSS:g}, at most 3 epochs" in out
+    header, rows = _parse_table(out)
+    column = header.index("converged (epochs)")
+    for net, row in zip(QUICK_NETS, rows):
+        ckpt = load_checkpoint(work / "ckpts" / "demo-quick" / f"{net}.pt")
+        record = ckpt.train
+        assert record["target_loss"] == QUICK_TARGET_LOSS and record["epochs"] == 3
+        met, used = record["criterion_met"], record["epochs_used"]
+        # met means the stored (eval-mode, whole train split) loss is under the threshold;
+        # not met means the cap was reached
+        assert met == (ckpt.metrics["train_loss"] <= QUICK_TARGET_LOSS)
+        assert 1 <= used <= 3 and (met or used == 3) and ckpt.epoch == used
+        assert row[column] == f"{'yes' if met else 'no'} ({used})"
+
+
+def test_cached_checkpoint_is_reused_only_with_the_same_criterion(tmp_path: Path) -> None:
+    base = DemoConfig(nets=("resnet8",), epochs=2, target_loss=5.0, ckpt_dir=str(tmp_path), quiet=True)
+    path, seconds = train_net(base, "resnet8")
+    first = load_checkpoint(path)
+    assert seconds > 0 and first.train["criterion_met"] and first.train["epochs_used"] == 1
+    assert train_net(base, "resnet8") == (path, 0.0)  # same recipe and criterion: reused
+    stricter = DemoConfig(nets=("resnet8",), epochs=2, target_loss=1e-6, ckpt_dir=str(tmp_path), quiet=True)
+    _, seconds = train_net(stricter, "resnet8")
+    again = load_checkpoint(path)
+    assert seconds > 0 and again.train["target_loss"] == 1e-6
+    assert not again.train["criterion_met"] and again.train["epochs_used"] == 2
+
+
+def _quick_batch(work: Path) -> BatchStudyConfig:
+    cfg = BatchStudyConfig(quick=True, ckpt_dir=str(work / "ckpts" / "demo-quick" / "batch"),
+                           surface_dir=str(work / "surfaces" / "demo-quick" / "batch"), plot_dir=str(work / "plots"))
+    return quick_batch_config(cfg)
+
+
+def test_quick_batch_study_writes_its_files_and_a_finite_table(quick_run: tuple[Path, str, str]) -> None:
+    work, out, _ = quick_run
+    cfg = _quick_batch(work)
+    runs = batch_runs(cfg)
+    for wd in cfg.weight_decays:
+        s = read_surface(Path(cfg.surface_dir) / f"interp_wd{wd:g}.h5")
+        assert s.y is None and s.computed.all() and s.x[0] == -0.5 and s.x[-1] == 1.5
+        assert s.attrs["dir_kind"] != "random" and s.attrs["norm"] == "none"
+    for run in runs:
+        s = read_surface(Path(cfg.surface_dir) / f"{run.name}.h5")
+        assert s.y is None and s.computed.all() and s.attrs["norm"] == "filter"
+        assert load_checkpoint(Path(cfg.ckpt_dir) / f"{run.name}.pt").train["batch_size"] == run.batch
+    for name in ("batch_interpolation-quick.png", "batch_directions-quick.png"):
+        assert (work / "plots" / name).stat().st_size > 10_000
+    header, rows = _parse_table(out, which=1)
+    assert header == [label for _, label, _ in BATCH_COLUMNS]
+    assert [r[0] for r in rows] == [run.name for run in runs]
+    for row in rows:
+        numbers = [float(v) for v in row[2:]]  # train loss ... raw width: all present and finite
+        assert len(numbers) == len(BATCH_COLUMNS) - 2 and all(np.isfinite(numbers)), row
+    # the weight norm printed is that of the checkpoint's conv and linear weights
+    col = header.index("weight norm")
+    for run, row in zip(runs, rows):
+        state = load_checkpoint(Path(cfg.ckpt_dir) / f"{run.name}.pt").state_dict
+        want = float(np.sqrt(sum(float((t.double() ** 2).sum()) for k, t in state.items()
+                                 if k.endswith("weight") and t.dim() >= 2)))
+        assert float(row[col]) == pytest.approx(want, abs=0.006)
+        assert weight_norm(Path(cfg.ckpt_dir) / f"{run.name}.pt") == pytest.approx(want)
+
+
+def test_interpolation_endpoints_are_the_two_checkpoints(quick_run: tuple[Path, str, str]) -> None:
+    from conftest import digits_splits, plain_evaluate
+
+    work, _, _ = quick_run
+    cfg = _quick_batch(work)
+    splits = digits_splits()
+    for wd in cfg.weight_decays:
+        s = read_surface(Path(cfg.surface_dir) / f"interp_wd{wd:g}.h5")
+        for alpha, kind in ((0.0, "small"), (1.0, "large")):
+            i = int(np.argmin(np.abs(s.x - alpha)))
+            assert s.x[i] == pytest.approx(alpha, abs=1e-12)
+            ckpt = load_checkpoint(Path(cfg.ckpt_dir) / f"{kind}_wd{wd:g}.pt")
+            own = plain_evaluate(ckpt.model, ckpt.model_kwargs, ckpt.state_dict, splits)
+            for split in ("train", "test"):
+                assert s.arrays[f"{split}_loss"][i] == pytest.approx(own[f"{split}_loss"], rel=1e-5), (wd, kind)
+                assert s.arrays[f"{split}_acc"][i] == pytest.approx(own[f"{split}_acc"], abs=1e-9)
+
+
+def test_bad_batch_study_settings_are_one_line() -> None:
+    for bad in ({"points": 7}, {"small_batch": 64, "large_batch": 32}, {"weight_decays": ()}):
+        with pytest.raises(LandscapeError) as info:
+            BatchStudyConfig(**bad)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan"), float("inf")])
+def test_bad_convergence_criterion_is_one_line(bad: float) -> None:
+    from landscape.train import TrainConfig
+
+    with pytest.raises(LandscapeError) as info:
+        TrainConfig(target_loss=bad)
+    assert "--target-loss" in str(info.value) and "\n" not in str(info.value)

@@ -21,6 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "landscape"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "__main__"),
     ("demo",),
+    ("batch_study",),
     ("api", "compute"),
     ("runner", "distributed"),
     ("resolve", "curvature", "train", "trial", "watch"),

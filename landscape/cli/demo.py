@@ -3,32 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import math
 
+from ..errors import LandscapeError
 from . import add_threads, positive_int
 
 HELP = """reproduce the paper's comparison: ResNets with and without skips, and a DenseNet
 
-Trains (or reuses cached checkpoints of) each net on the built-in digits data, computes
+Trains (or reuses cached checkpoints of) each net on the built-in digits data to one
+convergence criterion (train loss on the whole train split, eval mode, <= --target-loss,
+checked after each epoch, at most --epochs; the table says whether each net met it), computes
 filter-normalized 2D surfaces over [-1, 1]^2 with train and test loss, the Hessian's extreme
 eigenvalues at each centre, a comparison figure and an interactive report, then prints a table
-of metrics read back from the surface files. The defaults take about 15 minutes on 2 CPU cores.
+of metrics read back from the surface files. Then the paper's second experiment: ResNet-20
+trained with a small and a large batch, with and without weight decay; the raw interpolation
+between the two minima and a filter-normalized 1D surface around each, with a table of
+sharpness numbers (surfaces/demo/batch/, plots/batch_*.png). The defaults take about 15
+minutes on 2 CPU cores.
 
 examples:
   landscape demo
-  landscape demo --quick                        (tiny grid, few epochs: under two minutes)
+  landscape demo --quick                        (tiny grid, few epochs: under a minute)
+  landscape demo --study batch                  (only the small- against large-batch study)
   landscape demo --nets resnet20 resnet20_noshort --resolution 51
   landscape demo --data cifar10 --data-root ~/data --device cuda --epochs 300 --resolution 51
 """
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    from ..demo import DEFAULT_NETS
+    from ..demo import DEFAULT_NETS, STUDIES
 
     p.add_argument("--quick", action="store_true", help="3 nets, 3 epochs, 5x5 grid (what CI runs)")
     p.add_argument("--nets", nargs="+", default=list(DEFAULT_NETS), metavar="MODEL",
                    help=f"models to compare (default: {' '.join(DEFAULT_NETS)})")
-    p.add_argument("--resolution", type=positive_int, default=25, help="grid points per axis (odd; default 25)")
-    p.add_argument("--epochs", type=positive_int, default=20, help="training epochs (default 20)")
+    p.add_argument("--study", choices=STUDIES, default="all",
+                   help="skips: the skip-connection comparison; batch: small against large batch; all (default)")
+    p.add_argument("--resolution", type=positive_int, default=27, help="grid points per axis (odd; default 27)")
+    p.add_argument("--epochs", type=positive_int, default=40,
+                   help="cap on training epochs (default 40; the learning-rate schedule spans it)")
+    p.add_argument("--target-loss", type=float, default=0.03,
+                   help="convergence criterion: stop once the train loss (whole train split, eval mode) "
+                        "is at most this (default 0.03; 0: train the full --epochs, no criterion)")
     p.add_argument("--data", default="digits", help="digits (built in), cifar10, cifar100")
     p.add_argument("--data-root", default=None, help="directory with CIFAR python-pickle files")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -43,16 +58,23 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 def run_demo_command(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
 
+    if not (args.target_loss >= 0 and math.isfinite(args.target_loss)):
+        raise LandscapeError(f"--target-loss must be a number >= 0 (0: no criterion), got {args.target_loss}")
     cfg = DemoConfig(
         nets=tuple(args.nets), resolution=args.resolution, epochs=args.epochs, quick=args.quick,
+        target_loss=args.target_loss or None, study=args.study,
         data=args.data, data_root=args.data_root, device=args.device, seed=args.seed,
         curvature=args.curvature, hessian_samples=args.hessian_samples, quiet=args.quiet,
     )
     result = run_demo(cfg)
     if args.quiet:
+        from ..batch_study import format_batch_table
         from ..demo import format_table
 
-        print(format_table(result["rows"]))
+        if result["rows"]:
+            print(format_table(result["rows"]))
+        if "batch" in result:
+            print(format_batch_table(result["batch"]["rows"]))
     return 0
 
 
