@@ -30,8 +30,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import LandscapeError
 
 __all__ = [
@@ -210,6 +208,8 @@ def interpolation_widths(surface: Any, margin: float) -> dict[str, float]:
     Walking both ways from each minimum, the distance at which the train loss first exceeds that
     minimum's own by `margin` (see `landscape.metrics.basin_half_width`).
     """
+    import numpy as np
+
     from .metrics import basin_half_width
 
     x = np.asarray(surface.x, dtype=float)
@@ -284,6 +284,7 @@ def _shared_scale(drawn: dict[str, Any]) -> None:
 def render_batch(cfg: BatchStudyConfig) -> list[Path]:
     """Two figures: the raw interpolations (one panel per weight decay), and the filter-normalized
     1D surfaces around each minimum (one panel per net, one loss scale for all)."""
+    import numpy as np
     from matplotlib.figure import Figure  # no pyplot: no global figure state
 
     from .outputs import atomic_write, check_output
