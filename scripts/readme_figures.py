@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Regenerate every figure of the README from the demo's surface files: one command.
 
-Run it where `landscape demo` ran (it reads surfaces/demo/*.h5 and writes plots/readme/):
+Run it where `landscape demo` ran (it reads surfaces/demo/*.h5, the batch study's
+surfaces/demo/batch/*.h5 and checkpoints, and writes plots/readme/):
 
     python scripts/readme_figures.py
     python scripts/readme_figures.py --surfaces surfaces/demo --out plots/readme
@@ -18,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from landscape.batch_study import BatchStudyConfig, render_batch
 from landscape.comparison import save_comparison
 from landscape.demo import DEFAULT_NETS
 from landscape.errors import LandscapeError
@@ -30,7 +32,8 @@ SINGLE_VIEWS = (("resnet20_noshort", "contour"), ("resnet56", "surface"), ("resn
 COMPARE_NAME = "demo_compare.png"
 
 
-def readme_figures(surface_dir: Path, out_dir: Path, dpi: int = README_DPI) -> list[Path]:
+def readme_figures(surface_dir: Path, out_dir: Path, dpi: int = README_DPI,
+                   ckpt_dir: Path = Path("ckpts/demo/batch")) -> list[Path]:
     """Write the README's figures from `surface_dir` into `out_dir`; return their paths."""
     missing = [n for n in DEFAULT_NETS if not (surface_dir / f"{n}.h5").is_file()]
     if missing:
@@ -44,17 +47,22 @@ def readme_figures(surface_dir: Path, out_dir: Path, dpi: int = README_DPI) -> l
                               on_skip=print)
     surfaces = [read_surface(surface_dir / f"{n}.h5") for n in DEFAULT_NETS]
     path = save_comparison(surfaces, out_dir / COMPARE_NAME, "train_loss", dpi, on_skip=print)
-    return written + ([path] if path is not None else [])
+    written += [path] if path is not None else []
+    batch = BatchStudyConfig(surface_dir=str(surface_dir / "batch"), plot_dir=str(out_dir), ckpt_dir=str(ckpt_dir))
+    if (surface_dir / "batch").is_dir():  # the batch study's two figures (`landscape demo --study batch`)
+        written += render_batch(batch)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--surfaces", default="surfaces/demo", help="the demo's surface folder (default surfaces/demo)")
+    p.add_argument("--ckpts", default="ckpts/demo/batch", help="the batch study's checkpoints (weight norms)")
     p.add_argument("--out", default="plots/readme", help="output folder (default plots/readme)")
     p.add_argument("--dpi", type=int, default=README_DPI, help=f"resolution (default {README_DPI}, the README's)")
     args = p.parse_args(argv)
     try:
-        paths = readme_figures(Path(args.surfaces), Path(args.out), args.dpi)
+        paths = readme_figures(Path(args.surfaces), Path(args.out), args.dpi, Path(args.ckpts))
     except LandscapeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
