@@ -11,27 +11,27 @@ Measured in one run, on the same model, data and grid:
 2. densenet_bc40 on the same data: the paper's algorithm against the engine at fp32.
 3. a small MLP on digits over a 101x101 grid: the paper's algorithm (timed on a sample of the
    points: its per-point cost does not depend on which point) against the engine on all points.
-4. plans chosen by measurement (`--plans-only` runs only this): resnet20 on 2,048 32x32x3 images
+4. plans chosen by measurement (`--plans-only` runs only this): resnet20 on 1,024 32x32x3 images
    over a 9x9 grid: the engine with default settings (its trial of candidate plans included in
    its time), each candidate plan forced (`landscape.planning.candidate_plans`, evaluated over
    every point by the evaluator, without the file writes), and the paper's algorithm.
 
-The paper's algorithm runs in a fresh Python process, as its users run it; it is also timed in
-the benchmark's own process, which has the allocator setting every `landscape` command applies
-(`landscape.device.tune_host_allocator`), so that the ratios against both are printed.
-
-4. a busy machine (`--busy-only` runs only this): a resnet20 surface on digits computed by the
+5. a busy machine (`--busy-only` runs only this): a resnet20 surface on digits computed by the
    `landscape surface` command in a subprocess, as users run it, on the machine as it is and
    beside one competing busy process (a single-threaded Python loop), with the old defaults
    (all cores as threads, OpenMP threads spinning while they wait: OMP_WAIT_POLICY=ACTIVE),
    torch's plain defaults (GNU OpenMP's bounded spin) and the new ones. Each time is reported
    as a ratio to its fair share: the time without the busy process x cores / (cores - 1) (x 2 on
    a 2-core machine, or on one core), of the same settings and of the fastest settings.
-
-5. surfaces useful early: a resnet20 surface (2,048 images, 25x25) computed coarse to fine, the
+6. surfaces useful early: a resnet20 surface (256 images, 25x25) computed coarse to fine, the
    time until the whole range exists at half the resolution against the whole run.
 
-Usage: python scripts/bench.py [--quick] [--plans-only | --busy-only | --preview-only] [--json results.json]
+The paper's algorithm runs in a fresh Python process, as its users run it; it is also timed in
+the benchmark's own process, which has the allocator setting every `landscape` command applies
+(`landscape.device.tune_host_allocator`), so that the ratios against both are printed.
+
+Usage: python scripts/bench.py [--quick] [--plans-only] [--busy-only] [--preview-only] [--json results.json]
+(the --*-only flags combine; without any, every section runs)
 """
 
 from __future__ import annotations
@@ -565,13 +565,13 @@ def main() -> int:
             paper_section(q, tmp, results)
         if "plans" in sections:
             # --quick: a smoke run, too short for the trial's "auto" bounds: the trial is forced on
-            results["plans"] = bench_plans(128 if q else 2048, 8 if q else 9, tmp, trial="on" if q else "auto")
+            results["plans"] = bench_plans(128 if q else 1024, 8 if q else 9, tmp, trial="on" if q else "auto")
             _print_plans(results["plans"])
         if "busy" in sections:
             results["contention"] = bench_contention(5 if q else 9, 1 if q else 3, tmp)
             _print_contention(results["contention"])
         if "preview" in sections:
-            results["preview"] = bench_preview("resnet20", 64 if q else 2048, 17 if q else 25, tmp)
+            results["preview"] = bench_preview("resnet20", 64 if q else 256, 17 if q else 25, tmp)
             _print_preview(results["preview"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
