@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,7 @@ from .views import (
 if TYPE_CHECKING:  # annotations only
     from .loss_surface import Surface
 
-__all__ = ["Comparison", "plot_comparison", "save_comparison"]
+__all__ = ["Comparison", "plot_comparison", "save_comparison", "log_ceiling"]
 
 
 @dataclass
@@ -175,10 +176,13 @@ def plot_comparison(
         explicit = vmin is not None or vmax is not None
         clim = (float(levels[0]), float(levels[-1])) if explicit else colour_range(levels, shown)
     to3d = (lambda v: (float(np.log10(v[0])), float(np.log10(v[1])))) if zlog else (lambda v: v)
+    log_cap = None
     if zlog and not log:  # one log colour scale over everything drawn: basin and walls
-        top = max(data[1] if zmax is None else min(data[1], zmax), data[0])
+        log_cap = log_ceiling(values) if zmax is None else None
+        top = max(min(data[1], zmax if zmax is not None else log_cap or data[1]), data[0])
+        log_cap = log_cap if log_cap is not None and log_cap < data[1] else None
         clim = (data[0], top) if top > data[0] else (data[0] / 1.1, data[0] * 1.1)  # a constant: a band
-    cap, drawn_range = display_cap(clim, data, zmax) if not zlog else (None, (data[0], clim[1]))
+    cap, drawn_range = display_cap(clim, data, zmax) if not zlog else (log_cap, (data[0], clim[1]))
     comp = Comparison(fig, surf, levels, clim, to3d(drawn_range), mismatch=problem, zcap=cap, notes=notes,
                       zscale="log" if zlog else "linear")
     norm = LogNorm(*clim) if zlog else None  # contours coloured as the 3D views
@@ -221,6 +225,22 @@ def plot_comparison(
     fig.suptitle(wrap_text(head, fig.get_figwidth()), fontsize=FONT_PT)
     _mismatch_note(fig, problem)
     return comp
+
+
+def log_ceiling(values: Sequence[np.ndarray | None]) -> float | None:
+    """The top of a shared log scale: a decade above the median panel's highest value, so one
+    diverged net (a loss of 1e15 at its edges) does not flatten every other panel; its faces
+    above are drawn grey and the caption says so. None when there is nothing positive.
+
+    Example:
+        >>> log_ceiling([np.array([0.1, 40.0]), np.array([0.2, 60.0]), np.array([1.0, 1e15])])
+        1000.0
+    """
+    tops = [float(np.nanmax(v[np.isfinite(v) & (v > 0)])) for v in values
+            if v is not None and (np.isfinite(v) & (v > 0)).any()]
+    if not tops:
+        return None
+    return float(10.0 ** (math.ceil(math.log10(float(np.median(tops)))) + 1))
 
 
 def _panel_values(

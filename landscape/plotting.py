@@ -711,11 +711,13 @@ def view_figure(
             zlog = False  # nothing positive to take a log of (e.g. a zero accuracy): linear
         cap = None if zlog or surf == "eig_ratio" else auto_zmax(surface, surf, zmax, vmin, vmax, vlevel)
         art = plot_surface3d(surface, surf, ax, log=zlog, zmax=zmax if cap is None else cap)
+        ax.set_zlabel("")  # the colour bar names the value (a z label beside it overlaps its ticks)
         clip = zmax if cap is None else cap
         if clip is not None and (surface_values(surface, surf) > clip).any():
             _set_title(ax, surface, surface_title(surface, surf) + f"\ngrey: above {clip:.3g}"
                        + ("" if cap is None else " (--zmax to choose)"))
-        add_colorbar(fig, art, ax, log10_ticks=zlog, shrink=0.6, pad=0.12)
+        add_colorbar(fig, art, ax, SURF_LABELS.get(surf, surf) + (" (log scale)" if zlog else ""),
+                     log10_ticks=zlog, shrink=0.6, pad=0.12)
     else:
         ax = fig.add_subplot()
         if kind == "heatmap":

@@ -187,10 +187,22 @@ def test_3d_views_of_a_loss_are_log_scaled_with_nothing_clipped(tmp_path: Path) 
     fig = view_figure(s, "train_loss", "surface")
     ax3 = fig.axes[0]
     assert ax3.get_zlim() == pytest.approx((np.log10(raw.min()), np.log10(raw.max())))
-    assert "log scale" in ax3.get_zlabel() and "grey" not in ax3.get_title()
+    assert ax3.get_zlabel() == "" and "log scale" in fig.axes[-1].get_ylabel()  # the colour bar names it
+    assert "grey" not in ax3.get_title()
     assert (ax3.elev, ax3.azim) == (CAMERA_ELEV, CAMERA_AZIM)
     lin = view_figure(s, "train_loss", "surface", zscale="linear").axes[0]
     assert lin.get_zlim()[1] == pytest.approx(raw.max(), rel=1e-3) or "grey" in lin.get_title()
+
+
+def test_one_diverged_net_does_not_flatten_the_shared_log_scale(tmp_path: Path) -> None:
+    calm = [loss_surface(tmp_path / f"n{k}.h5", 9, f"n{k}", sharp=1.0 + k) for k in range(3)]
+    wild = loss_surface(tmp_path / "wild.h5", 9, "wild")
+    wild.arrays["train_loss"] = wild.arrays["train_loss"] * 1e15  # a net that diverged at the edges
+    tops = [float(s.arrays["train_loss"].max()) for s in calm]
+    comp = plot_comparison([*calm, wild], "train_loss")
+    assert comp.zcap is not None and max(tops) < comp.zcap < 1e15
+    assert comp.clim[1] == pytest.approx(comp.zcap)  # the colours span the calm nets' basins and walls
+    assert "clipped" in comp.figure._suptitle.get_text()
 
 
 def test_a_capped_3d_view_draws_the_clipped_faces_grey(tmp_path: Path) -> None:
