@@ -153,26 +153,13 @@ def _train(cfg: BatchStudyConfig, run: BatchRun) -> tuple[Path, float]:
 
 def _surface(cfg: BatchStudyConfig, out: Path, **settings: Any) -> float:
     """A 1D surface through the library's job builder (recomputed when its settings changed)."""
-    from .compute import SurfaceConfig, prepare_job, run_config
+    from .compute import SurfaceConfig, run_or_recompute
     from .distributed import executor_for
-    from .runner import check_resumable
 
     scfg = SurfaceConfig(out=str(out), device=cfg.device, comm="serial", quiet=True,
                          data_root=cfg.data_root, **settings)
-    executor = executor_for("serial")
-
-    def lead() -> Any:
-        job = prepare_job(scfg, executor.local_rank)
-        if out.exists():
-            try:
-                check_resumable(job)
-            except LandscapeError as e:
-                _say(cfg, f"recomputing {out}: {e}")
-                job = job.restarted()
-        return job
-
     start = time.perf_counter()
-    run_config(scfg, executor, lead)
+    run_or_recompute(scfg, executor_for("serial"), lambda text: _say(cfg, text))
     return time.perf_counter() - start
 
 

@@ -35,13 +35,14 @@ from .job import Engine, Plane, Provenance, SurfaceJob, Target, build_job, model
 from .losses import check_loss, resolve_loss
 from .planning import BN_MODES, PRECISIONS
 from .resolve import check_data_fits, make_directions
-from .runner import run_prepared
+from .runner import check_resumable, run_prepared
 
 __all__ = [
     "SurfaceConfig",
     "SurfaceInputs",
     "compute_surface",
     "run_config",
+    "run_or_recompute",
     "prepare_job",
     "load_inputs",
     "job_from_inputs",
@@ -319,6 +320,24 @@ def run_config(
         lambda: load_inputs(cfg, rank, check=False),
     )
     return Path(cfg.out) if cfg.out else default_out(cfg)
+
+
+def run_or_recompute(cfg: SurfaceConfig, executor: Executor, say: Callable[[str], None]) -> Path:
+    """Run a configuration into a file the caller owns (the demo's): an existing file made with
+    the same settings is resumed; one made with other settings (an older demo) is recomputed
+    from scratch, with one `say("recomputing FILE: why")`."""
+
+    def lead() -> SurfaceJob:
+        job = prepare_job(cfg, executor.local_rank)
+        if job.out is not None and job.out.exists():
+            try:
+                check_resumable(job)
+            except LandscapeError as e:
+                say(f"recomputing {job.out}: {e}")
+                job = job.restarted()
+        return job
+
+    return run_config(cfg, executor, lead)
 
 
 def compute_surface(cfg: SurfaceConfig) -> Path:

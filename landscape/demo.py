@@ -136,9 +136,8 @@ def net_surface(cfg: DemoConfig, net: str, ckpt: Path, comm: str = "serial") -> 
 
     The job is prepared once: a file made with other settings (an older demo) is recomputed.
     """
-    from .compute import SurfaceConfig, prepare_job, run_config
+    from .compute import SurfaceConfig, run_or_recompute
     from .distributed import executor_for
-    from .runner import check_resumable
 
     out = Path(cfg.surface_dir) / f"{net}.h5"
     spec = f"-1:1:{cfg.resolution}"
@@ -146,21 +145,13 @@ def net_surface(cfg: DemoConfig, net: str, ckpt: Path, comm: str = "serial") -> 
         ckpt=str(ckpt), x=spec, y=spec, out=str(out), device=cfg.device, curvature=cfg.curvature,
         comm=comm, quiet=cfg.quiet, data_root=cfg.data_root,
     )
-    executor = executor_for(comm)
 
-    def lead() -> Any:  # rank 0 (or a serial run)
-        job = prepare_job(scfg, executor.local_rank)
-        if out.exists():
-            try:  # demo-managed files: recompute when the demo's settings changed
-                check_resumable(job)
-            except LandscapeError as e:
-                if not cfg.quiet:
-                    print(f"recomputing {out}: {e}", flush=True)
-                job = job.restarted()
-        return job
+    def say(text: str) -> None:
+        if not cfg.quiet:
+            print(text, flush=True)
 
     start = time.perf_counter()
-    run_config(scfg, executor, lead)
+    run_or_recompute(scfg, executor_for(comm), say)
     return out, time.perf_counter() - start
 
 
