@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import os
@@ -25,6 +26,7 @@ from torch import nn
 from .errors import LandscapeError
 from .hooks import is_import_path, one_line, refuse_stored_import_path
 from .outputs import atomic_write, check_output
+from .tensor_checks import check_archive, check_tensors
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -35,8 +37,10 @@ __all__ = [
     "build_model",
     "load_into",
     "clean_state_dict",
+    "fill_batchnorm_counters",
     "file_sha256",
     "check_stored_model",
+    "refuse_torchscript",
 ]
 
 CHECKPOINT_FORMAT = "landscape-checkpoint"
@@ -90,20 +94,65 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
 
 
 def clean_state_dict(state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Strip `module.` (DataParallel) and `_orig_mod.` (torch.compile) prefixes."""
-    out: dict[str, torch.Tensor] = {}
+    """Strip `module.` (DataParallel) and `_orig_mod.` (torch.compile) prefixes.
+
+    Non-tensor entries are dropped; the module versions torch records in `_metadata` are kept
+    (prefixes stripped too), as an `OrderedDict` attribute exactly as `state_dict()` holds them,
+    because BatchNorm's loading reads them (see `fill_batchnorm_counters`).
+    """
+    out: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             continue
-        k = key
-        changed = True
-        while changed:
-            changed = False
-            for prefix in _PREFIXES:
-                if k.startswith(prefix):
-                    k, changed = k[len(prefix) :], True
-            k = k.replace("._orig_mod.", ".")
-        out[k] = value
+        if not isinstance(key, str):
+            raise LandscapeError(
+                f"state dict key {key!r} is a {type(key).__name__}, not a parameter name; the file "
+                "is not a state dict (keys are strings such as 'conv1.weight')"
+            )
+        out[_strip_prefixes(key)] = value
+    metadata = getattr(state, "_metadata", None)
+    if isinstance(metadata, dict):
+        out._metadata = collections.OrderedDict(  # type: ignore[attr-defined]
+            (_strip_prefixes(k + ".")[:-1], v)
+            for k, v in metadata.items()
+            if isinstance(k, str) and isinstance(v, dict)
+        )
+    return out
+
+
+def _strip_prefixes(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix) :], True
+        key = key.replace("._orig_mod.", ".")
+    return key
+
+
+def fill_batchnorm_counters(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with each absent BatchNorm `num_batches_tracked` filled as torch itself fills it.
+
+    Torch 0.4.1 added the counter (BatchNorm version 2). `_NormBase._load_from_state_dict`
+    puts in the module's own counter (0 for a new module; `tensor(0)` when it is on the meta
+    device) when the key is absent and the module's recorded version (`_metadata`) is below 2
+    or not recorded; a version-2 module without it is a damaged file, and stays missing here
+    too. Files from the paper's code (torch of 2017-2018) have no counters.
+    """
+    metadata = getattr(state, "_metadata", None) or {}
+    out = collections.OrderedDict(state)
+    if hasattr(state, "_metadata"):
+        out._metadata = state._metadata  # type: ignore[attr-defined]
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.modules.batchnorm._NormBase) or not module.track_running_stats:
+            continue
+        key = f"{name}.num_batches_tracked" if name else "num_batches_tracked"
+        version = (metadata.get(name) or {}).get("version")
+        if key in out or (version is not None and version >= 2):
+            continue
+        own = module.num_batches_tracked
+        out[key] = own.clone() if own is not None and own.device.type != "meta" else torch.tensor(0, dtype=torch.long)
     return out
 
 
@@ -162,27 +211,18 @@ def _check_fields(obj: dict[str, Any], path: Path) -> None:
         )
 
 
-def load_checkpoint(
-    path: str | Path, model: str | None = None, model_kwargs: dict[str, Any] | None = None
-) -> Checkpoint:
-    """Load a landscape checkpoint, a bare state dict, or a paper-style `{'state_dict': ...}`.
+_WRAPPER_KEYS = ("state_dict", "model", "net")  # {'state_dict'}: the paper's code; 'model'/'net': common
 
-    `model`/`model_kwargs` name the architecture for files that do not carry it, and override
-    the recorded ones otherwise. Files are data: a recorded import path `package.module:factory`
-    is refused (one line) unless `model` is given, since it would be imported and called.
-    """
-    path = Path(path)
-    from .hooks import is_torchscript, load_torchscript
 
-    if is_torchscript(path):  # a whole model saved with torch.jit.save: no --model needed
-        module = load_torchscript(path)
-        state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        name = getattr(module, "original_name", None) or "torchscript"
-        return Checkpoint(model=name, state_dict=state, path=str(path), source="torchscript")
-    obj = _torch_load(path)
+def _is_state(obj: object) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _from_object(obj: Any, path: Path) -> Checkpoint:
+    """The checkpoint a loaded object holds, by its layout (see docs/checkpoints.md)."""
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         _check_fields(obj, path)
-        ckpt = Checkpoint(
+        return Checkpoint(
             model=obj.get("model"),
             state_dict=clean_state_dict(obj["state_dict"]),
             model_kwargs=dict(obj.get("model_kwargs") or {}),
@@ -192,16 +232,55 @@ def load_checkpoint(
             train=dict(obj.get("train") or {}),
             version=int(obj.get("version", 1)),
         )
-    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        ckpt = Checkpoint(model=None, state_dict=clean_state_dict(obj["state_dict"]), source="paper")
-        ckpt.epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
-    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        ckpt = Checkpoint(model=None, state_dict=clean_state_dict(obj), source="state_dict")
-    else:
-        raise LandscapeError(
-            f"{path} is not a checkpoint: expected a landscape checkpoint, a state dict, or a dict "
-            "with a 'state_dict' entry"
-        )
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict) and (key == "state_dict" or _is_state(obj[key])):
+                epoch = obj.get("epoch")
+                ckpt = Checkpoint(model=None, state_dict=clean_state_dict(obj[key]), source="paper")
+                ckpt.epoch = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+                return ckpt
+    if _is_state(obj):
+        return Checkpoint(model=None, state_dict=clean_state_dict(obj), source="state_dict")
+    raise LandscapeError(
+        f"{path} is not a checkpoint: expected a landscape checkpoint, a state dict, or a dict "
+        "with a 'state_dict', 'model' or 'net' entry"
+    )
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    trust_torchscript: bool = False,
+) -> Checkpoint:
+    """Load a landscape checkpoint, a bare state dict, or a wrapper `{'state_dict': ...}`.
+
+    Accepted: the legacy (pre-zip) and zip formats, storages saved on any GPU (mapped to the
+    CPU), `{'state_dict'}` / `{'model'}` / `{'net'}` wrappers (the paper's
+    `{'acc', 'epoch', 'state_dict'}`), DataParallel / torch.compile prefixes; always with
+    `weights_only=True`. `model`/`model_kwargs` name the architecture for files that do not carry
+    it, and override the recorded ones otherwise. Files are data: a recorded import path
+    `package.module:factory` is refused (one line) unless `model` is given, since it would be
+    imported and called; a TorchScript archive (a model with its own code) is refused unless
+    `trust_torchscript` is set, since evaluating it runs that code.
+    """
+    path = Path(path)
+    from .hooks import is_torchscript, load_torchscript
+
+    if is_torchscript(path):  # a whole model saved with torch.jit.save: no --model needed
+        if not trust_torchscript:
+            raise refuse_torchscript(path)
+        module = load_torchscript(path)
+        state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        name = getattr(module, "original_name", None) or "torchscript"
+        return Checkpoint(model=name, state_dict=state, path=str(path), source="torchscript")
+    check_archive(path)
+    try:
+        ckpt = _from_object(_torch_load(path), path)
+    except LandscapeError as error:
+        message = str(error)
+        raise LandscapeError(message if str(path) in message else f"checkpoint {path}: {message}") from None
+    check_tensors(ckpt.state_dict, path, path.stat().st_size)
     if model is not None:
         ckpt.model = model
     else:
@@ -214,6 +293,15 @@ def load_checkpoint(
         )
     ckpt.path = str(path)
     return ckpt
+
+
+def refuse_torchscript(path: str | Path) -> LandscapeError:
+    """The one-line refusal of a TorchScript file nobody said to trust."""
+    return LandscapeError(
+        f"{path} is a TorchScript archive: a model with its own code, which evaluating it would "
+        "run; pass --trust-torchscript (Python: trust_torchscript=True) if you trust the file, "
+        "or give a state dict with --model"
+    )
 
 
 def check_stored_model(name: object, path: str | Path) -> None:
@@ -234,7 +322,12 @@ def check_stored_model(name: object, path: str | Path) -> None:
 
 
 def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str = "checkpoint") -> None:
-    """Load strictly; on mismatch raise one line naming missing and unexpected keys."""
+    """Load strictly; on mismatch raise one line naming missing and unexpected keys.
+
+    Absent BatchNorm counters of old files are filled as torch fills them
+    (`fill_batchnorm_counters`); every other key must be there, with its shape and a dtype of
+    the same kind (a float weight from a float tensor)."""
+    state_dict = fill_batchnorm_counters(model, state_dict)
     _check_fit(model, state_dict, what)
     model.load_state_dict(state_dict, strict=True)
 
@@ -249,7 +342,12 @@ def _check_fit(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str)
         for k in own
         if k in state_dict and state_dict[k].shape != own[k].shape
     ]
-    if missing or unexpected or shapes:
+    dtypes = [
+        f"{k} {str(state_dict[k].dtype).removeprefix('torch.')} for {str(own[k].dtype).removeprefix('torch.')}"
+        for k in own
+        if k in state_dict and own[k].is_floating_point() != state_dict[k].is_floating_point()
+    ]
+    if missing or unexpected or shapes or dtypes:
         parts = []
         if missing:
             parts.append(f"missing keys {_short(missing)}")
@@ -257,6 +355,8 @@ def _check_fit(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str)
             parts.append(f"unexpected keys {_short(unexpected)}")
         if shapes:
             parts.append(f"shape mismatch {_short(shapes)}")
+        if dtypes:
+            parts.append(f"dtype mismatch {_short(dtypes)}")
         raise LandscapeError(
             f"{what} does not fit model {type(model).__name__}: {'; '.join(parts)} "
             "(is --model right?)"
@@ -303,7 +403,7 @@ def _check_shell(ckpt: Checkpoint, kwargs: dict[str, Any], what: str) -> None:
         return
     with torch.device("meta"):
         shell = create_model(ckpt.model, **kwargs)
-    _check_fit(shell, ckpt.state_dict, what)
+    _check_fit(shell, fill_batchnorm_counters(shell, ckpt.state_dict), what)
 
 
 def file_sha256(path: str | Path) -> str:
