@@ -102,6 +102,7 @@ def surface(
     force: bool = False,
     comm: str = "auto",
     quiet: bool = True,
+    trust_torchscript: bool = False,
 ) -> Surface:
     """The loss surface of `model` on `data` around its current weights.
 
@@ -127,6 +128,8 @@ def surface(
             first split at every point).
         ckpt: weights to load into the model first (a checkpoint or bare state-dict file, or a
             state dict); the model passed in is not changed.
+        trust_torchscript: allow `model` to be a TorchScript file; evaluating one runs the
+            file's own code, so it is refused unless set.
         comm: `"auto"` (MPI when launched by mpiexec with more than one rank), `"serial"`,
             `"mpi"`. Under MPI every rank calls `surface` with the same arguments and an `out`
             path (each rank builds its own model and data); rank 0 writes the file, all ranks
@@ -140,7 +143,7 @@ def surface(
         >>> s.arrays["train_loss"].shape, s.metrics["center_train_loss"]
     """
     grid = Grid(parse_axis(x, "x"), parse_axis(y, "y") if y is not None else None)
-    net, model_meta = load_model(model, ckpt)
+    net, model_meta = load_model(model, ckpt, trust_torchscript=trust_torchscript)
     splits, data_meta = as_splits(data, batch_size)
     check_data_fits(net, splits)
     dev = resolve_device(device)

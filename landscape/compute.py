@@ -75,6 +75,8 @@ class SurfaceConfig:
     data_test: str | None = None
     splits: tuple[str, ...] = ("train", "test")
     max_samples: int | None = None
+    trust_torchscript: bool = False  # a TorchScript --ckpt runs its own code: only when asked
+    normalization: str | None = None  # paper, landscape or MEAN,STD (default: the checkpoint's)
     batch_size: int | None = None
     points_per_pass: int | None = None
     strategy: str | None = None
@@ -171,9 +173,9 @@ def _bn_inputs(cfg: SurfaceConfig, ds: Dataset) -> torch.Tensor | None:
 def load_inputs(cfg: SurfaceConfig, local_rank: int = 0, check: bool = True) -> SurfaceInputs:
     """Load the checkpoint, build its model, load the data and (with `check`) say in one line
     if they do not fit (MPI workers skip that: rank 0 has checked the same files)."""
-    ckpt = load_checkpoint(cfg.ckpt, model=cfg.model)
+    ckpt = load_checkpoint(cfg.ckpt, model=cfg.model, trust_torchscript=cfg.trust_torchscript)
     model = build_model(ckpt)
-    ds = dataset_for_checkpoint(cfg.ckpt, ckpt.data, cfg.data, cfg.data_root, cfg.data_test)
+    ds = dataset_for_checkpoint(cfg.ckpt, ckpt.data, cfg.data, cfg.data_root, cfg.data_test, cfg.normalization)
     splits = select_splits(ds, cfg.splits, cfg.max_samples)
     if check:
         check_data_fits(model, splits)
@@ -202,8 +204,8 @@ def _directions(cfg: SurfaceConfig, inputs: SurfaceInputs) -> Directions:
         return make_directions(model, "file", two_d=two_d, path=cfg.dirs)
     norm, ignore = _default_norm_ignore(cfg)
     if cfg.ckpt2:
-        target = load_checkpoint(cfg.ckpt2, model=cfg.model).state_dict
-        target2 = load_checkpoint(cfg.ckpt3, model=cfg.model).state_dict if cfg.ckpt3 else None
+        target = load_checkpoint(cfg.ckpt2, model=cfg.model, trust_torchscript=cfg.trust_torchscript).state_dict
+        target2 = load_checkpoint(cfg.ckpt3, model=cfg.model, trust_torchscript=cfg.trust_torchscript).state_dict if cfg.ckpt3 else None
         return make_directions(
             model, "interpolate", two_d=two_d, dir_type=cfg.dir_type or "states", target=target,
             target2=target2,

@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 
 from .errors import LandscapeError
 
-__all__ = ["Dataset", "Normalization"]
+__all__ = ["Dataset", "Normalization", "stratified_indices"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Normalization:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     scale: float = 1.0  # raw value that maps to 1.0 (16 for digits, 255 for CIFAR)
+    name: str = "landscape"  # landscape (ours), paper (the paper's code's CIFAR-10), custom
 
     def apply(self, x: np.ndarray) -> torch.Tensor:
         """Normalize raw images [N, C, H, W] into a float32 tensor."""
@@ -94,7 +95,46 @@ class Dataset:
                 "std": list(self.normalization.std),
                 "scale": self.normalization.scale,
             }
+            if self.normalization.name != "landscape":  # files of the default stay as they were
+                meta["normalization"]["preset"] = self.normalization.name
         if self.root is not None:
             meta["root"] = self.root
         meta.update(self.extra)
         return meta
+
+    def subset(self, max_samples: int, seed: int = 0) -> Dataset:
+        """At most `max_samples` samples of each split, a seeded class-stratified choice
+        (`stratified_indices`), in their original order; recorded in `meta()`."""
+        x_test, y_test = self.x_test, self.y_test
+        if x_test is not None and y_test is not None:
+            keep = stratified_indices(y_test, max_samples, seed)
+            x_test, y_test = x_test[keep], y_test[keep]
+        keep = stratified_indices(self.y_train, max_samples, seed)
+        extra = {**self.extra, "max_samples": int(max_samples), "subset_seed": int(seed)}
+        return replace(self, x_train=self.x_train[keep], y_train=self.y_train[keep], x_test=x_test,
+                       y_test=y_test, extra=extra)
+
+
+def stratified_indices(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices of `n` samples (all, if there are fewer) keeping each class's share.
+
+    Class c of count k_c gets floor(n k_c / N) samples, and the classes with the largest
+    remainders one more each until there are n (ties: the lower class); within a class the
+    samples are a seeded random choice. Sorted, so the subset keeps the file's order.
+
+    Example:
+        >>> stratified_indices(torch.tensor([0, 0, 0, 1, 1, 1]), 4).tolist()  # doctest: +SKIP
+        [0, 2, 3, 5]
+    """
+    y = np.asarray(labels)
+    if n >= len(y):
+        return torch.arange(len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    exact = n * counts / len(y)
+    take = np.floor(exact).astype(np.int64)
+    order = sorted(range(len(classes)), key=lambda i: (-(exact[i] - take[i]), i))
+    for i in order[: n - int(take.sum())]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take)]
+    return torch.from_numpy(np.sort(np.concatenate(chosen)))

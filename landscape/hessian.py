@@ -346,6 +346,8 @@ class HessianConfig:
     data_test: str | None = None
     split: str = "train"
     max_samples: int | None = None
+    trust_torchscript: bool = False  # a TorchScript --ckpt runs its own code: only when asked
+    normalization: str | None = None  # paper, landscape or MEAN,STD (default: the checkpoint's)
     batch_size: int | None = None
     top_k: int = 5
     smallest: bool = False
@@ -386,7 +388,7 @@ class HessianConfig:
 def _load_data(cfg: HessianConfig, ckpt: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     from .data import dataset_for_checkpoint
 
-    ds = dataset_for_checkpoint(cfg.ckpt, ckpt.data, cfg.data, cfg.data_root, cfg.data_test)
+    ds = dataset_for_checkpoint(cfg.ckpt, ckpt.data, cfg.data, cfg.data_root, cfg.data_test, cfg.normalization)
     x, y = ds.split(cfg.split)
     if cfg.max_samples is not None:
         x, y = x[: cfg.max_samples], y[: cfg.max_samples]
@@ -399,7 +401,7 @@ def compute_hessian(cfg: HessianConfig) -> HessianResult:
     from .device import resolve_device
     from .inputs import check_fits
 
-    ckpt = load_checkpoint(cfg.ckpt, model=cfg.model)
+    ckpt = load_checkpoint(cfg.ckpt, model=cfg.model, trust_torchscript=cfg.trust_torchscript)
     model = build_model(ckpt)
     x, y, data = _load_data(cfg, ckpt)
     check_fits(model, x[:2], f"data split {cfg.split!r}")

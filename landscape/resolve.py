@@ -88,6 +88,8 @@ def parse_axis(spec: Any, name: str) -> Axis:
 def load_model(
     model: ModelLike,
     ckpt: str | Path | Mapping[str, torch.Tensor] | None = None,
+    *,
+    trust_torchscript: bool = False,
     **model_kwargs: Any,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model to evaluate (in eval mode) and its metadata.
@@ -110,6 +112,10 @@ def load_model(
         text = str(model)
         if Path(text).is_file():
             if is_torchscript(text):
+                if not trust_torchscript:  # evaluating it runs the file's own code
+                    from .checkpoint import refuse_torchscript
+
+                    raise refuse_torchscript(text)
                 net, source = load_torchscript(text), "torchscript"
             else:
                 net, source = build_model(load_checkpoint(text, model_kwargs=model_kwargs)), "checkpoint"

@@ -303,7 +303,8 @@ def test_torchscript_model_and_bare_state_dict(tmp_path: Path) -> None:
     x, y = regression_data()
     torch.jit.script(model).save(str(tmp_path / "m.ts"))
     ref = landscape.surface(model, (x, y), x="-1:1:5", y="-1:1:5", loss="mse")
-    ts = landscape.surface(str(tmp_path / "m.ts"), (x, y), x="-1:1:5", y="-1:1:5", loss="mse")
+    ts = landscape.surface(str(tmp_path / "m.ts"), (x, y), x="-1:1:5", y="-1:1:5", loss="mse",
+                           trust_torchscript=True)
     assert ts.attrs["model_source"] == "torchscript"
     np.testing.assert_allclose(ts.arrays["train_loss"], ref.arrays["train_loss"], rtol=RTOL)
     # a fresh model plus a bare state dict gives the same surface; the fresh model is untouched

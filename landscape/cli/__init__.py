@@ -87,6 +87,10 @@ def add_data_source(group: argparse._ActionsContainer) -> None:
     group.add_argument("--data", default=None, help="data set (default: the checkpoint's own)")
     group.add_argument("--data-root", default=None, help="directory with CIFAR python-pickle files")
     group.add_argument("--data-test", default=None, help="test split for --data path.npz/.pt (arrays x, y)")
+    group.add_argument("--normalization", default=None, metavar="paper|landscape|MEAN,STD",
+                       help="CIFAR-10 input normalization: the paper's code's constants, ours, or your own "
+                       "(one mean and std, or one per channel: M1,M2,M3,S1,S2,S3) (default: what the "
+                       "checkpoint records; paper for a file from the paper's code)")
 
 
 def add_threads(group: argparse._ActionsContainer) -> None:

@@ -24,6 +24,8 @@ examples:
 def _add_hessian(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, help="checkpoint whose Hessian to compute")
     p.add_argument("--model", default=None, help="architecture, for bare state dicts")
+    p.add_argument("--trust-torchscript", action="store_true",
+                   help="allow a TorchScript --ckpt (it runs its own code to evaluate)")
     d = p.add_argument_group("data")
     add_data_source(d)
     d.add_argument("--split", choices=("train", "test"), default="train", help="which split (default train)")
@@ -101,6 +103,8 @@ def _run_hessian(args: argparse.Namespace) -> int:
         data_test=args.data_test,
         split=args.split,
         max_samples=args.max_samples,
+        trust_torchscript=args.trust_torchscript,
+        normalization=args.normalization,
         batch_size=args.batch_size,
         top_k=args.top_k,
         smallest=args.min,

@@ -20,6 +20,8 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `landscape surface`; shared with `scripts/surface.py`."""
     p.add_argument("--ckpt", required=True, help="checkpoint at the centre of the surface")
     p.add_argument("--model", default=None, help="architecture, for bare state dicts")
+    p.add_argument("--trust-torchscript", action="store_true",
+                   help="allow a TorchScript --ckpt (it runs its own code to evaluate)")
     p.add_argument("--x", default="-1:1:51", help="x grid MIN:MAX:NUM (default -1:1:51)")
     p.add_argument("--y", default=None, help="y grid MIN:MAX:NUM (omit for a 1D curve)")
     g = p.add_argument_group("directions")
@@ -97,6 +99,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
         curvature=args.curvature,
         splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()),
         max_samples=args.max_samples,
+        trust_torchscript=args.trust_torchscript,
+        normalization=args.normalization,
         batch_size=args.batch_size,
         points_per_pass=args.points_per_pass,
         strategy=args.strategy,
