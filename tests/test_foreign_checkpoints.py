@@ -220,3 +220,67 @@ def test_surface_from_the_papers_checkpoint_file(tmp_path: Path, net: str) -> No
         loss = f["train_loss"][()]
     assert loss.shape == (3, 3) and np.isfinite(loss).all()
     assert abs(loss[1, 1] - want) <= 1e-5 * abs(want)
+
+
+# ----------------------------------------------------------------------------- hostile state dicts
+
+
+# peak memory of this process since its exec (VmHWM; ru_maxrss carries the parent's over exec)
+_HWM = (
+    "def _hwm_kb():\n"
+    "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
+)
+
+
+def _linear_state() -> dict[str, torch.Tensor]:
+    return {"weight": torch.randn(3, 4), "bias": torch.randn(3)}
+
+
+BAD_STATES: dict[str, tuple[Callable[[], dict], str]] = {
+    "int key": (lambda: {1: torch.zeros(2), "weight": torch.zeros(3, 4)}, "key 1 is a int"),
+    "meta tensor": (lambda: {**_linear_state(), "weight": torch.zeros(3, 4, device="meta")}, "meta tensor"),
+    "sparse tensor": (lambda: {**_linear_state(), "weight": torch.zeros(3, 4).to_sparse()}, "sparse_coo tensor"),
+    "complex weight": (lambda: {**_linear_state(), "weight": torch.zeros(3, 4, dtype=torch.complex64)}, "complex64"),
+    "broadcast view": (lambda: {**_linear_state(), "weight": torch.zeros(1).expand(3, 4)}, "broadcast view"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STATES))
+def test_hostile_state_dicts_are_one_line(tmp_path: Path, case: str) -> None:
+    make, expected = BAD_STATES[case]
+    torch.save(make(), tmp_path / "bad.pt")
+    with pytest.raises(LandscapeError) as excinfo:
+        build_model(load_checkpoint(tmp_path / "bad.pt", model="torch.nn:Linear", model_kwargs={"in_features": 4, "out_features": 3}))
+    message = str(excinfo.value)
+    assert "\n" not in message and expected in message and "bad.pt" in message
+
+
+def test_an_integer_tensor_for_a_float_weight_is_refused(tmp_path: Path) -> None:
+    torch.save({**_linear_state(), "weight": torch.ones(3, 4, dtype=torch.int64)}, tmp_path / "int.pt")
+    with pytest.raises(LandscapeError) as excinfo:
+        build_model(load_checkpoint(tmp_path / "int.pt", model="torch.nn:Linear",
+                                    model_kwargs={"in_features": 4, "out_features": 3}))
+    assert "dtype mismatch weight int64 for float32" in str(excinfo.value)
+
+
+def test_a_compressed_archive_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """A 0.6 MB zip whose records deflate to 600 MB: torch.load would allocate it all."""
+    import zipfile
+
+    torch.save({"weight": torch.zeros(150_000_000)}, tmp_path / "big.pt")
+    with zipfile.ZipFile(tmp_path / "big.pt") as zin, \
+            zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in zin.namelist():
+            zout.writestr(name, zin.read(name))
+    (tmp_path / "big.pt").unlink()
+    assert (tmp_path / "bomb.pt").stat().st_size < 1_000_000
+    code = (
+        _HWM + "from landscape.info import describe\nfrom landscape.errors import LandscapeError\n"
+        f"try:\n    describe({str(tmp_path / 'bomb.pt')!r})\n"
+        "except LandscapeError as e:\n    print('REFUSED', e)\n"
+        "print(_hwm_kb())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    lines = run.stdout.strip().splitlines()
+    assert lines and lines[0].startswith("REFUSED") and "expand to 600 MB" in lines[0], run.stdout + run.stderr
+    assert int(lines[-1]) < 500_000  # kB: torch and numpy alone; the expanded record would be 600 MB more
