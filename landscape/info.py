@@ -34,7 +34,10 @@ def describe(
     if is_hdf5(path):
         from .storage import surface_summary
 
-        info = surface_summary(path)
+        try:
+            info = surface_summary(path)
+        except LandscapeError as error:
+            info = _direction_summary(path, error)  # the paper's direction file (--dirs), else the error
         if isinstance(info.get("plan"), dict) and not as_json:
             plan = info.pop("plan")
             info.update(plan_summary(plan))
@@ -137,6 +140,31 @@ def _checkpoint_summary(
         "state_entries": len(ckpt.state_dict),
         "state_floats": n_params,
     }
+
+
+def _direction_summary(path: Path, surface_error: LandscapeError) -> dict[str, Any]:
+    """What a direction file of the paper's code holds (`xdirection`/`ydirection`, the file
+    `surface --dirs` reads), read through the same validated reader; if `path` is not one,
+    the surface reader's refusal stands."""
+    from .storage import read_directions
+
+    try:
+        x, y, meta = read_directions(path)
+    except LandscapeError:
+        raise surface_error from None
+    if not isinstance(x, list):  # ours: a surface file, which the surface reader refused
+        raise surface_error from None
+    info: dict[str, Any] = {
+        "file": str(path),
+        "kind": "direction file (the paper's layout: xdirection/0..N-1, in module order)",
+        "directions": "x and y (2D)" if y is not None else "x (1D)",
+        "tensors per direction": len(x),
+        "floats per direction": sum(int(t.numel()) for t in x),
+        "use": f"landscape surface --ckpt CKPT --dirs {path} (tensors matched to the model by order)",
+    }
+    if "explained_variance_ratio" in meta:
+        info["explained variance ratio (PCA)"] = ", ".join(f"{v:.4g}" for v in meta["explained_variance_ratio"])
+    return info
 
 
 def _torchscript_summary(path: Path) -> dict[str, Any]:

@@ -67,8 +67,11 @@ CoordsEvaluator = Callable[[np.ndarray], dict[str, np.ndarray]]  # coordinates [
 class FileSink:
     """Results written to a surface file as they come (values, then their `computed` flags).
 
-    After the first chunk of a run with `pending` points on `ranks` ranks, a run that will take
-    longer than `LONG_RUN_SECONDS` at that speed says so (`estimate_line`), unless `quiet`.
+    After the second chunk (under MPI: once every rank's first chunk is in) of a run with `pending` points on `ranks` ranks, a run that will take
+    longer than `LONG_RUN_SECONDS` at that chunk's speed says so (`estimate_line`), unless
+    `quiet`. Not the first chunk: it is one pass that also pays the warm-up (first-touch
+    allocation, the plan trial's first candidate, compilation), several times a steady pass on
+    a small net, which made the first estimate several times too long.
     """
 
     def __init__(self, path: Path, pending: int = 0, ranks: int = 1, quiet: bool = True) -> None:
@@ -76,6 +79,7 @@ class FileSink:
         self.write_seconds = 0.0
         self.left, self.ranks, self.quiet = pending, max(ranks, 1), quiet
         self.written = 0
+        self.chunks = 0
 
     def write(self, idx: np.ndarray, values: Mapping[str, np.ndarray], seconds: float, rank: int) -> None:
         if not len(idx):
@@ -84,11 +88,12 @@ class FileSink:
         with SurfaceWriter(self.path) as w:
             w.write_points(idx, values, seconds / len(idx), rank=rank)
         self.write_seconds += time.perf_counter() - t0
-        if self.written == 0 and not self.quiet:
-            left, per_point = self.left - len(idx), seconds / len(idx) / self.ranks
+        self.written += len(idx)
+        self.chunks += 1
+        if self.chunks == self.ranks + 1 and not self.quiet:  # each rank's first chunk is warm-up
+            left, per_point = self.left - self.written, seconds / len(idx) / self.ranks
             if left * per_point > LONG_RUN_SECONDS:
                 print(estimate_line(left, per_point), flush=True)
-        self.written += len(idx)
 
 
 class MemorySink:
@@ -110,7 +115,7 @@ class MemorySink:
 
 
 LONG_RUN_POINTS = 10_000  # a grid this large gets a plan line (points, file size) before it starts
-LONG_RUN_SECONDS = 300.0  # a run estimated longer gets a time estimate after its first chunk
+LONG_RUN_SECONDS = 300.0  # a run estimated longer gets a time estimate after its second chunk
 
 
 def plan_line(grid: Grid, n_arrays: int, direction_floats: int) -> str:
@@ -132,11 +137,12 @@ def announce_plan(job: SurfaceJob) -> None:
 
 
 def estimate_line(points_left: int, seconds_per_point: float) -> str:
-    """'estimate: about 8.1 days for 99,999,000 points at 143 points/s (first chunk's speed)'."""
+    """'estimate: about 8.1 days for 99,999,000 points at 143 points/s (second chunk's speed)'."""
     rate = 1.0 / max(seconds_per_point, 1e-12)
     return (
         f"estimate: about {_duration(points_left * seconds_per_point)} for {points_left:,} points "
-        f"at {rate:.3g} points/s (the first chunk's speed; Ctrl-C stops, a rerun resumes)"
+        f"at {rate:.3g} points/s (the second chunk's speed, past the warm-up; Ctrl-C stops, a rerun "
+        "resumes)"
     )
 
 

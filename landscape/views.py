@@ -382,6 +382,8 @@ def comparison_problem(surfaces: Sequence[Surface]) -> str | None:
             return f"grids differ: {name0} is {_coords_text(first)}, {name} is {_coords_text(s)}"
         for key, what in (("dir_kind", "direction kinds"), ("norm", "direction normalizations")):
             a, b = first.attrs.get(key), s.attrs.get(key)
+            if "paper" in (first.source, s.source) and None in (a, b):
+                continue  # the paper's files record no settings: unknown is no contradiction
             if a != b:
                 return (
                     f"{what} differ: {name0} has {a or 'none recorded'}, "
