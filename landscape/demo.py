@@ -55,8 +55,8 @@ class DemoConfig:
     all; 29x29 would cost 642 s (~17 min).
     """
 
-    nets: tuple[str, ...] = DEFAULT_NETS
-    resolution: int = 27
+    nets: tuple[str, ...] = DEFAULT_NETS  # on CIFAR: the paper's (`study_inputs.CIFAR_NETS`)
+    resolution: int | None = None  # 27 on digits, the paper's 51 on CIFAR
     epochs: int = 40  # the cap when `target_loss` is set (the learning-rate schedule spans it)
     target_loss: float | None = 0.03  # convergence criterion: eval-mode train loss, checked each epoch
     study: str = "all"  # skips (the skip-connection comparison), batch (small vs large batch), all
@@ -73,9 +73,12 @@ class DemoConfig:
     surface_dir: str = "surfaces/demo"
     plot_dir: str = "plots"
     quiet: bool = False
+    max_samples: int | None = None  # a seeded, class-stratified subset per split (CIFAR on a CPU)
+    normalization: str | None = None  # paper, landscape or MEAN,STD (the built-in image sets)
+    given: tuple[tuple[str, str], ...] = ()  # (net, checkpoint file) used instead of training net
 
     def __post_init__(self) -> None:
-        if self.resolution < 3 or self.resolution % 2 == 0:
+        if self.resolution is not None and (self.resolution < 3 or self.resolution % 2 == 0):
             raise LandscapeError(
                 f"--resolution must be odd and at least 3 (so the grid has its centre), got {self.resolution}"
             )
@@ -83,12 +86,30 @@ class DemoConfig:
             raise LandscapeError("--nets needs at least one model name")
         if self.study not in STUDIES:
             raise LandscapeError(f"--study {self.study!r} is not one of {', '.join(STUDIES)}")
+        if self.max_samples is not None and self.max_samples < 10:
+            raise LandscapeError(f"--max-samples must be at least 10 (a sample per class), got {self.max_samples}")
+
+
+def study_config(cfg: DemoConfig) -> DemoConfig:
+    """The defaults that depend on the data: the paper's nets at 51x51 on CIFAR (the nets given
+    with --ckpt are added), 27x27 on digits; on CIFAR-10 with a checkpoint from the paper's code
+    (it records no data set), the paper's normalization for every net, unless --normalization."""
+    from .study_inputs import foreign_given, study_defaults
+
+    nets, resolution = study_defaults(cfg.data)
+    if nets is None or cfg.nets != DEFAULT_NETS:
+        nets = cfg.nets
+    nets = tuple(nets) + tuple(n for n, _ in cfg.given if n not in nets)
+    norm = cfg.normalization
+    if norm is None and cfg.data == "cifar10" and foreign_given(cfg.given):
+        norm = "paper"
+    return replace(cfg, nets=nets, resolution=cfg.resolution or resolution or 27, normalization=norm)
 
 
 def quick_config(cfg: DemoConfig) -> DemoConfig:
     """`--quick`: three nets, at most 3 epochs (criterion: train loss <= 0.5), a 5x5 grid, a
     512-sample Hessian, and the batch study's quick variant (what CI runs)."""
-    nets = cfg.nets if cfg.nets != DEFAULT_NETS else QUICK_NETS
+    nets = cfg.nets if cfg.nets != DEFAULT_NETS else QUICK_NETS + tuple(n for n, _ in cfg.given if n not in QUICK_NETS)
     target = QUICK_TARGET_LOSS if cfg.target_loss is not None else None
     return replace(
         cfg, nets=nets, resolution=5, epochs=3, target_loss=target, hessian_samples=cfg.hessian_samples or 512,
@@ -101,12 +122,20 @@ def _stage(cfg: DemoConfig, text: str) -> None:
         print(f"\n== {text}", flush=True)
 
 
-def train_net(cfg: DemoConfig, net: str) -> tuple[Path, float]:
-    """Train `net`, or reuse a cached checkpoint trained with the same recipe."""
+def train_net(cfg: DemoConfig, net: str, ds: Any = None) -> tuple[Path, float]:
+    """Train `net` on `ds` (the study's data set), or reuse a cached checkpoint trained with
+    the same recipe on the same samples, or import the checkpoint given for it (`--ckpt`)."""
     from .checkpoint import load_checkpoint
     from .train import TrainConfig, same_recipe, train
 
     path = Path(cfg.ckpt_dir) / f"{net}.pt"
+    given = dict(cfg.given).get(net)
+    if given is not None:
+        from .study_inputs import import_checkpoint
+
+        if not cfg.quiet:
+            print(f"using {given} for {net} (given with --ckpt; not trained here)", flush=True)
+        return import_checkpoint(given, net, ds if ds is not None else _dataset(cfg), path), 0.0
     tcfg = TrainConfig(
         model=net, data=cfg.data, data_root=cfg.data_root, epochs=cfg.epochs, seed=cfg.seed,
         batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device, out=str(path), quiet=cfg.quiet,
@@ -119,6 +148,9 @@ def train_net(cfg: DemoConfig, net: str) -> tuple[Path, float]:
                 ckpt.model == net
                 and same_recipe(ckpt.train, tcfg)
                 and ckpt.data.get("name") == cfg.data
+                and ckpt.data.get("max_samples") == cfg.max_samples
+                and (ds is None or ckpt.data.get("normalization") == ds.meta().get("normalization"))
+                and "imported_from" not in ckpt.train
             )
         except LandscapeError:
             same = False
@@ -127,8 +159,15 @@ def train_net(cfg: DemoConfig, net: str) -> tuple[Path, float]:
                 print(f"reusing {path} (trained with the same recipe)", flush=True)
             return path, 0.0
     start = time.perf_counter()
-    train(tcfg)
+    train(tcfg, dataset=ds)
     return path, time.perf_counter() - start
+
+
+def _dataset(cfg: DemoConfig) -> Any:
+    """The study's data set: `--max-samples` (stratified, seeded by --seed) and `--normalization`."""
+    from .study_inputs import study_dataset
+
+    return study_dataset(cfg.data, cfg.data_root, cfg.max_samples, cfg.seed, cfg.normalization)
 
 
 def net_surface(cfg: DemoConfig, net: str, ckpt: Path, comm: str = "serial") -> tuple[Path, float]:
@@ -270,6 +309,7 @@ def render(cfg: DemoConfig, surfaces: Sequence[Path]) -> tuple[list[Path], Path]
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the whole study; return the table rows, the files written and the time per stage."""
+    cfg = study_config(cfg)
     if cfg.quick:
         cfg = quick_config(cfg)
     from .models import create_model
@@ -299,16 +339,30 @@ def batch_config(cfg: DemoConfig) -> BatchStudyConfig:
     )
 
 
+def _say_estimate(cfg: DemoConfig, ds: Any) -> None:
+    """On CIFAR without a GPU: how long the study will take, measured, and how to shorten it."""
+    from .device import resolve_device
+    from .study_inputs import cpu_estimate
+
+    device = resolve_device(cfg.device)
+    if cfg.quiet or cfg.data not in ("cifar10", "cifar100") or device.type == "cuda":
+        return
+    nets = tuple(n for n in cfg.nets if n not in dict(cfg.given))
+    print(cpu_estimate(nets or cfg.nets, ds, cfg.resolution or 51, 0 if not nets else cfg.epochs, device.type), flush=True)
+
+
 def _skip_study(cfg: DemoConfig) -> dict[str, Any]:
     """Skips against no skips against DenseNet: train, surfaces, Hessians, figures, table."""
     timings: dict[str, dict[str, float]] = {}
     surfaces: list[Path] = []
     total = len(cfg.nets)
     start = time.perf_counter()
+    ds = _dataset(cfg)
+    _say_estimate(cfg, ds)
     for i, net in enumerate(cfg.nets, 1):
         until = f"until train loss <= {cfg.target_loss:g}, at most " if cfg.target_loss is not None else ""
         _stage(cfg, f"[{i}/{total}] {net}: training ({until}{cfg.epochs} epochs on {cfg.data})")
-        ckpt, t_train = train_net(cfg, net)
+        ckpt, t_train = train_net(cfg, net, ds)
         _stage(cfg, f"[{i}/{total}] {net}: surface {cfg.resolution}x{cfg.resolution} over [-1, 1]^2")
         surf, t_surf = net_surface(cfg, net, ckpt)
         _stage(cfg, f"[{i}/{total}] {net}: Hessian eigenvalues at the centre")

@@ -26,7 +26,11 @@ examples:
   landscape demo --quick                        (tiny grid, few epochs: under a minute)
   landscape demo --study batch                  (only the small- against large-batch study)
   landscape demo --nets resnet20 resnet20_noshort --resolution 51
-  landscape demo --data cifar10 --data-root ~/data --device cuda --epochs 300 --resolution 51
+  landscape demo --data cifar10 --data-root ~/data --device cuda --epochs 300 --study skips
+        (the paper's ResNet-56 with and without skips and DenseNet-121, 51x51; on a CPU it
+        first says how long that takes: add --max-samples 5000 for a stratified subset)
+  landscape demo --data cifar10 --data-root ~/data --ckpt resnet56=model_300.t7 --study skips
+        (the paper's own checkpoint in place of training ResNet-56)
 """
 
 
@@ -38,7 +42,8 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"models to compare (default: {' '.join(DEFAULT_NETS)})")
     p.add_argument("--study", choices=STUDIES, default="all",
                    help="skips: the skip-connection comparison; batch: small against large batch; all (default)")
-    p.add_argument("--resolution", type=positive_int, default=27, help="grid points per axis (odd; default 27)")
+    p.add_argument("--resolution", type=positive_int, default=None,
+                   help="grid points per axis (odd; default 27, on CIFAR the paper's 51)")
     p.add_argument("--epochs", type=positive_int, default=40,
                    help="cap on training epochs (default 40; the learning-rate schedule spans it)")
     p.add_argument("--target-loss", type=float, default=0.03,
@@ -46,6 +51,14 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
                         "is at most this (default 0.03; 0: train the full --epochs, no criterion)")
     p.add_argument("--data", default="digits", help="digits (built in), cifar10, cifar100")
     p.add_argument("--data-root", default=None, help="directory with CIFAR python-pickle files")
+    p.add_argument("--max-samples", type=positive_int, default=None,
+                   help="train and evaluate on a seeded (--seed), class-stratified subset of at most N "
+                   "samples per split")
+    p.add_argument("--normalization", default=None, metavar="paper|landscape|MEAN,STD",
+                   help="input normalization of the built-in image sets (default: ours)")
+    p.add_argument("--ckpt", nargs="+", default=[], metavar="NET=FILE",
+                   help="use this checkpoint for NET instead of training it (the paper's model_300.t7, "
+                   "a state dict: NET names its architecture)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_threads(p)
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
@@ -57,6 +70,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
+    from ..study_inputs import parse_given
 
     if not (args.target_loss >= 0 and math.isfinite(args.target_loss)):
         raise LandscapeError(f"--target-loss must be a number >= 0 (0: no criterion), got {args.target_loss}")
@@ -65,6 +79,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         target_loss=args.target_loss or None, study=args.study,
         data=args.data, data_root=args.data_root, device=args.device, seed=args.seed,
         curvature=args.curvature, hessian_samples=args.hessian_samples, quiet=args.quiet,
+        max_samples=args.max_samples, normalization=args.normalization, given=parse_given(args.ckpt),
     )
     result = run_demo(cfg)
     if args.quiet:
