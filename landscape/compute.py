@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint, build_model, file_sha256, load_checkpoint
+from .checkpoint import Checkpoint, build_model, file_sha256, fill_batchnorm_counters, load_checkpoint
 from .data import Dataset, dataset_for_checkpoint
 from .device import resolve_device
 from .directions import DIR_TYPES, IGNORES, NORMS, Directions
@@ -204,14 +204,20 @@ def _directions(cfg: SurfaceConfig, inputs: SurfaceInputs) -> Directions:
         return make_directions(model, "file", two_d=two_d, path=cfg.dirs)
     norm, ignore = _default_norm_ignore(cfg)
     if cfg.ckpt2:
-        target = load_checkpoint(cfg.ckpt2, model=cfg.model, trust_torchscript=cfg.trust_torchscript).state_dict
-        target2 = load_checkpoint(cfg.ckpt3, model=cfg.model, trust_torchscript=cfg.trust_torchscript).state_dict if cfg.ckpt3 else None
+        def state(path: str) -> dict[str, torch.Tensor]:  # old files' BatchNorm counters as torch fills them
+            ckpt = load_checkpoint(path, model=cfg.model, trust_torchscript=cfg.trust_torchscript)
+            return fill_batchnorm_counters(model, ckpt.state_dict)
+
+        target = state(cfg.ckpt2)
+        target2 = state(cfg.ckpt3) if cfg.ckpt3 else None
         return make_directions(
             model, "interpolate", two_d=two_d, dir_type=cfg.dir_type or "states", target=target,
             target2=target2,
         )
     if cfg.pca:
         snaps = [load_checkpoint(p, model=cfg.model) for p in cfg.pca]
+        for s in snaps:
+            s.state_dict = fill_batchnorm_counters(model, s.state_dict)
         return make_directions(
             model, "pca", two_d=two_d, dir_type=cfg.dir_type or "weights", ignore=ignore,
             snapshots=[s.state_dict for s in snaps],

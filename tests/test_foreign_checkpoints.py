@@ -284,3 +284,52 @@ def test_a_compressed_archive_is_refused_before_it_expands(tmp_path: Path) -> No
     lines = run.stdout.strip().splitlines()
     assert lines and lines[0].startswith("REFUSED") and "expand to 600 MB" in lines[0], run.stdout + run.stderr
     assert int(lines[-1]) < 500_000  # kB: torch and numpy alone; the expanded record would be 600 MB more
+
+
+def test_interpolation_between_two_old_files(tmp_path: Path) -> None:
+    """--ckpt2 with two paper-style files (no counters): the line's ends are the two models."""
+    from landscape.compute import SurfaceConfig, compute_surface
+
+    write = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = create_model("resnet8").eval()
+        write[seed] = net
+        save_as({"acc": 1.0, "epoch": 3, "state_dict": old_torch_state(net)}, tmp_path / f"m{seed}.t7", legacy=True)
+    from landscape.data import write_cifar_like
+
+    write_cifar_like(tmp_path / "cifar", "cifar10", n_per_file=2)
+    cfg = SurfaceConfig(ckpt=str(tmp_path / "m0.t7"), ckpt2=str(tmp_path / "m1.t7"), model="resnet8",
+                        data="cifar10", data_root=str(tmp_path / "cifar"), x="0:1:2", splits=("train",),
+                        out=str(tmp_path / "line.h5"), quiet=True)
+    compute_surface(cfg)
+    from landscape.data import load_dataset  # the paper's constants: the files record no data set
+
+    x = load_dataset("cifar10", root=tmp_path / "cifar", normalization="paper").x_train
+    y = load_dataset("cifar10", root=tmp_path / "cifar").y_train
+    with h5py.File(tmp_path / "line.h5", "r") as f:
+        loss = f["train_loss"][()]
+    with torch.no_grad():
+        for i, seed in enumerate((0, 1)):
+            want = nn.functional.cross_entropy(write[seed](x), y).item()
+            assert abs(loss[i] - want) <= 1e-5 * abs(want)
+
+
+@pytest.mark.parametrize(("spec", "preset"), [(None, "paper"), ("landscape", None), ("0.5,0.25", "custom")])
+def test_the_normalization_is_stored_in_the_surface_file(tmp_path: Path, spec: str | None, preset: str | None) -> None:
+    from landscape.compute import SurfaceConfig, compute_surface
+    from landscape.data import write_cifar_like
+    from landscape.storage import read_surface
+
+    torch.manual_seed(0)
+    save_as({"acc": 1.0, "epoch": 3, "state_dict": old_torch_state(create_model("resnet8"))},
+            tmp_path / "m.t7", legacy=True)
+    write_cifar_like(tmp_path / "cifar", "cifar10", n_per_file=2)
+    cfg = SurfaceConfig(ckpt=str(tmp_path / "m.t7"), model="resnet8", data="cifar10", normalization=spec,
+                        data_root=str(tmp_path / "cifar"), x="-1:1:3", splits=("train",),
+                        out=str(tmp_path / "s.h5"), quiet=True)
+    compute_surface(cfg)
+    norm = read_surface(tmp_path / "s.h5").attrs["dataset"]["normalization"]
+    assert norm.get("preset") == preset
+    want = {"paper": 125.3 / 255, None: 0.4914, "custom": 0.5}[preset]
+    assert norm["mean"][0] == pytest.approx(want, rel=1e-12)
