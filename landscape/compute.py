@@ -23,7 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint, build_model, file_sha256, fill_batchnorm_counters, load_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    build_model,
+    file_sha256,
+    fill_batchnorm_counters,
+    load_checkpoint,
+)
 from .data import Dataset, dataset_for_checkpoint
 from .device import resolve_device
 from .directions import DIR_TYPES, IGNORES, NORMS, Directions
