@@ -69,9 +69,8 @@ class FileSink:
 
     After the second chunk (under MPI: once every rank's first chunk is in) of a run with `pending` points on `ranks` ranks, a run that will take
     longer than `LONG_RUN_SECONDS` at that chunk's speed says so (`estimate_line`), unless
-    `quiet`. Not the first chunk: it is one pass that also pays the warm-up (first-touch
-    allocation, the plan trial's first candidate, compilation), several times a steady pass on
-    a small net, which made the first estimate several times too long.
+    `quiet`. Not the first: it pays the warm-up (allocation, trial, compilation) too, which
+    made the estimate several times too long on small nets.
     """
 
     def __init__(self, path: Path, pending: int = 0, ranks: int = 1, quiet: bool = True) -> None:
