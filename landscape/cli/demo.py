@@ -55,7 +55,8 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
                    help="train and evaluate on a seeded (--seed), class-stratified subset of at most N "
                    "samples per split")
     p.add_argument("--normalization", default=None, metavar="paper|landscape|MEAN,STD",
-                   help="input normalization of the built-in image sets (default: ours)")
+                   help="input normalization of the built-in image sets (default: ours; the paper's on "
+                   "CIFAR-10 when a --ckpt file comes from the paper's code)")
     p.add_argument("--ckpt", nargs="+", default=[], metavar="NET=FILE",
                    help="use this checkpoint for NET instead of training it (the paper's model_300.t7, "
                    "a state dict: NET names its architecture)")
