@@ -482,9 +482,9 @@ def test_cli_user_factory_bare_state_dict_and_npz_equal_plain_pytorch(run_cli: R
         x, y = torch.tensor(arrays["x"], dtype=torch.float32), torch.tensor(arrays["y"], dtype=torch.float32)
         assert_matches_plain(s, model, split, lambda net: net(x), y, mse, acc=False)  # noqa: B023
 
-    # the same model as a TorchScript file: the same numbers
+    # the same model as a TorchScript file (trusted: it runs its own code): the same numbers
     code, _, err = run_cli(
-        "surface", "--ckpt", "model.ts", "--data", "file.npz", "--data-test", "test.npz", "--loss", "mse",
+        "surface", "--ckpt", "model.ts", "--trust-torchscript", "--data", "file.npz", "--data-test", "test.npz", "--loss", "mse",
         *grid, "--out", "ts.h5", "--quiet", cwd=user_project,
     )
     assert code == 0, err
