@@ -46,6 +46,7 @@ __all__ = [
     "validate_surface",
     "check_self_contained",
     "validate_attrs",
+    "check_replaceable",
     "damaged",
     "h5_errors",
 ]
@@ -222,6 +223,42 @@ def _check_storage(dsid: Any, name: str, path: str | Path) -> None:
         if code not in _KNOWN_FILTERS:
             raise damaged(path, f"dataset {name!r} needs HDF5 filter {code}, a plugin landscape does not load",
                           _SELF_CONTAINED)
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse (one line) to replace an HDF5 file that is not a landscape surface file (`--force`
+    over a Keras weights file, a paper surface, a data set): only the format attribute
+    (`landscape-surface`) makes a file ours. A damaged file whose attributes cannot be read is
+    ours only when its bytes hold that name."""
+    import h5py
+
+    from .probe import probe
+
+    def read(p: Path) -> None:
+        with h5_errors(p, "reading its format"), h5py.File(p, "r", locking=False) as f:
+            found = _format_of(f)
+        if found != SURFACE_FORMAT:
+            raise LandscapeError(refusal)
+
+    refusal = (f"{printable(str(path))} is an HDF5 file but not a landscape surface file; it is left "
+               "alone (--force replaces only surface files): choose another --out")
+    try:
+        probe(path, read)  # a file that crashes the HDF5 library is judged in a child
+        read(path)
+    except LandscapeError as e:
+        if str(e) == refusal or not _names_our_format(path):
+            raise LandscapeError(refusal) from None
+
+
+def _names_our_format(path: Path) -> bool:
+    """Whether the bytes of `path` hold the format name (a damaged surface file still does)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return m.find(SURFACE_FORMAT.encode()) >= 0
+    except (OSError, ValueError):
+        return False
 
 
 def _format_of(f: Any) -> str | None:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LandscapeError
-from .grid import Axis, Grid, axis_anchor, coarse_to_fine
+from .grid import Grid, axis_anchor, coarse_to_fine
 from .loss_surface import Surface
 from .outputs import atomic_write, check_free_space, check_output, os_reason, output_error
 from .probe import probe
@@ -40,6 +40,7 @@ from .schema import (
     BOOKKEEPING,
     SURFACE_FORMAT,
     SURFACE_VERSION,
+    check_replaceable,
     check_self_contained,
     damaged,
     h5_errors,
@@ -60,9 +61,6 @@ __all__ = [
     "settings_difference",
     "atomic_write",
 ]
-
-_BOOKKEEPING = BOOKKEEPING
-
 
 def _h5():
     import h5py
@@ -157,7 +155,7 @@ def _read_ours(f: Any, path: Path) -> Surface:
     arrays = {
         k: f[k][()]
         for k in f.keys()
-        if k not in ("xcoordinates", "ycoordinates", *_BOOKKEEPING) and not hasattr(f[k], "keys")
+        if k not in ("xcoordinates", "ycoordinates", *BOOKKEEPING) and not hasattr(f[k], "keys")
     }
     computed = f["computed"][()].astype(bool)
     for k in ("point_seconds", "point_rank"):
@@ -307,6 +305,8 @@ def create_surface(
     h5py = _h5()
     path = Path(path)
     check_output(path, "hdf5")
+    if path.exists():
+        check_replaceable(path)  # --force: only over a surface file, never another HDF5 file
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -493,10 +493,3 @@ def _write_bytes(path: Path, data: Any, doing: str, keep_mode: bool = False) -> 
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-
-
-def grid_of(surface: Surface) -> Grid:
-    """The Grid a surface was computed on."""
-    x = Axis(float(surface.x[0]), float(surface.x[-1]), len(surface.x))
-    y = Axis(float(surface.y[0]), float(surface.y[-1]), len(surface.y)) if surface.y is not None else None
-    return Grid(x, y)
