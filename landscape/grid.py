@@ -111,8 +111,9 @@ def _distinct(start: float, stop: float, num: int) -> bool:
         step = (stop - start) / (num - 1)
     if not math.isfinite(step):
         return False
-    if step > 8 * float(np.spacing(max(abs(start), abs(stop)))):
-        return True  # linspace's rounding (an ulp or two per value) cannot reorder such points
+    far = max(abs(start), abs(stop), stop - start)
+    if far < 1e300 and step > 8 * math.ulp(far):
+        return True  # linspace's rounding (an ulp or two per value) cannot reorder or overflow these
     with np.errstate(over="ignore", invalid="ignore"):
         coords = np.linspace(start, stop, num, dtype=np.float64)
     return bool(np.isfinite(coords).all() and (np.diff(coords) > 0).all())
