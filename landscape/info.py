@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,23 @@ def describe(
             info.update(plan_summary(plan))
     else:
         info = _checkpoint_summary(path, model, model_kwargs)
-    if as_json:
-        return json.dumps(info, indent=2, default=str)
+    if as_json:  # strict JSON: a NaN or infinity from a file is written as null
+        return json.dumps(_strict(info), indent=2, default=str, allow_nan=False)
     return _format(info)
+
+
+def _strict(value: Any) -> Any:
+    """`value` with every non-finite number None and numpy scalars plain numbers (JSON-safe)."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def surface_summary(path: str | Path) -> dict[str, Any]:

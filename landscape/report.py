@@ -30,7 +30,7 @@ from ._version import __version__
 from .errors import LandscapeError
 from .figure_style import camera_eye
 from .outputs import atomic_write, check_output
-from .preview import preview, preview_note
+from .preview import preview, preview_note, thin, thinned_note
 from .text import printable
 from .views import (
     EIG_RATIO_MAX,
@@ -72,6 +72,23 @@ _METRIC_HELP = {
 
 # ---------------------------------------------------------------------------------------------
 # figure specs (plain plotly JSON dicts: nothing is converted behind our back)
+
+
+# A report draws at most this many points per axis (2D; 1D: curves), and this many characters of
+# any text taken from a file: a 96 kB file of a huge compressed grid made a 185 MB page.
+REPORT_MAX_AXIS = 201
+REPORT_MAX_CURVE = 4001
+MAX_TEXT = 300
+
+
+def _esc(text: str, limit: int = MAX_TEXT) -> str:
+    """Text from a file, as plotly and HTML show it: control and bidi characters made visible
+    (`printable`), markup escaped (plotly renders <a>, <b>, <span style> in titles and names),
+    cut to `limit` characters."""
+    text = printable(str(text))
+    if len(text) > limit:
+        text = f"{text[:limit]}… ({len(text) - limit} more characters)"
+    return html.escape(text, quote=False)
 
 
 def _num(v: float) -> float | None:
@@ -125,7 +142,11 @@ def _computed_part(s: Surface, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 
 def _short_label(s: Surface, axis: str) -> str:
     """'x: random direction' (the 3D axes have no room for the full label)."""
-    return axis_label(s, axis).split(" (")[0]
+    return _esc(axis_label(s, axis).split(" (")[0])
+
+
+def _axis(s: Surface, axis: str) -> str:
+    return _esc(axis_label(s, axis))
 
 
 def _range(v: np.ndarray) -> list[float]:
@@ -137,26 +158,27 @@ def _fig_3d(
     zrange: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     x, y, zc = _computed_part(s, z)
+    label = _esc(surf_label(surf))
     scene = {
         "xaxis": {"title": {"text": _short_label(s, "x")}, "range": _range(s.x)},
         "yaxis": {"title": {"text": _short_label(s, "y")}, "range": _range(s.y)},
-        "zaxis": {"title": {"text": surf_label(surf)}, **({"range": list(zrange)} if zrange else {})},
+        "zaxis": {"title": {"text": label}, **({"range": list(zrange)} if zrange else {})},
         "camera": {"eye": camera_eye()},  # the matplotlib 3D view's camera
         "aspectmode": "manual",
         "aspectratio": {"x": 1, "y": 1, "z": 0.7},
     }
     trace = {
-        "type": "surface", "name": surf_label(surf), "x": _list(x), "y": _list(y), "z": _grid_list(zc),
+        "type": "surface", "name": label, "x": _list(x), "y": _list(y), "z": _grid_list(zc),
         "cmin": clim[0], "cmax": clim[1], "colorscale": "Viridis",
         "reversescale": not (surf.endswith("_loss") or surf == "eig_ratio"),  # matplotlib's viridis_r
         "lighting": {"ambient": 0.55, "diffuse": 0.7, "specular": 0.08, "roughness": 0.9},
         "lightposition": {"x": -1e5, "y": 1e5, "z": 1e5},  # from the upper left, as the figures' light
-        "colorbar": {"title": {"text": surf_label(surf)}, "len": 0.7},
-        "hovertemplate": "x %{x:.3f}<br>y %{y:.3f}<br>" + surf_label(surf) + " %{z:.4g}<extra></extra>",
+        "colorbar": {"title": {"text": label}, "len": 0.7},
+        "hovertemplate": "x %{x:.3f}<br>y %{y:.3f}<br>" + label + " %{z:.4g}<extra></extra>",
     }
     layout = {"title": _title(title, partial_note(s)), "height": 480, "scene": scene,
               "margin": {"l": 0, "r": 0, "t": 50, "b": 0},
-              "meta": {"zlabel": surf_label(surf), "zrange": list(zrange) if zrange else None}}
+              "meta": {"zlabel": label, "zrange": list(zrange) if zrange else None}}
     return {"data": [trace], "layout": layout}
 
 
@@ -184,11 +206,12 @@ def _trajectory_trace(s: Surface, xaxis: str = "x", yaxis: str = "y") -> list[di
 
 def _fig_contour(s: Surface, surf: str, z: np.ndarray, levels: dict[str, float],
                  clim: tuple[float, float], title: str) -> dict[str, Any]:
-    trace = _contour_trace(s, z, levels, surf_label(surf), zmin=clim[0], zmax=clim[1], zauto=False,
-                           colorscale="Viridis", colorbar={"title": {"text": surf_label(surf)}})
+    label = _esc(surf_label(surf))
+    trace = _contour_trace(s, z, levels, label, zmin=clim[0], zmax=clim[1], zauto=False,
+                           colorscale="Viridis", colorbar={"title": {"text": label}})
     layout = {"title": _title(title, partial_note(s)), "height": 460,
-              "xaxis": {"title": {"text": axis_label(s, "x")}, "range": _range(s.x), "zeroline": False},
-              "yaxis": {"title": {"text": axis_label(s, "y")}, "range": _range(s.y), "zeroline": False},
+              "xaxis": {"title": {"text": _axis(s, "x")}, "range": _range(s.x), "zeroline": False},
+              "yaxis": {"title": {"text": _axis(s, "y")}, "range": _range(s.y), "zeroline": False},
               "margin": {"t": 60}, "showlegend": False}
     return {"data": [trace, *_trajectory_trace(s)], "layout": layout}
 
@@ -199,10 +222,10 @@ def _line_traces(x: np.ndarray, values: dict[str, np.ndarray], xaxis: str, yloss
     for name, v in values.items():
         acc = name.endswith("_acc")
         out.append({
-            "type": "scatter", "mode": "lines+markers", "name": surf_label(name) + suffix,
+            "type": "scatter", "mode": "lines+markers", "name": _esc(surf_label(name)) + suffix,
             "x": _list(x), "y": _list(v), "xaxis": xaxis, "yaxis": yacc if acc else yloss,
             "line": {"color": SPLIT_COLORS.get(name.split("_")[0], "#555"), "dash": "dash" if acc else "solid"},
-            "marker": {"size": 3}, "showlegend": legend, "legendgroup": name,
+            "marker": {"size": 3}, "showlegend": legend, "legendgroup": _esc(name),
         })
     return out
 
@@ -230,8 +253,8 @@ def _fig_slices(s: Surface) -> dict[str, Any]:
     layout = {
         "title": _title(f"slices through the centre: along x (y = {s.y[iy]:g}) and along y (x = {s.x[ix]:g})"),
         "height": 400, "margin": {"t": 60},
-        "xaxis": {"domain": [0, 0.42], "title": {"text": axis_label(s, "x")}},
-        "xaxis2": {"domain": [0.56, 0.98], "title": {"text": axis_label(s, "y")}},
+        "xaxis": {"domain": [0, 0.42], "title": {"text": _axis(s, "x")}},
+        "xaxis2": {"domain": [0.56, 0.98], "title": {"text": _axis(s, "y")}},
         "yaxis": {"anchor": "x", "title": {"text": "loss"}},
         "yaxis2": {"anchor": "x2", "title": {"text": "loss"}},
         "legend": {"orientation": "h", "y": -0.25},
@@ -248,7 +271,7 @@ def _fig_curve(s: Surface, title: str) -> dict[str, Any]:
     vals = _curve_values(s)
     data = _line_traces(s.x, vals, "x", "y", "y2")
     layout = {"title": _title(title, partial_note(s)), "height": 440,
-              "xaxis": {"title": {"text": axis_label(s, "x")}},
+              "xaxis": {"title": {"text": _axis(s, "x")}},
               "yaxis": {"title": {"text": "loss"}},
               "legend": {"orientation": "h", "y": -0.2}}
     if any(n.endswith("_acc") for n in vals):
@@ -292,13 +315,13 @@ def _fig_eig_ratio(s: Surface) -> dict[str, Any]:
     if s.y is None:
         trace = {"type": "scatter", "mode": "lines+markers", "name": "|λmin / λmax|", "x": _list(s.x), "y": _list(r)}
         layout = {"yaxis": {"range": [0, EIG_RATIO_MAX], "title": {"text": "|λmin / λmax|"}},
-                  "xaxis": {"title": {"text": axis_label(s, "x")}}}
+                  "xaxis": {"title": {"text": _axis(s, "x")}}}
     else:
         trace = {"type": "heatmap", "name": "|λmin / λmax|", "x": _list(s.x), "y": _list(s.y), "z": _grid_list(r),
                  "zmin": 0.0, "zmax": EIG_RATIO_MAX, "colorscale": "Viridis",
                  "colorbar": {"title": {"text": "|λmin/λmax|"}},
                  "hovertemplate": "x %{x:.3f}<br>y %{y:.3f}<br>|λmin/λmax| %{z:.3g}<extra></extra>"}
-        layout = {"xaxis": {"title": {"text": axis_label(s, "x")}}, "yaxis": {"title": {"text": axis_label(s, "y")}}}
+        layout = {"xaxis": {"title": {"text": _axis(s, "x")}}, "yaxis": {"title": {"text": _axis(s, "y")}}}
     layout.update({"title": _title("curvature: |λmin / λmax| (paper's 0 to 0.5 scale; near 0: the convexity is real)"),
                    "height": 440})
     return {"data": [trace], "layout": layout}
@@ -322,7 +345,7 @@ def _fmt(v: Any) -> str:
 
 def _table(rows: Sequence[tuple[str, Any, str]], cls: str) -> str:
     body = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td>"
+        f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt(v), 1000)}</td>"
         f"<td class='help'>{html.escape(h)}</td></tr>"
         for k, v, h in rows
     )
@@ -456,9 +479,9 @@ def _compare_figures(
             data.append({"type": "scatter", "mode": "lines+markers", "name": _short(surfaces[k], surf),
                          "x": _list(surfaces[k].x), "y": _list(values[k])})
         figs.append(("compare", "cmp-curves", {"data": data, "layout": {
-            "title": _title(f"{surf_label(surf)} of each 1D file"), "height": 420,
-            "xaxis": {"title": {"text": axis_label(surfaces[one_d[0]], surfaces[one_d[0]].curve_axis)}},
-            "yaxis": {"title": {"text": surf_label(surf)}}}}))
+            "title": _title(f"{_esc(surf_label(surf))} of each 1D file"), "height": 420,
+            "xaxis": {"title": {"text": _axis(surfaces[one_d[0]], surfaces[one_d[0]].curve_axis)}},
+            "yaxis": {"title": {"text": _esc(surf_label(surf))}}}}))
     return figs
 
 
@@ -469,14 +492,14 @@ def _surface_figures(
     sec = f"surface-{k}"
     figs: list[tuple[str, str, dict[str, Any]]] = []
     if own is not None and s.ndim == 1:
-        figs.append((sec, f"s{k}-curve", _fig_curve(s, surface_title(s))))
+        figs.append((sec, f"s{k}-curve", _fig_curve(s, _esc(surface_title(s)))))
     elif own is not None:
         levels, clim, data = _scale([own])
         cap, _ = display_cap(clim, data, zmax) if default_zscale(surf) == "linear" else (None, data)
-        title = surface_title(s, surf) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
+        title = _esc(surface_title(s, surf)) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
         z3 = own if cap is None else np.minimum(own, cap)
         figs.append((sec, f"s{k}-3d", _fig_3d(s, surf, z3, _clim3(surf, clim, data), title)))
-        figs.append((sec, f"s{k}-contour", _fig_contour(s, surf, own, levels, clim, surface_title(s, surf))))
+        figs.append((sec, f"s{k}-contour", _fig_contour(s, surf, own, levels, clim, _esc(surface_title(s, surf)))))
         figs.append((sec, f"s{k}-slices", _fig_slices(s)))
         names = available_surfs(s)
         both = all(_values_or_none(s, n) is not None for n in ("train_loss", "test_loss") if n in names)
@@ -503,9 +526,9 @@ def skipped_views(surfaces: Sequence[Surface], surf: str | None = None, zmax: fl
 def _short(s: Surface, surf: str, note: str = "") -> str:
     """A side-by-side panel's title: the net (the directions are shared and said once) and its
     metrics, short enough for a quarter of the page."""
-    name = printable(str(s.attrs.get("model") or Path(s.path).stem))
+    name = str(s.attrs.get("model") or Path(s.path).stem)
     stem = Path(s.path).stem
-    head = html.escape(name if stem == name else f"{name} ({stem})")
+    head = _esc(name if stem == name else f"{name} ({stem})")
     sub = " · ".join(x for x in (metric_summary(s, surf), note) if x)
     return head + (f"<br><sup>{html.escape(sub)}</sup>" if sub else "")
 
@@ -551,7 +574,8 @@ def report_html(
     `reload_seconds` (`report --watch`) the page reloads itself that often."""
     from plotly.offline import get_plotlyjs
 
-    surfaces = [as_drawable(preview(s)) for s in surfaces]  # a partial file: its finest complete level
+    # a partial file: its finest complete level; a huge grid: every k-th point (said on the page)
+    surfaces = [as_drawable(thin(preview(s), REPORT_MAX_AXIS if s.ndim == 2 else REPORT_MAX_CURVE)) for s in surfaces]
     figs = report_figures(surfaces, surf, zmax)
     main = _main_surf(surfaces, surf)
     skipped = "".join(f"<p class='warn'>note: {html.escape(n)}</p>" for n in skipped_views(surfaces, surf, zmax))
@@ -577,21 +601,24 @@ def report_html(
         nav.append("<a href='#compare'>side by side</a>")
     for k, s in enumerate(surfaces):
         sec = f"surface-{k}"
-        heading = html.escape(f"{Path(s.path).name}: {surface_title(s)}")
+        heading = _esc(f"{Path(s.path).name}: {surface_title(s)}", 2 * MAX_TEXT)
         note = partial_note(s)
+        if note and not preview_note(s):
+            note += ": blank areas are not computed yet"
+        note = "; ".join(n for n in (note, thinned_note(s) and f"{thinned_note(s)}, to keep this page small; "
+                                     "landscape plot draws every point") if n)
         tables = (
             "<div class='tables'><div><h3>metadata</h3>" + _table(_metadata_rows(s), "meta") + "</div>"
             "<div><h3>scalar metrics</h3>" + (_table(_metric_rows(s), "metrics") or "") + "</div></div>"
         )
         parts.append(
             f"<section id='{sec}'><h2>{heading}</h2>"
-            + (f"<p class='warn'>{html.escape(note)}{'' if preview_note(s) else ': blank areas are not computed yet'}</p>"
-               if note else "")
+            + (f"<p class='warn'>{html.escape(note)}</p>" if note else "")
             + f"<div class='grid' style='--cols:2'>{''.join(by_section.get(sec, []))}</div>{tables}</section>"
         )
-        nav.append(f"<a href='#{sec}'>{html.escape(Path(s.path).name)}</a>")
+        nav.append(f"<a href='#{sec}'>{_esc(Path(s.path).name)}</a>")
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    page_title = title or "Loss landscape report: " + ", ".join(Path(s.path).stem for s in surfaces)
+    page_title = printable(title or "Loss landscape report: " + ", ".join(Path(s.path).stem for s in surfaces))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"

@@ -239,9 +239,9 @@ def test_report_shows_markup_from_a_file_as_text(tmp_path: Path) -> None:
         for key in ("model", "dir_kind", "norm", "checkpoint"):
             f.attrs[key] = EVIL
         f.attrs["dataset"] = json.dumps({"name": EVIL})
-        f.create_dataset("<b>odd</b>_loss", data=np.ones((5, 5)))
+        f.create_dataset("<b>odd<b>_loss", data=np.ones((5, 5)))
     surface = read_surface(path)
-    for surf in (None, "<b>odd</b>_loss"):
+    for surf in (None, "<b>odd<b>_loss"):
         texts = [s for _, _, fig in report_figures([surface, surface], surf) for s in _strings(fig)]
         for text in texts:
             for tag in ("<a", "<span", "<b>", "\u202e", "\u2066", "\x1b", "\x07"):
