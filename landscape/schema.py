@@ -232,7 +232,11 @@ def check_replaceable(path: Path) -> None:
     ours only when its bytes hold that name."""
     import h5py
 
+    from .outputs import file_kind
     from .probe import probe
+
+    if file_kind(Path(path)) != "hdf5":
+        return  # nothing there, an empty file, or another kind (`check_output` refuses that)
 
     def read(p: Path) -> None:
         with h5_errors(p, "reading its format"), h5py.File(p, "r", locking=False) as f:

@@ -305,8 +305,7 @@ def create_surface(
     h5py = _h5()
     path = Path(path)
     check_output(path, "hdf5")
-    if path.exists():
-        check_replaceable(path)  # --force: only over a surface file, never another HDF5 file
+    check_replaceable(path)  # --force: only over a surface file, never another HDF5 file
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

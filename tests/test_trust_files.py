@@ -207,6 +207,17 @@ def test_force_refuses_an_hdf5_file_that_is_not_a_surface(
     before = keras.read_bytes()
     line = _one_line_error(capsys, _surface_argv(tiny_ckpt, keras, "--force"))
     assert "not a landscape surface file" in line and keras.read_bytes() == before
+    paper = tmp_path / "paper.h5"  # a surface of the paper's code: not ours to replace either
+    paper.write_bytes(computed.read_bytes())
+    with h5py.File(paper, "r+") as f:
+        del f.attrs["format"]
+    before = paper.read_bytes()
+    assert "not a landscape surface file" in _one_line_error(capsys, _surface_argv(tiny_ckpt, paper, "--force"))
+    assert paper.read_bytes() == before
+    empty = tmp_path / "empty.h5"  # an empty file holds nothing to lose
+    empty.write_bytes(b"")
+    capsys.readouterr()
+    assert main(_surface_argv(tiny_ckpt, empty, "--force")) == 0
     # a landscape surface, even a damaged one, is replaced
     broken = tmp_path / "broken.h5"
     data = computed.read_bytes()
@@ -276,3 +287,38 @@ def test_info_json_writes_null_for_non_finite_numbers(
     assert info["seed"] is None and info["lr"] is None
     assert info["checkpoint_metrics"] == {"train_loss": None, "test_loss": None}
     assert os.path.exists(path)
+
+
+@pytest.mark.browser
+def test_report_markup_from_a_file_is_text_in_chromium(tmp_path: Path) -> None:
+    """In the browser: no link, no styled span from the file; its markup shows as text."""
+    from test_report import CHROMIUM, CHROMIUM_ARGS, _skip_or_fail
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _skip_or_fail("playwright is not installed (pip install playwright)")
+    if not Path(CHROMIUM).exists():
+        _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+    path = make_surface(tmp_path / "evil.h5", nx=5, ny=5)
+    with h5py.File(path, "r+") as f:
+        f.attrs["model"] = EVIL
+        f.attrs["norm"] = EVIL
+    page_path = tmp_path / "evil.html"
+    page_path.write_text(report_html([read_surface(path)]), encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+            page.goto(page_path.resolve().as_uri(), wait_until="load")
+            page.wait_for_function("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                                   ".every(d => d._fullLayout)", timeout=60_000)
+            found = page.evaluate("""() => ({
+                links: document.querySelectorAll('.js-plotly-plot a').length,
+                big: Array.from(document.querySelectorAll('.js-plotly-plot [style*="80px"]')).length,
+                titles: Array.from(document.querySelectorAll('.js-plotly-plot .gtitle')).map(t => t.textContent)})""")
+        finally:
+            browser.close()
+    assert found["links"] == 0 and found["big"] == 0, found
+    assert any("<a href='https://evil.example/'>click</a>" in t for t in found["titles"]), found["titles"]
