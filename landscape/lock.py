@@ -10,6 +10,12 @@ start time). A stale lock is taken over with a one-line note, so a rerun resumes
 lock from another host cannot be checked and is never taken over: the message says which
 file to delete once that run is known to be dead.
 
+The lock is named after the resolved file (`os.path.realpath`), so two paths to one file (a
+linked folder) share it; an output path that is itself a symbolic link is refused before any
+lock is taken (`landscape.outputs.check_not_link`): a writer never replaces a link with a file.
+Taking a lock also removes the temporary files that dead writers of the file left behind
+(`landscape.outputs.remove_stale_temps`).
+
 Example:
     >>> with SurfaceLock.acquire(Path("surfaces/r20.h5")):  # doctest: +SKIP
     ...     compute_and_write()
