@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,7 @@ def write_surface(path: str | Path, surface: Any, directions: Directions | None 
     """
     x = np.asarray(surface.x, dtype=np.float64)
     y = None if getattr(surface, "y", None) is None else np.asarray(surface.y, dtype=np.float64)
-    grid = storage.grid_of(_CoordsOnly(x, y))
+    grid = Grid.from_coords(x, y)
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in dict(surface.arrays).items()}
     for k, v in arrays.items():
         if v.shape != grid.shape:
@@ -255,12 +255,6 @@ def write_surface(path: str | Path, surface: Any, directions: Directions | None 
                 values = {k: v.ravel()[flat] for k, v in arrays.items()}
                 w.write_points(flat, values, None if seconds is None else seconds.ravel()[flat])
     return Path(path)
-
-
-@dataclass
-class _CoordsOnly:
-    x: np.ndarray
-    y: np.ndarray | None
 
 
 def read_surface(path: str | Path) -> Surface:

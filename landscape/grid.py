@@ -68,6 +68,11 @@ class Axis:
             raise LandscapeError(
                 f"grid axis {self.spec()}: MIN must be below MAX (write MIN:MAX:NUM, e.g. -1:1:51)"
             )
+        if self.num > 1 and not _distinct(self.start, self.stop, self.num):
+            raise LandscapeError(
+                f"grid axis {self.spec()}: its points collide in float64 (the range is too small for "
+                f"{self.num} distinct coordinates, or too large to subtract); widen the range or use fewer points"
+            )
 
     @classmethod
     def parse(cls, spec: str, name: str = "x") -> Axis:
@@ -98,6 +103,22 @@ class Axis:
         return np.linspace(self.start, self.stop, self.num, dtype=np.float64)
 
 
+def _distinct(start: float, stop: float, num: int) -> bool:
+    """Whether `num` linspace coordinates from `start` to `stop` are finite and strictly
+    increasing in float64 (what a surface file's reader requires). Exact: the coordinates are
+    computed only when the step is within a few units in the last place of the ends."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        step = (stop - start) / (num - 1)
+    if not math.isfinite(step):
+        return False
+    far = max(abs(start), abs(stop), stop - start)
+    if far < 1e300 and step > 8 * math.ulp(far):
+        return True  # linspace's rounding (an ulp or two per value) cannot reorder or overflow these
+    with np.errstate(over="ignore", invalid="ignore"):
+        coords = np.linspace(start, stop, num, dtype=np.float64)
+    return bool(np.isfinite(coords).all() and (np.diff(coords) > 0).all())
+
+
 def _exact(value: float) -> str:
     """`1`, `0.1`, `1e+20`; the full repr only when the short form would round the value."""
     short = f"{value:g}"
@@ -118,6 +139,12 @@ class Grid:
                 f"points, more than the {MAX_GRID_POINTS} a surface may hold; use fewer points per "
                 "axis, or split the range over several files"
             )
+
+    @classmethod
+    def from_coords(cls, x: np.ndarray, y: np.ndarray | None = None) -> Grid:
+        """The grid whose axes run over these coordinates (a surface's `x`, `y`)."""
+        ax = Axis(float(x[0]), float(x[-1]), len(x))
+        return cls(ax, Axis(float(y[0]), float(y[-1]), len(y)) if y is not None else None)
 
     @property
     def ndim(self) -> int:

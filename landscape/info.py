@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from pathlib import Path
 from typing import Any
 
 from .errors import LandscapeError
 from .text import printable
 
-__all__ = ["describe", "describe_machine", "is_hdf5", "plan_summary"]
+__all__ = ["describe", "describe_machine", "is_hdf5", "plan_summary", "surface_summary"]
 
 
 def is_hdf5(path: str | Path) -> bool:
@@ -32,8 +34,6 @@ def describe(
     if not path.exists():
         raise LandscapeError(f"{path} does not exist")
     if is_hdf5(path):
-        from .storage import surface_summary
-
         try:
             info = surface_summary(path)
         except LandscapeError as error:
@@ -43,9 +43,63 @@ def describe(
             info.update(plan_summary(plan))
     else:
         info = _checkpoint_summary(path, model, model_kwargs)
-    if as_json:
-        return json.dumps(info, indent=2, default=str)
+    if as_json:  # strict JSON: a NaN or infinity from a file is written as null
+        return json.dumps(_strict(info), indent=2, default=str, allow_nan=False)
     return _format(info)
+
+
+def _strict(value: Any) -> Any:
+    """`value` with every non-finite number None and numpy scalars plain numbers (JSON-safe)."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def surface_summary(path: str | Path) -> dict[str, Any]:
+    """Metadata and progress of a surface file, for `landscape info`."""
+    from .preview import preview, preview_note
+    from .storage import read_surface
+
+    s = read_surface(path)
+    info: dict[str, Any] = {"file": str(path), "kind": "surface", "source": s.source}
+    info["grid"] = "x".join(str(n) for n in s.shape) + f" ({'1D' if s.ndim == 1 else '2D'})"
+    info["x"] = f"{s.x[0]:g}..{s.x[-1]:g} ({len(s.x)})"
+    if s.y is not None:
+        info["y"] = f"{s.y[0]:g}..{s.y[-1]:g} ({len(s.y)})"
+    info["points done"] = f"{s.done}/{s.computed.size} ({100.0 * s.done / s.computed.size:.1f}%)"
+    note = preview_note(preview(s))
+    if note:  # what plot and report draw of a file still being computed
+        info["preview"] = note.removeprefix("preview: ")
+    info["arrays"] = ", ".join(s.surfaces())
+    skip = {"settings", "runs", "metrics", "format"}
+    for k, v in s.attrs.items():
+        if k not in skip:
+            info[k] = v
+    if s.metrics:
+        info["metrics"] = s.metrics
+    runs = s.attrs.get("runs") or []
+    if runs:
+        info["runs"] = {
+            f"run {i + 1}": f"{r.get('points', '?')} points in {_number(r.get('seconds'), '.1f')}s "
+            f"({_number(r.get('points_per_second'), '.3g')} points/s) on {r.get('ranks', 1)} rank(s), "
+            f"{r.get('device', '?')}"
+            for i, r in enumerate(runs)
+        }
+    return info
+
+
+def _number(value: Any, spec: str) -> str:
+    """`value` formatted with `spec` when it is a number (a hand-made file may hold anything)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return "?" if value is None else str(value)
 
 
 def plan_summary(meta: dict[str, Any]) -> dict[str, str]:

@@ -10,6 +10,12 @@ start time). A stale lock is taken over with a one-line note, so a rerun resumes
 lock from another host cannot be checked and is never taken over: the message says which
 file to delete once that run is known to be dead.
 
+The lock is named after the resolved file (`os.path.realpath`), so two paths to one file (a
+linked folder) share it; an output path that is itself a symbolic link is refused before any
+lock is taken (`landscape.outputs.check_not_link`): a writer never replaces a link with a file.
+Taking a lock also removes the temporary files that dead writers of the file left behind
+(`landscape.outputs.remove_stale_temps`).
+
 Example:
     >>> with SurfaceLock.acquire(Path("surfaces/r20.h5")):  # doctest: +SKIP
     ...     compute_and_write()
@@ -29,7 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import LandscapeError
-from .outputs import os_reason
+from .outputs import check_not_link, os_reason, remove_stale_temps
+from .processes import is_dead, process_start
 
 __all__ = ["Owner", "SurfaceLock", "lock_path", "process_start", "read_owner", "is_stale"]
 
@@ -42,21 +49,6 @@ _TAKEOVER = ".takeover"
 def lock_path(path: Path) -> Path:
     """The lock file of a surface file: `surf.h5` -> `surf.h5.lock`."""
     return path.with_name(path.name + ".lock")
-
-
-def process_start(pid: int) -> int | None:
-    """The start time of process `pid` in clock ticks since boot; None when it is not running
-    (or on systems without /proc)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # field 2 (comm) is in parentheses and may hold spaces: split after the last ')'
-    fields = text[text.rfind(")") + 2 :].split()
-    try:
-        return int(fields[19])  # field 22 of the whole line: starttime
-    except (IndexError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -93,22 +85,7 @@ def is_stale(owner: Owner, host: str | None = None) -> bool:
     """Whether `owner` is certainly dead: same host, and its pid is gone or was reused."""
     if owner.host != (host or socket.gethostname()):
         return False  # another machine's process cannot be checked from here
-    start = process_start(owner.pid)
-    if start is None:
-        if Path("/proc/self/stat").exists():
-            return True  # /proc works and the pid is not in it
-        return not _pid_alive(owner.pid)
-    return owner.start is not None and start != owner.start
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return is_dead(socket.gethostname(), owner.pid, owner.start)
 
 
 def _note(message: str) -> None:
@@ -118,9 +95,9 @@ def _note(message: str) -> None:
 class SurfaceLock:
     """Ownership of one output file; release it with `release()` or by leaving the `with` block."""
 
-    def __init__(self, path: Path, owner: Owner) -> None:
+    def __init__(self, path: Path, owner: Owner, lock: Path | None = None) -> None:
         self.path = path
-        self.lock = lock_path(path)
+        self.lock = lock if lock is not None else lock_path(path)
         self.owner = owner
 
     @classmethod
@@ -130,11 +107,14 @@ class SurfaceLock:
         Raises a one-line LandscapeError naming the owner when another run holds the file.
         """
         path = Path(path)
+        check_not_link(path)  # a link is never written through nor replaced (refused before any work)
         me = Owner.me()
-        lock = lock_path(path)
+        # named after the real file: two paths to one file (a folder link) share one lock
+        lock = lock_path(Path(os.path.realpath(path)))
         for _ in range(50):
             if _create(lock, me):
-                return cls(path, me)
+                remove_stale_temps(path)  # what a writer killed before its final rename left
+                return cls(path, me, lock)
             holder = read_owner(lock)
             if holder is None:
                 if _age(lock) < _EMPTY_GRACE_SECONDS:

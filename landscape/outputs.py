@@ -5,7 +5,14 @@ surface files) goes through `atomic_write`: the content is written to a temporar
 same folder and renamed onto the output only when complete, so a full disk or a crash leaves
 the previous output as it was and no temporary file behind. `check_output` refuses, before any
 work, an output path that is a folder or holds a file of another kind, recognized by its
-content (an HDF5 surface, a torch checkpoint, a PNG...), never by its extension.
+content (an HDF5 surface, a torch checkpoint, a PNG...), never by its extension, and a path that
+is a symbolic link: landscape never writes through a link, nor replaces one with a file.
+
+A temporary file is named after its writer (`.NAME.<host>-<pid>-<start>.<random>.tmp`): one
+left by a writer killed before its rename (kill -9, power loss) is removed by the next write of
+the same output, or the next run that locks it, once that writer is certainly dead on this host
+(`landscape.processes.is_dead`). Another writer's live temporary file, or any file not named
+this way, is never touched.
 
 Example:
     >>> check_output(Path("plots/r20.png"), "png", "--out")  # doctest: +SKIP
@@ -17,7 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
+import hashlib
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -25,15 +35,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import LandscapeError
+from .processes import host_name, is_dead, process_start
 
 __all__ = [
     "HDF5_SIGNATURE",
     "atomic_write",
+    "check_not_link",
     "check_output",
     "check_free_space",
     "file_kind",
     "os_reason",
     "output_error",
+    "remove_stale_temps",
 ]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -52,7 +65,7 @@ _NAMES = {
     "vtp": "a VTK file",
     "other": "a file landscape does not write",
 }
-_MAX_TEMP_STEM = 180  # temporary names add ~15 characters; keep them under NAME_MAX (255)
+_MAX_TEMP_STEM = 180  # temporary names add ~55 characters; keep them under NAME_MAX (255)
 
 
 def file_kind(path: Path) -> str | None:
@@ -112,6 +125,7 @@ def check_output(path: Path, kind: str, option: str = "--out") -> None:
     `kind` is what will be written there ("png", "html", "hdf5", "checkpoint", ...); an empty
     file or a file of the same kind may be replaced.
     """
+    check_not_link(path, option)
     found = file_kind(path)
     if found is None or found in ("empty", kind):
         return
@@ -121,6 +135,57 @@ def check_output(path: Path, kind: str, option: str = "--out") -> None:
         f"{option} {path} holds {_NAMES.get(found, found)}, not {_NAMES.get(kind, kind)}; "
         "it is left alone: choose another output path"
     )
+
+
+def check_not_link(path: Path, option: str = "--out") -> None:
+    """Refuse (one line) an output path that is a symbolic link: writing would replace the link
+    with a file (or, through it, a file another run may own)."""
+    path = Path(path)
+    try:
+        is_link = path.is_symlink()
+    except OSError:
+        return  # cannot tell (a name too long...): writing will say why
+    if is_link:
+        raise LandscapeError(
+            f"{option} {path} is a symbolic link (to {os.path.realpath(path)}); landscape never writes "
+            "through a link nor replaces it with a file: give the real path, or remove the link"
+        )
+
+
+def _writer_tag() -> str:
+    """`<host hash>-<pid>-<start>`: who writes a temporary file (see the module docstring)."""
+    host = hashlib.sha256(host_name().encode()).hexdigest()[:8]
+    pid = os.getpid()
+    return f"{host}-{pid}-{process_start(pid) or 0}"
+
+
+_TAG = re.compile(r"([0-9a-f]{8})-([0-9]{1,10})-([0-9]{1,20})\.[A-Za-z0-9_]+\.tmp")
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files of `path` left by writers that are certainly dead on this host;
+    return what was removed. Files of live writers, of other hosts, or not named by
+    `atomic_write`, are left alone."""
+    path = Path(path)
+    prefix = f".{path.name[:_MAX_TEMP_STEM]}."
+    me = _writer_tag().split("-")[0]
+    removed = []
+    try:
+        candidates = glob.glob(glob.escape(str(path.parent / prefix)) + "*.tmp")
+    except OSError:
+        return removed
+    for name in candidates:
+        found = _TAG.fullmatch(os.path.basename(name)[len(prefix):])
+        if found is None or found.group(1) != me:
+            continue
+        pid, start = int(found.group(2)), int(found.group(3))
+        if not is_dead(host_name(), pid, start or None) or pid == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if Path(name).is_file() and not Path(name).is_symlink():
+                os.unlink(name)
+                removed.append(Path(name))
+    return removed
 
 
 def os_reason(e: OSError) -> str:
@@ -204,6 +269,7 @@ def atomic_write(
         ...     torch.save(payload, tmp)
     """
     path = Path(path)
+    check_not_link(path, "output")
     try:
         if make_folder:
             _make_folder(path.parent)
@@ -211,8 +277,9 @@ def atomic_write(
             raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
         if len(path.name.encode()) > 255:
             raise OSError(errno.ENAMETOOLONG, "File name too long", str(path))
+        remove_stale_temps(path)
         stem = path.name[:_MAX_TEMP_STEM]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.{_writer_tag()}.", suffix=".tmp")
     except OSError as e:
         if doing is None:
             raise

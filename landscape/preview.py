@@ -6,7 +6,8 @@ turns a partial surface into the finest such sub-grid (coordinates and arrays sl
 `attrs["preview"]` saying which (levels counted from each axis's zero coordinate, as
 `landscape.storage.SurfaceWriter.pending` orders them), so that `plot`, `report` and `info`
 show the whole range early instead of a strip. A complete surface, or one with no complete level (a file computed in
-another order), is returned as it is.
+another order), is returned as it is. `thin` takes such a sub-grid of a huge complete surface, so
+that a report of it stays small.
 
 Example:
     >>> s = preview(read_surface("surfaces/resnet20.h5"))  # doctest: +SKIP
@@ -26,7 +27,7 @@ from .grid import axis_anchor, level_points, level_spacings
 if TYPE_CHECKING:  # annotations only
     from .loss_surface import Surface
 
-__all__ = ["Level", "complete_level", "preview", "preview_note", "level_key", "surface_anchors"]
+__all__ = ["Level", "complete_level", "preview", "preview_note", "level_key", "surface_anchors", "thin", "thinned_note"]
 
 
 @dataclass(frozen=True)
@@ -132,3 +133,48 @@ def _ordinal(n: int) -> str:
     """'2nd', '4th', '32nd'."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def thin(surface: Surface, max_points: int) -> Surface:
+    """`surface` with at most about `max_points` points per axis: every k-th point (from the
+    centre, both ends kept, as `level_points`), so that a view of a huge grid stays small;
+    `attrs["thinned"]` records the spacing and both shapes. A small surface is unchanged.
+
+    Example:
+        >>> thin(read_surface("surfaces/huge.h5"), 201).attrs["thinned"]  # doctest: +SKIP
+        {'spacing': 3, 'shape': [201, 201], 'of': [601, 601]}
+    """
+    spacing = max(-(-(n - 1) // max(max_points - 1, 1)) for n in surface.shape)
+    if spacing <= 1:
+        return surface
+    anchors = surface_anchors(surface)
+    indices = [level_points(n, spacing, a) for n, a in zip(surface.shape, anchors)]
+    take = np.ix_(*indices)
+    arrays = {k: np.asarray(v)[take] if np.shape(v) == surface.shape else v for k, v in surface.arrays.items()}
+    traj = surface.trajectory
+    if traj:  # a path of as many points as a huge grid, thinned alike
+        step = max(1, -(-max(np.size(v) for v in traj.values()) // (4 * max_points)))
+        traj = {k: np.asarray(v)[::step] for k, v in traj.items()}
+    note = {"spacing": spacing, "shape": [len(i) for i in indices], "of": list(surface.shape)}
+    return replace(
+        surface,
+        x=np.asarray(surface.x)[indices[0]],
+        y=None if surface.y is None else np.asarray(surface.y)[indices[1]],
+        arrays=arrays,
+        computed=np.asarray(surface.computed)[take],
+        attrs={**surface.attrs, "thinned": note},
+        trajectory=traj,
+    )
+
+
+def thinned_note(surface: Surface) -> str | None:
+    """'shown at every 3rd point (201x201 of 601x601)' for a thinned surface, else None."""
+    p = surface.attrs.get("thinned")
+    if not isinstance(p, dict):
+        return None
+    try:
+        shape = "x".join(str(int(n)) for n in p["shape"])
+        full = "x".join(str(int(n)) for n in p["of"])
+        return f"shown at every {_ordinal(int(p['spacing']))} point ({shape} of {full})"
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -28,20 +28,31 @@ import numpy as np
 
 from ._version import __version__
 from .errors import LandscapeError
-from .figure_style import camera_eye
 from .outputs import atomic_write, check_output
-from .preview import preview, preview_note
+from .plotly_specs import (
+    MAX_TEXT,
+    REPORT_MAX_AXIS,
+    REPORT_MAX_CURVE,
+    as_list,
+    axis_title,
+    esc,
+    fig_3d,
+    fig_contour,
+    fig_curve,
+    fig_eig_ratio,
+    fig_slices,
+    fig_train_test,
+    shared_scale,
+    title_spec,
+    values_or_none,
+)
+from .preview import preview, preview_note, thin, thinned_note
 from .text import printable
 from .views import (
-    EIG_RATIO_MAX,
-    SPLIT_COLORS,
     NothingToDraw,
     as_drawable,
     available_surfs,
-    axis_label,
-    colour_range,
     comparison_problem,
-    contour_levels,
     default_zscale,
     display_cap,
     file_metrics,
@@ -71,240 +82,6 @@ _METRIC_HELP = {
 
 
 # ---------------------------------------------------------------------------------------------
-# figure specs (plain plotly JSON dicts: nothing is converted behind our back)
-
-
-def _num(v: float) -> float | None:
-    return float(f"{v:.6g}") if np.isfinite(v) else None
-
-
-def _grid_list(z: np.ndarray) -> list[list[float | None]]:
-    """[nx, ny] array -> plotly's rows-are-y nested list, NaN as null, 6 significant digits."""
-    return [[_num(v) for v in row] for row in np.asarray(z, dtype=np.float64).T]
-
-
-def _list(v: np.ndarray) -> list[float | None]:
-    return [_num(x) for x in np.asarray(v, dtype=np.float64).ravel()]
-
-
-def _title(text: str, note: str | None = None) -> dict[str, Any]:
-    full = text + (f"<br><sup>{html.escape(note)}</sup>" if note else "")
-    return {"text": full, "font": {"size": 14}}
-
-
-def _uniform_levels(values: Sequence[np.ndarray]) -> dict[str, float]:
-    lv = contour_levels(list(values))
-    if len(lv) < 2:
-        return {"start": float(lv[0]), "end": float(lv[0]), "size": 1.0}
-    return {"start": float(lv[0]), "end": float(lv[-1]), "size": float(lv[1] - lv[0])}
-
-
-def _clim(values: Sequence[np.ndarray]) -> tuple[float, float]:
-    flat = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values])
-    flat = flat[np.isfinite(flat)]
-    return float(flat.min()), float(flat.max())
-
-
-def _scale(values: Sequence[np.ndarray]) -> tuple[dict[str, float], tuple[float, float], tuple[float, float]]:
-    """Contour levels, colour range (`views.colour_range`) and data range of arrays on one scale."""
-    levels = _uniform_levels(values)
-    data = _clim(values)
-    if levels["end"] > levels["start"]:
-        return levels, colour_range([levels["start"], levels["end"]], list(values)), data
-    return levels, data, data
-
-
-def _computed_part(s: Surface, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x, y, z without the rows and columns that hold no computed point (a partial surface)."""
-    keep_x = np.isfinite(z).any(axis=1)
-    keep_y = np.isfinite(z).any(axis=0)
-    if not keep_x.any():
-        return s.x, s.y, z
-    return s.x[keep_x], s.y[keep_y], z[np.ix_(keep_x, keep_y)]
-
-
-def _short_label(s: Surface, axis: str) -> str:
-    """'x: random direction' (the 3D axes have no room for the full label)."""
-    return axis_label(s, axis).split(" (")[0]
-
-
-def _range(v: np.ndarray) -> list[float]:
-    return [float(v[0]), float(v[-1])]
-
-
-def _fig_3d(
-    s: Surface, surf: str, z: np.ndarray, clim: tuple[float, float], title: str,
-    zrange: tuple[float, float] | None = None,
-) -> dict[str, Any]:
-    x, y, zc = _computed_part(s, z)
-    scene = {
-        "xaxis": {"title": {"text": _short_label(s, "x")}, "range": _range(s.x)},
-        "yaxis": {"title": {"text": _short_label(s, "y")}, "range": _range(s.y)},
-        "zaxis": {"title": {"text": surf_label(surf)}, **({"range": list(zrange)} if zrange else {})},
-        "camera": {"eye": camera_eye()},  # the matplotlib 3D view's camera
-        "aspectmode": "manual",
-        "aspectratio": {"x": 1, "y": 1, "z": 0.7},
-    }
-    trace = {
-        "type": "surface", "name": surf_label(surf), "x": _list(x), "y": _list(y), "z": _grid_list(zc),
-        "cmin": clim[0], "cmax": clim[1], "colorscale": "Viridis",
-        "reversescale": not (surf.endswith("_loss") or surf == "eig_ratio"),  # matplotlib's viridis_r
-        "lighting": {"ambient": 0.55, "diffuse": 0.7, "specular": 0.08, "roughness": 0.9},
-        "lightposition": {"x": -1e5, "y": 1e5, "z": 1e5},  # from the upper left, as the figures' light
-        "colorbar": {"title": {"text": surf_label(surf)}, "len": 0.7},
-        "hovertemplate": "x %{x:.3f}<br>y %{y:.3f}<br>" + surf_label(surf) + " %{z:.4g}<extra></extra>",
-    }
-    layout = {"title": _title(title, partial_note(s)), "height": 480, "scene": scene,
-              "margin": {"l": 0, "r": 0, "t": 50, "b": 0},
-              "meta": {"zlabel": surf_label(surf), "zrange": list(zrange) if zrange else None}}
-    return {"data": [trace], "layout": layout}
-
-
-def _contour_trace(s: Surface, z: np.ndarray, levels: dict[str, float], name: str, **extra: Any) -> dict[str, Any]:
-    x, y, zc = _computed_part(s, z)
-    return {
-        "type": "contour", "name": name, "x": _list(x), "y": _list(y), "z": _grid_list(zc),
-        "autocontour": False, "contours": {**levels, "showlabels": True, "coloring": "heatmap",
-                                           "labelfont": {"size": 10, "color": "white"}},
-        "line": {"width": 0.8}, "connectgaps": False,
-        "hovertemplate": "x %{x:.3f}<br>y %{y:.3f}<br>" + name + " %{z:.4g}<extra></extra>",
-        **extra,
-    }
-
-
-def _trajectory_trace(s: Surface, xaxis: str = "x", yaxis: str = "y") -> list[dict[str, Any]]:
-    t = s.trajectory
-    if not t or "x" not in t or "y" not in t:
-        return []
-    epochs = np.asarray(t.get("epochs", np.arange(len(t["x"])))).tolist()
-    return [{"type": "scatter", "mode": "lines+markers", "name": "training path",
-             "x": _list(t["x"]), "y": _list(t["y"]), "text": [f"epoch {e}" for e in epochs],
-             "line": {"color": "#d62728"}, "marker": {"size": 5}, "xaxis": xaxis, "yaxis": yaxis}]
-
-
-def _fig_contour(s: Surface, surf: str, z: np.ndarray, levels: dict[str, float],
-                 clim: tuple[float, float], title: str) -> dict[str, Any]:
-    trace = _contour_trace(s, z, levels, surf_label(surf), zmin=clim[0], zmax=clim[1], zauto=False,
-                           colorscale="Viridis", colorbar={"title": {"text": surf_label(surf)}})
-    layout = {"title": _title(title, partial_note(s)), "height": 460,
-              "xaxis": {"title": {"text": axis_label(s, "x")}, "range": _range(s.x), "zeroline": False},
-              "yaxis": {"title": {"text": axis_label(s, "y")}, "range": _range(s.y), "zeroline": False},
-              "margin": {"t": 60}, "showlegend": False}
-    return {"data": [trace, *_trajectory_trace(s)], "layout": layout}
-
-
-def _line_traces(x: np.ndarray, values: dict[str, np.ndarray], xaxis: str, yloss: str, yacc: str,
-                 suffix: str = "", legend: bool = True) -> list[dict[str, Any]]:
-    out = []
-    for name, v in values.items():
-        acc = name.endswith("_acc")
-        out.append({
-            "type": "scatter", "mode": "lines+markers", "name": surf_label(name) + suffix,
-            "x": _list(x), "y": _list(v), "xaxis": xaxis, "yaxis": yacc if acc else yloss,
-            "line": {"color": SPLIT_COLORS.get(name.split("_")[0], "#555"), "dash": "dash" if acc else "solid"},
-            "marker": {"size": 3}, "showlegend": legend, "legendgroup": name,
-        })
-    return out
-
-
-def _values_or_none(s: Surface, surf: str, zmax: float | None = None) -> np.ndarray | None:
-    """`surface_values`, or None for an array with no finite value (its views are skipped)."""
-    try:
-        return surface_values(s, surf, zmax)
-    except NothingToDraw:
-        return None
-
-
-def _curve_values(s: Surface) -> dict[str, np.ndarray]:
-    values = {n: _values_or_none(s, n) for n in available_surfs(s) if n.endswith(("_loss", "_acc"))}
-    return {n: v for n, v in values.items() if v is not None}
-
-
-def _fig_slices(s: Surface) -> dict[str, Any]:
-    """Slices through the centre along x (left) and y (right); accuracy on the right axes."""
-    ix, iy = int(np.argmin(np.abs(s.x))), int(np.argmin(np.abs(s.y)))
-    vals = _curve_values(s)
-    data = _line_traces(s.x, {n: v[:, iy] for n, v in vals.items()}, "x", "y", "y3")
-    data += _line_traces(s.y, {n: v[ix, :] for n, v in vals.items()}, "x2", "y2", "y4", legend=False)
-    has_acc = any(n.endswith("_acc") for n in vals)
-    layout = {
-        "title": _title(f"slices through the centre: along x (y = {s.y[iy]:g}) and along y (x = {s.x[ix]:g})"),
-        "height": 400, "margin": {"t": 60},
-        "xaxis": {"domain": [0, 0.42], "title": {"text": axis_label(s, "x")}},
-        "xaxis2": {"domain": [0.56, 0.98], "title": {"text": axis_label(s, "y")}},
-        "yaxis": {"anchor": "x", "title": {"text": "loss"}},
-        "yaxis2": {"anchor": "x2", "title": {"text": "loss"}},
-        "legend": {"orientation": "h", "y": -0.25},
-    }
-    if has_acc:
-        for axis, over, anchor in (("yaxis3", "y", "x"), ("yaxis4", "y2", "x2")):
-            layout[axis] = {"overlaying": over, "side": "right", "anchor": anchor, "range": [0, 100],
-                            "tickmode": "auto", "showgrid": False, "title": {"text": "accuracy (%)"}}
-    return {"data": data, "layout": layout}
-
-
-def _fig_curve(s: Surface, title: str) -> dict[str, Any]:
-    """A 1D surface: losses and accuracies (right axis) against the step, train with test."""
-    vals = _curve_values(s)
-    data = _line_traces(s.x, vals, "x", "y", "y2")
-    layout = {"title": _title(title, partial_note(s)), "height": 440,
-              "xaxis": {"title": {"text": axis_label(s, "x")}},
-              "yaxis": {"title": {"text": "loss"}},
-              "legend": {"orientation": "h", "y": -0.2}}
-    if any(n.endswith("_acc") for n in vals):
-        layout["yaxis2"] = {"overlaying": "y", "side": "right", "range": [0, 100], "tickmode": "auto",
-                            "showgrid": False, "title": {"text": "accuracy (%)"}}
-    return {"data": data, "layout": layout}
-
-
-def _fig_train_test(s: Surface) -> dict[str, Any]:
-    """Train and test loss on one colour scale and levels, and the gap test - train."""
-    tr, te = surface_values(s, "train_loss"), surface_values(s, "test_loss")
-    levels, clim, _ = _scale([tr, te])
-    with np.errstate(invalid="ignore"):  # inf - inf where both diverged: no gap to show
-        gap = te - tr
-    g = float(np.nanmax(np.abs(gap))) if np.isfinite(gap).any() else 1.0
-    data = [
-        _contour_trace(s, tr, levels, "train loss", coloraxis="coloraxis"),
-        _contour_trace(s, te, levels, "test loss", coloraxis="coloraxis", xaxis="x2", yaxis="y2"),
-        {"type": "heatmap", "name": "test - train", "x": _list(s.x), "y": _list(s.y), "z": _grid_list(gap),
-         "xaxis": "x3", "yaxis": "y3", "colorscale": "RdBu", "zmin": -g, "zmax": g,
-         "colorbar": {"title": {"text": "test − train"}, "x": 1.0, "len": 0.9},
-         "hovertemplate": "x %{x:.3f}<br>y %{y:.3f}<br>test − train %{z:.4g}<extra></extra>"},
-    ]
-    axes = {}
-    for k, (lo, hi, name) in enumerate(((0, 0.28, "train loss"), (0.36, 0.64, "test loss"),
-                                        (0.72, 0.96, "generalization gap"))):
-        sfx = "" if k == 0 else str(k + 1)
-        axes[f"xaxis{sfx}"] = {"domain": [lo, hi], "anchor": f"y{sfx}", "title": {"text": name}}
-        axes[f"xaxis{sfx}"].update(range=_range(s.x), zeroline=False)
-        axes[f"yaxis{sfx}"] = {"anchor": f"x{sfx}", "range": _range(s.y), "zeroline": False}
-    layout = {"title": _title("train against test: losses on one scale and their difference"),
-              "height": 380, "margin": {"t": 60},
-              "coloraxis": {"cmin": clim[0], "cmax": clim[1], "colorscale": "Viridis",
-                            "colorbar": {"title": {"text": "loss"}, "x": 0.655, "len": 0.9, "thickness": 12}},
-              **axes}
-    return {"data": data, "layout": layout}
-
-
-def _fig_eig_ratio(s: Surface) -> dict[str, Any]:
-    r = surface_values(s, "eig_ratio")
-    if s.y is None:
-        trace = {"type": "scatter", "mode": "lines+markers", "name": "|λmin / λmax|", "x": _list(s.x), "y": _list(r)}
-        layout = {"yaxis": {"range": [0, EIG_RATIO_MAX], "title": {"text": "|λmin / λmax|"}},
-                  "xaxis": {"title": {"text": axis_label(s, "x")}}}
-    else:
-        trace = {"type": "heatmap", "name": "|λmin / λmax|", "x": _list(s.x), "y": _list(s.y), "z": _grid_list(r),
-                 "zmin": 0.0, "zmax": EIG_RATIO_MAX, "colorscale": "Viridis",
-                 "colorbar": {"title": {"text": "|λmin/λmax|"}},
-                 "hovertemplate": "x %{x:.3f}<br>y %{y:.3f}<br>|λmin/λmax| %{z:.3g}<extra></extra>"}
-        layout = {"xaxis": {"title": {"text": axis_label(s, "x")}}, "yaxis": {"title": {"text": axis_label(s, "y")}}}
-    layout.update({"title": _title("curvature: |λmin / λmax| (paper's 0 to 0.5 scale; near 0: the convexity is real)"),
-                   "height": 440})
-    return {"data": [trace], "layout": layout}
-
-
-# ---------------------------------------------------------------------------------------------
 # tables
 
 
@@ -322,7 +99,7 @@ def _fmt(v: Any) -> str:
 
 def _table(rows: Sequence[tuple[str, Any, str]], cls: str) -> str:
     body = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td>"
+        f"<tr><th>{esc(k)}</th><td>{esc(_fmt(v), 1000)}</td>"
         f"<td class='help'>{html.escape(h)}</td></tr>"
         for k, v, h in rows
     )
@@ -391,7 +168,7 @@ def _metric_rows(s: Surface) -> list[tuple[str, Any, str]]:
 def _main_surf(surfaces: Sequence[Surface], surf: str | None) -> str:
     if surf is not None:
         for s in surfaces:
-            _values_or_none(s, surf)  # one-line error naming what exists
+            values_or_none(s, surf)  # one-line error naming what exists
         return surf
     common = set.intersection(*(set(available_surfs(s)) for s in surfaces))
     for name in ("train_loss", "test_loss"):
@@ -414,7 +191,7 @@ def report_figures(
         raise LandscapeError("report needs at least one surface file")
     surfaces = [as_drawable(s) for s in surfaces]
     surf = _main_surf(surfaces, surf)
-    values = [_values_or_none(s, surf, zmax) for s in surfaces]
+    values = [values_or_none(s, surf, zmax) for s in surfaces]
     figs: list[tuple[str, str, dict[str, Any]]] = []
     two_d = [k for k, s in enumerate(surfaces) if s.ndim == 2 and values[k] is not None]
     one_d = [k for k, s in enumerate(surfaces) if s.ndim == 1 and values[k] is not None]
@@ -439,26 +216,26 @@ def _compare_figures(
     figs: list[tuple[str, str, dict[str, Any]]] = []
     if len(two_d) > 1:
         shared = [values[k] for k in two_d]
-        levels, clim, data = _scale(shared)
+        levels, clim, data = shared_scale(shared)
         cap, data = display_cap(clim, data, zmax) if default_zscale(surf) == "linear" else (None, data)
         for k in two_d:
             s = surfaces[k]
             title = _short(s, surf, f"z clipped at {cap:.3g}" if cap is not None else "")
             z3 = values[k] if cap is None else np.minimum(values[k], cap)
-            figs.append(("compare", f"cmp{k}-3d", _fig_3d(s, surf, z3, _clim3(surf, clim, data), title, data)))
+            figs.append(("compare", f"cmp{k}-3d", fig_3d(s, surf, z3, _clim3(surf, clim, data), title, data)))
         for k in two_d:
             s = surfaces[k]
             figs.append(("compare", f"cmp{k}-contour",
-                         _fig_contour(s, surf, values[k], levels, clim, _short(s, surf))))
+                         fig_contour(s, surf, values[k], levels, clim, _short(s, surf))))
     if len(one_d) > 1:
         data = []
         for k in one_d:
             data.append({"type": "scatter", "mode": "lines+markers", "name": _short(surfaces[k], surf),
-                         "x": _list(surfaces[k].x), "y": _list(values[k])})
+                         "x": as_list(surfaces[k].x), "y": as_list(values[k])})
         figs.append(("compare", "cmp-curves", {"data": data, "layout": {
-            "title": _title(f"{surf_label(surf)} of each 1D file"), "height": 420,
-            "xaxis": {"title": {"text": axis_label(surfaces[one_d[0]], surfaces[one_d[0]].curve_axis)}},
-            "yaxis": {"title": {"text": surf_label(surf)}}}}))
+            "title": title_spec(f"{esc(surf_label(surf))} of each 1D file"), "height": 420,
+            "xaxis": {"title": {"text": axis_title(surfaces[one_d[0]], surfaces[one_d[0]].curve_axis)}},
+            "yaxis": {"title": {"text": esc(surf_label(surf))}}}}))
     return figs
 
 
@@ -469,21 +246,21 @@ def _surface_figures(
     sec = f"surface-{k}"
     figs: list[tuple[str, str, dict[str, Any]]] = []
     if own is not None and s.ndim == 1:
-        figs.append((sec, f"s{k}-curve", _fig_curve(s, surface_title(s))))
+        figs.append((sec, f"s{k}-curve", fig_curve(s, esc(surface_title(s)))))
     elif own is not None:
-        levels, clim, data = _scale([own])
+        levels, clim, data = shared_scale([own])
         cap, _ = display_cap(clim, data, zmax) if default_zscale(surf) == "linear" else (None, data)
-        title = surface_title(s, surf) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
+        title = esc(surface_title(s, surf)) + (f" (z clipped at {cap:.3g})" if cap is not None else "")
         z3 = own if cap is None else np.minimum(own, cap)
-        figs.append((sec, f"s{k}-3d", _fig_3d(s, surf, z3, _clim3(surf, clim, data), title)))
-        figs.append((sec, f"s{k}-contour", _fig_contour(s, surf, own, levels, clim, surface_title(s, surf))))
-        figs.append((sec, f"s{k}-slices", _fig_slices(s)))
+        figs.append((sec, f"s{k}-3d", fig_3d(s, surf, z3, _clim3(surf, clim, data), title)))
+        figs.append((sec, f"s{k}-contour", fig_contour(s, surf, own, levels, clim, esc(surface_title(s, surf)))))
+        figs.append((sec, f"s{k}-slices", fig_slices(s)))
         names = available_surfs(s)
-        both = all(_values_or_none(s, n) is not None for n in ("train_loss", "test_loss") if n in names)
+        both = all(values_or_none(s, n) is not None for n in ("train_loss", "test_loss") if n in names)
         if "train_loss" in names and "test_loss" in names and both:
-            figs.append((sec, f"s{k}-traintest", _fig_train_test(s)))
-    if "eig_ratio" in available_surfs(s) and _values_or_none(s, "eig_ratio") is not None:
-        figs.append((sec, f"s{k}-eigratio", _fig_eig_ratio(s)))
+            figs.append((sec, f"s{k}-traintest", fig_train_test(s)))
+    if "eig_ratio" in available_surfs(s) and values_or_none(s, "eig_ratio") is not None:
+        figs.append((sec, f"s{k}-eigratio", fig_eig_ratio(s)))
     return figs
 
 
@@ -503,9 +280,9 @@ def skipped_views(surfaces: Sequence[Surface], surf: str | None = None, zmax: fl
 def _short(s: Surface, surf: str, note: str = "") -> str:
     """A side-by-side panel's title: the net (the directions are shared and said once) and its
     metrics, short enough for a quarter of the page."""
-    name = printable(str(s.attrs.get("model") or Path(s.path).stem))
+    name = str(s.attrs.get("model") or Path(s.path).stem)
     stem = Path(s.path).stem
-    head = html.escape(name if stem == name else f"{name} ({stem})")
+    head = esc(name if stem == name else f"{name} ({stem})")
     sub = " · ".join(x for x in (metric_summary(s, surf), note) if x)
     return head + (f"<br><sup>{html.escape(sub)}</sup>" if sub else "")
 
@@ -551,7 +328,8 @@ def report_html(
     `reload_seconds` (`report --watch`) the page reloads itself that often."""
     from plotly.offline import get_plotlyjs
 
-    surfaces = [as_drawable(preview(s)) for s in surfaces]  # a partial file: its finest complete level
+    # a partial file: its finest complete level; a huge grid: every k-th point (said on the page)
+    surfaces = [as_drawable(thin(preview(s), REPORT_MAX_AXIS if s.ndim == 2 else REPORT_MAX_CURVE)) for s in surfaces]
     figs = report_figures(surfaces, surf, zmax)
     main = _main_surf(surfaces, surf)
     skipped = "".join(f"<p class='warn'>note: {html.escape(n)}</p>" for n in skipped_views(surfaces, surf, zmax))
@@ -577,21 +355,24 @@ def report_html(
         nav.append("<a href='#compare'>side by side</a>")
     for k, s in enumerate(surfaces):
         sec = f"surface-{k}"
-        heading = html.escape(f"{Path(s.path).name}: {surface_title(s)}")
+        heading = esc(f"{Path(s.path).name}: {surface_title(s)}", 2 * MAX_TEXT)
         note = partial_note(s)
+        if note and not preview_note(s):
+            note += ": blank areas are not computed yet"
+        note = "; ".join(n for n in (note, thinned_note(s) and f"{thinned_note(s)}, to keep this page small; "
+                                     "landscape plot draws every point") if n)
         tables = (
             "<div class='tables'><div><h3>metadata</h3>" + _table(_metadata_rows(s), "meta") + "</div>"
             "<div><h3>scalar metrics</h3>" + (_table(_metric_rows(s), "metrics") or "") + "</div></div>"
         )
         parts.append(
             f"<section id='{sec}'><h2>{heading}</h2>"
-            + (f"<p class='warn'>{html.escape(note)}{'' if preview_note(s) else ': blank areas are not computed yet'}</p>"
-               if note else "")
+            + (f"<p class='warn'>{html.escape(note)}</p>" if note else "")
             + f"<div class='grid' style='--cols:2'>{''.join(by_section.get(sec, []))}</div>{tables}</section>"
         )
-        nav.append(f"<a href='#{sec}'>{html.escape(Path(s.path).name)}</a>")
+        nav.append(f"<a href='#{sec}'>{esc(Path(s.path).name)}</a>")
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    page_title = title or "Loss landscape report: " + ", ".join(Path(s.path).stem for s in surfaces)
+    page_title = printable(title or "Loss landscape report: " + ", ".join(Path(s.path).stem for s in surfaces))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"

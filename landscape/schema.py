@@ -6,8 +6,9 @@ reader checks its structure from the HDF5 metadata alone, before reading or allo
 - `xcoordinates` (and `ycoordinates` for 2D): 1-D, real numbers, finite and increasing, with
   at most `MAX_GRID_POINTS` grid points in all;
 - every other root dataset: real numbers (not strings, not compound), the grid's shape
-  ([nx] or [nx, ny]; 3-D arrays are refused), stored in this file (no external or virtual
-  storage, no links to other files);
+  ([nx] or [nx, ny]; 3-D arrays are refused);
+- the whole file, every group at every depth (`check_self_contained`, also run on direction
+  files): no soft or external link, no virtual dataset, no external storage, no filter plugin;
 - landscape's own files (`format` = landscape-surface): a numeric `version` this code reads,
   a `computed` dataset, and JSON attributes (`settings`, `runs`, `metrics`, ...) that parse
   to the expected type.
@@ -43,7 +44,9 @@ __all__ = [
     "BOOKKEEPING",
     "JSON_ATTRS",
     "validate_surface",
+    "check_self_contained",
     "validate_attrs",
+    "check_replaceable",
     "damaged",
     "h5_errors",
 ]
@@ -97,7 +100,7 @@ def validate_surface(f: Any, path: str | Path) -> str:
     refused before anything is allocated. Raises `LandscapeError` on the first problem.
     """
     with h5_errors(path, "checking its structure"):
-        _refuse_links(f, path)
+        check_self_contained(f, path)
         if "xcoordinates" not in f or not _is_dataset(f["xcoordinates"]):
             names = ", ".join(printable(k) for k in list(f.keys())[:6]) or "none"
             raise LandscapeError(
@@ -154,21 +157,112 @@ def _is_dataset(obj: Any) -> bool:
     return hasattr(obj, "dtype") and hasattr(obj, "shape")
 
 
-def _refuse_links(f: Any, path: str | Path) -> None:
-    """A surface file is self-contained: links to other files and external storage are refused."""
+# A file may hold many groups, but a walk of a file whose links form a cycle or an exponential
+# tree of hard links must end: beyond these limits the file is refused, not walked further.
+MAX_OBJECTS = 100_000
+MAX_DEPTH = 32
+# HDF5's own filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset) and h5py's lzf; any
+# other id would make the HDF5 library look for a plugin library to load
+_KNOWN_FILTERS = frozenset({1, 2, 3, 4, 5, 6, 32000})
+_SELF_CONTAINED = "a landscape file must hold all its own data: recompute it, or copy the data into it"
+
+
+def check_self_contained(f: Any, path: str | Path) -> None:
+    """Refuse a file that is not wholly its own: any soft or external link, virtual dataset,
+    dataset with external storage or unknown filter, at any depth, names its path in the file.
+
+    Walks every group from link information alone (`H5Lget_info`): no link is followed, no
+    dataset read, so nothing outside the file is ever opened. Every reader of surface and
+    direction files calls this first (through `validate_surface` or `read_directions`).
+
+    Example:
+        >>> with h5py.File("surfaces/resnet20.h5", "r") as f:  # doctest: +SKIP
+        ...     check_self_contained(f, "surfaces/resnet20.h5")
+    """
+    with h5_errors(path, "checking its structure"):
+        _walk(f.id, "", path, 0, [0])
+
+
+def _walk(gid: Any, prefix: str, path: str | Path, depth: int, count: list[int]) -> None:
+    from h5py import h5l, h5o
+
+    if depth > MAX_DEPTH:
+        raise damaged(path, f"groups are nested deeper than {MAX_DEPTH} levels at {prefix!r}", _SELF_CONTAINED)
+    for raw in gid:
+        count[0] += 1
+        if count[0] > MAX_OBJECTS:
+            raise damaged(path, f"holds more than {MAX_OBJECTS} objects (or links that loop)", _SELF_CONTAINED)
+        name = f"{prefix}/{raw.decode('utf-8', 'replace')}"
+        kind = gid.links.get_info(raw).type
+        if kind == h5l.TYPE_EXTERNAL:
+            raise damaged(path, f"{name!r} is a link to another file", _SELF_CONTAINED)
+        if kind == h5l.TYPE_SOFT:
+            raise damaged(path, f"{name!r} is a soft link (landscape files hold no links)", _SELF_CONTAINED)
+        if kind != h5l.TYPE_HARD:
+            raise damaged(path, f"{name!r} is a link of an unknown kind ({kind})", _SELF_CONTAINED)
+        obj = h5o.open(gid, raw)
+        otype = h5o.get_info(obj).type
+        if otype == h5o.TYPE_GROUP:
+            _walk(obj, name, path, depth + 1, count)
+        elif otype == h5o.TYPE_DATASET:
+            _check_storage(obj, name, path)
+        else:
+            raise damaged(path, f"{name!r} is neither a group nor a dataset", _SELF_CONTAINED)
+
+
+def _check_storage(dsid: Any, name: str, path: str | Path) -> None:
+    from h5py import h5d
+
+    dcpl = dsid.get_create_plist()
+    if dcpl.get_layout() == h5d.VIRTUAL:
+        raise damaged(path, f"dataset {name!r} is virtual (its data lie in other files)", _SELF_CONTAINED)
+    if dcpl.get_external_count() > 0:
+        raise damaged(path, f"dataset {name!r} keeps its data in another file (external storage)", _SELF_CONTAINED)
+    for k in range(dcpl.get_nfilters()):
+        code = dcpl.get_filter(k)[0]
+        if code not in _KNOWN_FILTERS:
+            raise damaged(path, f"dataset {name!r} needs HDF5 filter {code}, a plugin landscape does not load",
+                          _SELF_CONTAINED)
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse (one line) to replace an HDF5 file that is not a landscape surface file (`--force`
+    over a Keras weights file, a paper surface, a data set): only the format attribute
+    (`landscape-surface`) makes a file ours. A damaged file whose attributes cannot be read is
+    ours only when its bytes hold that name."""
     import h5py
 
-    for name in f:
-        link = f.get(name, getlink=True)
-        if isinstance(link, h5py.ExternalLink):
-            raise damaged(path, f"{name!r} is a link to another file ({link.filename})",
-                          "a surface file must hold its own data; copy the data into it")
-        if isinstance(link, h5py.SoftLink) and f.get(name) is None:
-            raise damaged(path, f"{name!r} is a link to nothing ({link.path})")
-        obj = f[name]
-        if _is_dataset(obj) and (obj.external or obj.is_virtual):
-            raise damaged(path, f"dataset {name!r} keeps its data in another file",
-                          "a surface file must hold its own data; copy the data into it")
+    from .outputs import file_kind
+    from .probe import probe
+
+    if file_kind(Path(path)) != "hdf5":
+        return  # nothing there, an empty file, or another kind (`check_output` refuses that)
+
+    def read(p: Path) -> None:
+        with h5_errors(p, "reading its format"), h5py.File(p, "r", locking=False) as f:
+            found = _format_of(f)
+        if found != SURFACE_FORMAT:
+            raise LandscapeError(refusal)
+
+    refusal = (f"{printable(str(path))} is an HDF5 file but not a landscape surface file; it is left "
+               "alone (--force replaces only surface files): choose another --out")
+    try:
+        probe(path, read)  # a file that crashes the HDF5 library is judged in a child
+        read(path)
+    except LandscapeError as e:
+        if str(e) == refusal or not _names_our_format(path):
+            raise LandscapeError(refusal) from None
+
+
+def _names_our_format(path: Path) -> bool:
+    """Whether the bytes of `path` hold the format name (a damaged surface file still does)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return m.find(SURFACE_FORMAT.encode()) >= 0
+    except (OSError, ValueError):
+        return False
 
 
 def _format_of(f: Any) -> str | None:

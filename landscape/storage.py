@@ -32,15 +32,16 @@ from typing import Any
 import numpy as np
 
 from .errors import LandscapeError
-from .grid import Axis, Grid, axis_anchor, coarse_to_fine
+from .grid import Grid, axis_anchor, coarse_to_fine
 from .loss_surface import Surface
 from .outputs import atomic_write, check_free_space, check_output, os_reason, output_error
-from .preview import preview, preview_note
 from .probe import probe
 from .schema import (
     BOOKKEEPING,
     SURFACE_FORMAT,
     SURFACE_VERSION,
+    check_replaceable,
+    check_self_contained,
     damaged,
     h5_errors,
     validate_surface,
@@ -56,14 +57,10 @@ __all__ = [
     "open_surface",
     "read_surface",
     "read_directions",
-    "surface_summary",
     "update_attrs",
     "settings_difference",
     "atomic_write",
 ]
-
-_BOOKKEEPING = BOOKKEEPING
-
 
 def _h5():
     import h5py
@@ -158,7 +155,7 @@ def _read_ours(f: Any, path: Path) -> Surface:
     arrays = {
         k: f[k][()]
         for k in f.keys()
-        if k not in ("xcoordinates", "ycoordinates", *_BOOKKEEPING) and not hasattr(f[k], "keys")
+        if k not in ("xcoordinates", "ycoordinates", *BOOKKEEPING) and not hasattr(f[k], "keys")
     }
     computed = f["computed"][()].astype(bool)
     for k in ("point_seconds", "point_rank"):
@@ -214,6 +211,22 @@ def _read_direction_group(group: Any, path: Path) -> dict[str, Any]:
     return tensors
 
 
+def _read_paper_direction(f: Any, name: str, path: Path) -> list[Any]:
+    """The paper's `xdirection`/`ydirection` group: float datasets named 0, 1, ... in order."""
+    import torch
+
+    group = f[name]
+    if not hasattr(group, "keys"):
+        raise damaged(path, f"{name!r} must be a group of direction tensors")
+    tensors = []
+    for i in range(len(group)):
+        ds = group.get(str(i))
+        if ds is None or not hasattr(ds, "dtype") or ds.dtype.kind != "f":
+            raise damaged(path, f"{name}/{i} must be an array of floats (the paper's layout: 0, 1, ...)")
+        tensors.append(torch.from_numpy(np.asarray(ds[()])))
+    return tensors
+
+
 def read_directions(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """Direction tensors from a surface file (by key) or a paper direction file (by order).
 
@@ -230,9 +243,8 @@ def _read_directions(path: Path) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def _read_directions_unchecked(path: Path) -> tuple[Any, Any, dict[str, Any]]:
-    import torch
-
     with _open(path, "r") as f:
+        check_self_contained(f, path)  # before any data is read: nothing from another file
         if "directions" in f and "x" in f["directions"]:
             g = f["directions"]
             x = _read_direction_group(g["x"], path)
@@ -247,11 +259,8 @@ def _read_directions_unchecked(path: Path) -> tuple[Any, Any, dict[str, Any]]:
             }
             return x, y, meta
         if "xdirection" in f:
-            def ordered(group: Any) -> list[Any]:
-                return [torch.from_numpy(np.asarray(group[str(i)][()])) for i in range(len(group))]
-
-            x = ordered(f["xdirection"])
-            y = ordered(f["ydirection"]) if "ydirection" in f else None
+            x = _read_paper_direction(f, "xdirection", path)
+            y = _read_paper_direction(f, "ydirection", path) if "ydirection" in f else None
             meta = {"kind": "file"}
             if "explained_variance_ratio_" in f:
                 meta["explained_variance_ratio"] = f["explained_variance_ratio_"][()].tolist()
@@ -296,6 +305,7 @@ def create_surface(
     h5py = _h5()
     path = Path(path)
     check_output(path, "hdf5")
+    check_replaceable(path)  # --force: only over a surface file, never another HDF5 file
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -482,47 +492,3 @@ def _write_bytes(path: Path, data: Any, doing: str, keep_mode: bool = False) -> 
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-
-
-def surface_summary(path: str | Path) -> dict[str, Any]:
-    """Metadata and progress of a surface file, for `landscape info`."""
-    s = read_surface(path)
-    info: dict[str, Any] = {"file": str(path), "kind": "surface", "source": s.source}
-    info["grid"] = "x".join(str(n) for n in s.shape) + f" ({'1D' if s.ndim == 1 else '2D'})"
-    info["x"] = f"{s.x[0]:g}..{s.x[-1]:g} ({len(s.x)})"
-    if s.y is not None:
-        info["y"] = f"{s.y[0]:g}..{s.y[-1]:g} ({len(s.y)})"
-    info["points done"] = f"{s.done}/{s.computed.size} ({100.0 * s.done / s.computed.size:.1f}%)"
-    note = preview_note(preview(s))
-    if note:  # what plot and report draw of a file still being computed
-        info["preview"] = note.removeprefix("preview: ")
-    info["arrays"] = ", ".join(s.surfaces())
-    skip = {"settings", "runs", "metrics", "format"}
-    for k, v in s.attrs.items():
-        if k not in skip:
-            info[k] = v
-    if s.metrics:
-        info["metrics"] = s.metrics
-    runs = s.attrs.get("runs") or []
-    if runs:
-        info["runs"] = {
-            f"run {i + 1}": f"{r.get('points', '?')} points in {_number(r.get('seconds'), '.1f')}s "
-            f"({_number(r.get('points_per_second'), '.3g')} points/s) on {r.get('ranks', 1)} rank(s), "
-            f"{r.get('device', '?')}"
-            for i, r in enumerate(runs)
-        }
-    return info
-
-
-def _number(value: Any, spec: str) -> str:
-    """`value` formatted with `spec` when it is a number (a hand-made file may hold anything)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return format(value, spec)
-    return "?" if value is None else str(value)
-
-
-def grid_of(surface: Surface) -> Grid:
-    """The Grid a surface was computed on."""
-    x = Axis(float(surface.x[0]), float(surface.x[-1]), len(surface.x))
-    y = Axis(float(surface.y[0]), float(surface.y[-1]), len(surface.y)) if surface.y is not None else None
-    return Grid(x, y)

@@ -343,10 +343,18 @@ def test_axis_parse_accepts_exactly_the_valid_specs(start: float, stop: float, n
     try:
         axis = Axis.parse(spec)
     except LandscapeError as e:
-        assert not valid and "\n" not in str(e) and spec in str(e)
+        assert "\n" not in str(e) and spec in str(e)
+        if valid:  # refused only because its points collide in float64 (or overflow)
+            assert "collide" in str(e)
+            with np.errstate(over="ignore", invalid="ignore"):
+                coords = np.linspace(start, stop, num)
+            assert not (np.isfinite(coords).all() and (np.diff(coords) > 0).all())
         return
     assert valid and (axis.start, axis.stop, axis.num) == (start, stop, num)
     assert Axis.parse(axis.spec()) == axis  # the stored spec reads back exactly
+    if num <= 100_000:  # the file's reader will accept these coordinates
+        coords = axis.coords()
+        assert np.isfinite(coords).all() and (np.diff(coords) > 0).all()
 
 
 @given(st.text(max_size=40))
@@ -401,3 +409,162 @@ def test_validator_accepts_exactly_what_the_reader_can_use(
             assert value.dtype.kind in "fiub", key
         assert s.attrs["version"] == 1
     assert target.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# files that pull in other files: soft and external links, virtual datasets and external storage,
+# at every depth, in surface files and in direction files of both formats
+
+SECRET = 4242.4242  # the other file's values: they must never reach any output
+MARKER = "LS-SECRET-MARKER-7f3a"  # the other file's text
+
+
+def _secret_files(tmp: Path, shape: tuple[int, ...], dtype: np.dtype) -> tuple[Path, Path]:
+    """Another HDF5 file (`/data` of this shape and dtype, `/text`) and a raw file of the same
+    values, both holding the marker."""
+    other = tmp / "secret.h5"
+    with h5py.File(other, "w") as g:
+        g.create_dataset("data", data=np.full(shape, SECRET, dtype=dtype))
+        g.create_dataset("text", data=np.bytes_(MARKER.encode()))
+        g.attrs["note"] = MARKER
+    raw = tmp / "secret.bin"
+    raw.write_bytes(np.full(shape, SECRET, dtype=dtype).tobytes() + MARKER.encode())
+    return other, raw
+
+
+def _hostile(kind: str, tmp: Path) -> Callable[[h5py.Group, str], None]:
+    """Replace (or add) `name` in `group` by something whose data lie outside the file."""
+
+    def put(group: h5py.Group, name: str) -> None:
+        old = group.get(name)
+        shape = tuple(old.shape) if isinstance(old, h5py.Dataset) else (3, 3)
+        dtype = old.dtype if isinstance(old, h5py.Dataset) else np.dtype("f8")
+        other, raw = _secret_files(tmp, shape, dtype)
+        if kind == "soft-link":  # to a copy of the data elsewhere in the file
+            hidden = group.file.require_group("hidden")
+            hidden.create_dataset(f"d{len(hidden)}", data=np.full(shape, SECRET, dtype=dtype))
+            target = f"/hidden/d{len(hidden) - 1}"
+        if old is not None or name in group:
+            del group[name]
+        if kind == "soft-link":
+            group[name] = h5py.SoftLink(target)
+        elif kind == "external-link":
+            group[name] = h5py.ExternalLink(str(other), "/data")
+        elif kind == "virtual":
+            layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+            layout[...] = h5py.VirtualSource(str(other), "data", shape=shape)
+            group.create_virtual_dataset(name, layout)
+        elif kind == "external-storage":
+            size = int(np.prod(shape)) * dtype.itemsize
+            group.create_dataset(name, shape=shape, dtype=dtype, external=[(str(raw), 0, size)])
+        else:
+            raise AssertionError(kind)
+
+    return put
+
+
+HOSTILE_KINDS = ("soft-link", "external-link", "virtual", "external-storage")
+# where, in a surface file: (group, name), the group made when missing
+SURFACE_SPOTS = {
+    "top": ("/", "train_loss"),
+    "trajectory": ("/trajectory", "loss"),
+    "directions-x": ("/directions/x", None),  # None: the group's first direction tensor
+    "directions-y": ("/directions/y", None),
+    "metadata-group": ("/meta/deeper/still", "notes"),
+}
+PAPER_SPOTS = {"top": ("/", "explained_variance_ratio_"), "xdirection": ("/xdirection", "0"),
+               "ydirection": ("/ydirection", "1")}
+
+
+def _plant(path: Path, spot: tuple[str, str | None], kind: str, tmp: Path) -> None:
+    where, name = spot
+    with h5py.File(path, "r+") as f:
+        group = f.require_group(where)
+        if name is None:
+            name = json_order(group)[0]
+        _hostile(kind, tmp)(group, name)
+
+
+def json_order(group: h5py.Group) -> list[str]:
+    import json
+
+    return json.loads(group.attrs["order"])
+
+
+def _paper_direction_file(real_surface: Path, path: Path) -> Path:
+    """A direction file as the paper's code writes it (`xdirection/0..n`, `ydirection/0..n`)."""
+    with h5py.File(real_surface, "r") as src, h5py.File(path, "w") as f:
+        for axis, name in (("x", "xdirection"), ("y", "ydirection")):
+            g = src["directions"][axis]
+            out = f.create_group(name)
+            for i, key in enumerate(json_order(g)):
+                out.create_dataset(str(i), data=g[key][()])
+        f.create_dataset("explained_variance_ratio_", data=np.array([0.5, 0.25]))
+    return path
+
+
+def _assert_refused_without_leak(argv: list[str], target: Path, capsys: pytest.CaptureFixture[str],
+                                 outputs: list[Path]) -> None:
+    rc = _check(argv, target, capsys)
+    rc2, out, err = _run(argv, capsys)  # again, to read what it printed
+    assert rc != 0 and rc2 != 0, f"{argv[0]} accepted a file that pulls in another file"
+    printed = out + err
+    assert MARKER not in printed and "4242.42" not in printed, printed
+    for o in outputs:
+        for f in (o.rglob("*") if o.is_dir() else [o]):
+            if f.is_file():
+                data = f.read_bytes()
+                assert MARKER.encode() not in data and b"4242.42" not in data, f"{f} holds the other file's bytes"
+
+
+def _surface_readers(target: Path, tiny_ckpt: Path, tmp: Path) -> list[list[str]]:
+    return [
+        ["info", str(target)],
+        ["info", str(target), "--json"],
+        ["plot", str(target), "--surf", "train_loss", "--kind", "heatmap", "--out", str(tmp / "p")],
+        ["compare", str(target), str(target), "--out", str(tmp / "c.png")],
+        ["report", str(target), "-o", str(tmp / "r.html")],
+        ["export", str(target), "--vtp", "--out", str(tmp / "e")],
+        ["surface", "--ckpt", str(tiny_ckpt), "--dirs", str(target), "--x=-1:1:2", "--y=-1:1:2",
+         "--max-samples", "8", "--quiet", "--device", "cpu", "--out", str(tmp / "reuse.h5")],
+        ["surface", "--ckpt", str(tiny_ckpt), *GRID, "--max-samples", "16", "--quiet",  # resume
+         "--device", "cpu", "--out", str(target)],
+    ]
+
+
+@pytest.mark.parametrize("kind", HOSTILE_KINDS)
+@pytest.mark.parametrize("spot", sorted(SURFACE_SPOTS))
+def test_surface_pulling_in_another_file_is_refused_by_every_reader(
+    spot: str, kind: str, real_surface: Path, tiny_ckpt: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "s.h5"
+    shutil.copyfile(real_surface, target)
+    _plant(target, SURFACE_SPOTS[spot], kind, tmp_path)
+    outs = [tmp_path / n for n in ("p", "c.png", "r.html", "e", "reuse.h5")]
+    for argv in _surface_readers(target, tiny_ckpt, tmp_path):
+        _assert_refused_without_leak(argv, target, capsys, outs)
+    assert not (tmp_path / "reuse.h5").exists()
+    with pytest.raises(LandscapeError) as e:
+        read_surface(target)
+    assert str(target) in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kind", HOSTILE_KINDS)
+@pytest.mark.parametrize("spot", sorted(PAPER_SPOTS))
+def test_paper_direction_file_pulling_in_another_file_is_refused(
+    spot: str, kind: str, real_surface: Path, tiny_ckpt: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    target = _paper_direction_file(real_surface, tmp_path / "dirs.h5")
+    out = tmp_path / "new.h5"
+    argv = ["surface", "--ckpt", str(tiny_ckpt), "--dirs", str(target), "--x=-1:1:2", "--y=-1:1:2",
+            "--max-samples", "8", "--quiet", "--device", "cpu", "--out", str(out)]
+    assert _check(argv, target, capsys) == 0  # the clean file is read: the case below is the cause
+    out.unlink()
+    _plant(target, PAPER_SPOTS[spot], kind, tmp_path)
+    _assert_refused_without_leak(argv, target, capsys, [out])
+    _assert_refused_without_leak(["info", str(target)], target, capsys, [])
+    assert not out.exists()

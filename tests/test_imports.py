@@ -26,12 +26,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner", "distributed"),
     ("resolve", "curvature", "train", "trial", "watch"),
     ("job", "export", "report", "info", "comparison"),
-    ("evaluate", "hessian", "plotting"),
+    ("evaluate", "hessian", "plotting", "plotly_specs"),
     ("batchnorm", "storage", "checkpoint", "metrics", "executor", "views"),
     ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data",
      "schema", "probe", "lock", "preview"),
     ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env", "cpu", "outputs", "figure_style"),
-    ("errors", "_version", "__init__", "text", "threads"),
+    ("errors", "_version", "__init__", "text", "threads", "processes"),
 )
 
 # The only imports against the layers: `Surface.plot` / `Surface.to_html` import the figure

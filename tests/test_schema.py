@@ -15,13 +15,13 @@ from landscape.cli import main
 from landscape.directions import Directions
 from landscape.errors import LandscapeError
 from landscape.grid import MAX_GRID_POINTS, Axis, Grid
+from landscape.info import surface_summary
 from landscape.runner import estimate_line, plan_line
 from landscape.storage import (
     SurfaceWriter,
     create_surface,
     open_surface,
     read_surface,
-    surface_summary,
 )
 from landscape.text import printable
 

@@ -16,6 +16,7 @@ import torch
 from landscape.directions import Directions
 from landscape.errors import LandscapeError
 from landscape.grid import Axis, Grid
+from landscape.info import surface_summary
 from landscape.storage import (
     SURFACE_FORMAT,
     SURFACE_VERSION,
@@ -25,7 +26,6 @@ from landscape.storage import (
     read_directions,
     read_surface,
     settings_difference,
-    surface_summary,
     update_attrs,
 )
 
