@@ -153,6 +153,16 @@ def test_out_of_range_numbers_are_refused(args: list[str], capsys: pytest.Captur
     assert args[-2] in _parse_fails(args, capsys)
 
 
+def test_watch_settings_are_bounded_like_the_option() -> None:
+    from landscape.cli import MAX_WATCH_INTERVAL
+    from landscape.watch import MAX_INTERVAL, WatchSettings
+
+    assert MAX_WATCH_INTERVAL == MAX_INTERVAL
+    for bad in (1e10, float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(LandscapeError, match="--interval"):
+            WatchSettings(interval=bad)
+
+
 def test_train_config_checks_momentum_warmup_and_seed() -> None:
     for bad in ({"momentum": -1.0}, {"momentum": float("nan")}, {"warmup_epochs": float("nan")},
                 {"weight_decay": float("inf")}, {"seed": 2**64}, {"seed": -1}, {"split_seed": 2**70}):
