@@ -290,6 +290,22 @@ def test_mpiexec_failure_on_one_rank_ends_every_rank_with_one_line(tiny_ckpt: Pa
     assert not (tmp_path / "s.h5").exists()
 
 
+@pytest.mark.mpi
+def test_mpiexec_failure_on_one_rank_after_mpi_started_is_one_line(tiny_ckpt: Path, tmp_path: Path) -> None:
+    """Rank 1 alone fails once MPI runs (its own environment, MPMD), outside the exchange of
+    chunks: it is named in one line and the launcher ends rank 0 at once (not after rank 0's
+    20 s heartbeat timeout)."""
+    common = [sys.executable, str(SURFACE_PY), "--ckpt", str(tiny_ckpt), "--x=-1:1:3", "--max-samples", "20",
+              "--quiet", "--out", "s.h5"]
+    code, _, err, seconds = _run(
+        [mpiexec_command(), "-n", "1", *common, ":", "-n", "1", "-env", "LANDSCAPE_MPI_TIMEOUT", "abc", *common],
+        tmp_path, timeout=90)
+    assert code == 2 and seconds < 18, (seconds, err)
+    assert _one_line(err) == (
+        "surface.py: rank 1: error: LANDSCAPE_MPI_TIMEOUT='abc' must be a positive number of seconds"
+    )
+
+
 def test_no_numeric_option_takes_a_plain_int_or_float() -> None:
     """Every numeric option of every command uses a checked type (positive_float, seed_int, ...):
     a plain `float` takes nan and inf, a plain `int` any seed."""
