@@ -84,8 +84,7 @@ class TrainConfig:
             raise LandscapeError(f"--momentum must be from 0 to below 1, got {self.momentum}")
         if not (self.warmup_epochs >= 0 and math.isfinite(self.warmup_epochs)):
             raise LandscapeError(f"--warmup must be a finite number of epochs >= 0, got {self.warmup_epochs}")
-        check_seed("--seed", self.seed)
-        check_seed("--split-seed", self.split_seed)
+        check_seed("--seed", self.seed)  # the split seed's range is landscape.data's (2**32)
         if self.target_loss is not None and not (self.target_loss > 0 and math.isfinite(self.target_loss)):
             raise LandscapeError(f"--target-loss must be a positive number, got {self.target_loss}")
         if self.save_every < 0:

@@ -62,7 +62,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         help="training augmentation (auto: the data set's own: shift for digits, crop-flip for CIFAR)",
     )
     p.add_argument("--seed", type=seed_int, default=0, help="initialization and shuffling seed")
-    p.add_argument("--split-seed", type=seed_int, default=0, help="seed of the digits train/test split")
+    p.add_argument("--split-seed", type=int,  # its range (0 to 2**32-1) and message: landscape.data
+                   default=0, help="seed of the digits train/test split")
     p.add_argument(
         "--save-every",
         type=nonneg_int,
