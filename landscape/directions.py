@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
+from .seeds import check_seed
 
 __all__ = [
     "DIR_TYPES",
@@ -159,7 +160,7 @@ def random_directions(
     """Seeded random direction(s) around the model's current state (the paper's method)."""
     keys = direction_keys(model, dir_type)
     state = model.state_dict()
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(check_seed("--seed", int(seed)))
     x = random_direction(state, keys, g, norm, ignore)
     y = None
     if two_d:

@@ -12,7 +12,7 @@ weights), as in Li et al. (2018); `ignore="none"` covers every parameter.
 - `HessianOperator`: v -> H v; the eigenvalues and the trace come from `landscape.lanczos`
   (Lanczos with residual bounds, Hutchinson), which sees only these products.
 - `hessian_spectrum`: both for a model and data; `compute_hessian` is what `landscape hessian`
-  runs; `hessian_directions` gives the top eigenvectors as plotting directions.
+  runs (`landscape.eigendirections` gives the top eigenvectors as plotting directions).
 
 Everything is deterministic given `seed`.
 
@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,10 +36,10 @@ import torch
 from torch import nn
 
 from .cpu import guard_onednn
-from .directions import NORMS, Directions, direction_keys, normalize_direction
 from .errors import LandscapeError
 from .lanczos import LanczosResult, TraceResult, exact_trace, hutchinson_trace, lanczos
 from .losses import cross_entropy, mse, resolve_loss, sum_loss
+from .seeds import check_seed
 
 __all__ = [
     "HESSIAN_IGNORES",
@@ -53,8 +54,8 @@ __all__ = [
     "exact_trace",
     "hessian_spectrum",
     "compute_hessian",
-    "hessian_directions",
     "store_hessian",
+    "check_finite_weights",
 ]
 
 HESSIAN_IGNORES = ("biasbn", "none")  # biasbn: weights with 2+ dims only (the paper); none: all
@@ -70,6 +71,18 @@ def hessian_keys(model: nn.Module, ignore: str = "biasbn") -> list[str]:
             f"model {type(model).__name__} has no parameters with 2+ dimensions; use --ignore none"
         )
     return keys
+
+
+def check_finite_weights(state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse weights holding NaN or inf in one line naming the first such tensor: their
+    Hessian is undefined (a surface of them is computed, and shows NaN, honestly)."""
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise LandscapeError(
+                f"{where}: tensor {k!r} holds NaN or inf ({bad} of {v.numel()} values), so its "
+                "Hessian is undefined; use a checkpoint from before training diverged"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,8 +387,9 @@ class HessianConfig:
             raise LandscapeError(f"--top-k must be at least 1 (or 0 with --min), got {self.top_k}")
         if self.iters < 1:
             raise LandscapeError(f"--iters must be at least 1, got {self.iters}")
-        if not self.tol > 0:
-            raise LandscapeError(f"--tol must be positive, got {self.tol}")
+        if not (self.tol > 0 and math.isfinite(self.tol)):
+            raise LandscapeError(f"--tol must be a positive number, got {self.tol}")
+        check_seed("--seed", self.seed)
         if self.max_samples is not None and self.max_samples < 1:
             raise LandscapeError(f"--max-samples must be at least 1, got {self.max_samples}")
         if self.data_test is not None and self.split != "test":
@@ -403,6 +417,7 @@ def compute_hessian(cfg: HessianConfig) -> HessianResult:
 
     ckpt = load_checkpoint(cfg.ckpt, model=cfg.model, trust_torchscript=cfg.trust_torchscript)
     model = build_model(ckpt)
+    check_finite_weights(model.state_dict(), f"checkpoint {cfg.ckpt}")
     x, y, data = _load_data(cfg, ckpt)
     check_fits(model, x[:2], f"data split {cfg.split!r}")
     device = resolve_device(cfg.device)
@@ -454,66 +469,3 @@ def _store_hessian(surface: str | Path, result: HessianResult) -> dict[str, Any]
     metrics = surface_metrics(read_surface(surface))
     update_attrs(surface, {"metrics": metrics})
     return metrics
-
-
-# ---------------------------------------------------------------------------------------------
-# Hessian directions
-
-
-def hessian_directions(
-    model: nn.Module,
-    splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device | str = "cpu",
-    two_d: bool = True,
-    dir_type: str = "weights",
-    norm: str = "none",
-    ignore: str = "none",
-    seed: int = 0,
-    loss: Any = "cross_entropy",
-    tol: float = 1e-4,
-    max_iter: int = 150,
-    batch_size: int | None = None,
-) -> Directions:
-    """The top one or two Hessian eigenvectors (of the train split, or the first split) as directions.
-
-    Eigenvectors are unit vectors over the covered parameters (`ignore="none"`: every
-    parameter; `"biasbn"`: weights with 2+ dims), zero elsewhere (BatchNorm buffers under
-    `dir_type="states"`). `norm="filter"` (or `layer`, `weight`) then rescales their 2+ dim
-    tensors against the weights like random directions; 1-D tensors keep their eigenvector
-    entries. The eigenvalues and residuals are recorded in `extra`.
-    """
-    if norm not in NORMS:
-        raise LandscapeError(f"--norm {norm!r} is not one of {', '.join(NORMS)}")
-    split = "train" if "train" in splits else next(iter(splits))
-    x, y = splits[split]
-    op = HessianOperator(model, x, y, loss, ignore, batch_size, device)
-    res = lanczos(op.matvec, op.dim, 2 if two_d else 1, False, max_iter, tol, seed, op.device,
-                  torch.float32, vectors=True)
-    assert res.vectors is not None
-    keys = direction_keys(model, dir_type)
-    state = model.state_dict()
-    covered = set(op.keys)
-
-    def as_direction(vec: torch.Tensor) -> dict[str, torch.Tensor]:
-        parts = op.unflatten(vec.cpu())
-        out = {}
-        for k in keys:
-            w = state[k].detach().cpu()
-            d = parts[k].float() if k in covered else torch.zeros(w.shape)
-            if k in covered and w.dim() >= 2 and norm != "none":
-                d = normalize_direction(d, w.float(), norm)
-            out[k] = d.to(w.dtype)
-        return out
-
-    xd = as_direction(res.vectors[0])
-    yd = as_direction(res.vectors[1]) if two_d else None
-    extra = {
-        "eigenvalues": [float(v) for v in res.values],
-        "residuals": [float(r) for r in res.residuals],
-        "lanczos_iterations": res.iterations,
-        "hessian_params": "all" if ignore == "none" else "2d",
-        "hessian_split": split,
-        "hessian_samples": op.n,
-    }
-    return Directions(xd, yd, "hessian", dir_type, norm, ignore, int(seed), extra)
-

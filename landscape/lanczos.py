@@ -91,6 +91,9 @@ def lanczos(
     continues from a fresh random vector orthogonal to the basis, so repeated eigenvalues are
     found too. With `explicit_residuals` the reported residuals are ||H v - lambda v||
     recomputed with one extra matvec per pair. The basis is kept in `dtype` ([iterations, dim]).
+
+    A product that is not finite (the loss overflows at these weights, e.g. at a diverged grid
+    point of a curvature map) ends the iteration: every value and residual is NaN, not converged.
     """
     if top_k < 0 or (top_k == 0 and not smallest):
         raise LandscapeError(f"--top-k must be at least 1 (or give --min), got {top_k}")
@@ -118,6 +121,8 @@ def lanczos(
         basis[j] = v
         w = matvec(v).to(device, dtype)
         matvecs += 1
+        if not bool(torch.isfinite(w).all()):
+            return _not_finite(top_k, smallest, j, matvecs)
         a = float(torch.dot(w, v))
         w = w - a * v
         if j > 0:
@@ -180,6 +185,18 @@ def lanczos(
         out.min_residual = float(res_arr[-1])
         out.min_converged_at = conv[-1]
         out.min_vector = y[-1] if vectors else None
+    return out
+
+
+def _not_finite(top_k: int, smallest: bool, iterations: int, matvecs: int) -> LanczosResult:
+    """The honest result of an operator whose products are not finite: NaN everywhere."""
+    nan = float("nan")
+    out = LanczosResult(
+        values=np.full(top_k, nan), residuals=np.full(top_k, nan), converged_at=[iterations] * top_k,
+        iterations=iterations, converged=False, matvecs=matvecs,
+    )
+    if smallest:
+        out.min_value, out.min_residual, out.min_converged_at = nan, nan, iterations
     return out
 
 

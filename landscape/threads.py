@@ -41,6 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import LandscapeError
+
 __all__ = [
     "CpuLimits",
     "parse_cpu_max",
@@ -49,7 +51,14 @@ __all__ = [
     "machine_cpus",
     "default_threads",
     "thread_environment",
+    "max_threads",
+    "check_threads",
+    "omp_threads",
 ]
+
+# More threads than this many per usable core only make each other wait; far more (--threads
+# 99999) crash the OpenMP runtime (SIGSEGV) when torch starts them.
+THREADS_PER_CORE = 4
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _V1_CPU_DIRS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
@@ -219,3 +228,47 @@ def thread_environment(env: Mapping[str, str], threads: int | None = None) -> di
     if threads is not None:
         out["OMP_NUM_THREADS"] = str(threads)
     return out
+
+
+def max_threads(limits: CpuLimits) -> int:
+    """The most threads one process may ask for: `THREADS_PER_CORE` per usable core."""
+    return THREADS_PER_CORE * limits.usable
+
+
+def check_threads(threads: int, limits: CpuLimits) -> int:
+    """`threads` (from --threads), refused in one line above `max_threads(limits)`.
+
+    Example:
+        >>> check_threads(8, CpuLimits(cpus=2))
+        8
+    """
+    if threads > max_threads(limits):
+        raise LandscapeError(
+            f"--threads {threads}: this process may use {limits.describe()}; ask for at most "
+            f"{max_threads(limits)} ({THREADS_PER_CORE} per usable core), or leave --threads out"
+        )
+    return threads
+
+
+def omp_threads(env: Mapping[str, str], limits: CpuLimits) -> tuple[int | None, str | None]:
+    """The user's OMP_NUM_THREADS as a thread count, or (None, why it is ignored).
+
+    The environment is the user's, not an input file: a value that is not a whole number from 1
+    to `max_threads(limits)` is ignored with a one-line note (the default threads are used).
+
+    Example:
+        >>> omp_threads({"OMP_NUM_THREADS": "2"}, CpuLimits(cpus=2))
+        (2, None)
+        >>> omp_threads({"OMP_NUM_THREADS": "abc"}, CpuLimits(cpus=2))[1]
+        "OMP_NUM_THREADS='abc' is not a whole number from 1 to 8: ignored (the default threads are used)"
+    """
+    text = env.get("OMP_NUM_THREADS", "")
+    if not text.strip():
+        return None, None
+    value = int(text) if text.strip().isdigit() else 0
+    if 1 <= value <= max_threads(limits):
+        return value, None
+    return None, (
+        f"OMP_NUM_THREADS={text!r} is not a whole number from 1 to {max_threads(limits)}: "
+        "ignored (the default threads are used)"
+    )

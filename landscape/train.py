@@ -37,6 +37,7 @@ from .device import resolve_device
 from .errors import LandscapeError
 from .outputs import check_output
 from .progress import Progress
+from .seeds import check_seed
 
 __all__ = [
     "TrainConfig", "train", "evaluate_model", "lr_at", "snapshot_dir", "training_record", "same_recipe",
@@ -77,8 +78,13 @@ class TrainConfig:
             raise LandscapeError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise LandscapeError(f"--lr must be a positive number, got {self.lr}")
-        if self.weight_decay < 0:
-            raise LandscapeError(f"--wd must be >= 0, got {self.weight_decay}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise LandscapeError(f"--wd must be a finite number >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:  # torch's SGD refuses a negative one with a traceback
+            raise LandscapeError(f"--momentum must be from 0 to below 1, got {self.momentum}")
+        if not (self.warmup_epochs >= 0 and math.isfinite(self.warmup_epochs)):
+            raise LandscapeError(f"--warmup must be a finite number of epochs >= 0, got {self.warmup_epochs}")
+        check_seed("--seed", self.seed)  # the split seed's range is landscape.data's (2**32)
         if self.target_loss is not None and not (self.target_loss > 0 and math.isfinite(self.target_loss)):
             raise LandscapeError(f"--target-loss must be a positive number, got {self.target_loss}")
         if self.save_every < 0:

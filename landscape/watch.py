@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,9 @@ from .report import write_report
 from .storage import read_surface
 from .views import partial_note
 
-__all__ = ["WatchSettings", "watch_report"]
+__all__ = ["MAX_INTERVAL", "WatchSettings", "watch_report"]
+
+MAX_INTERVAL = 3600.0  # seconds: a watch looks at its files at least once an hour
 
 # A file that the computing process replaces by rename (a run's last attributes) may be
 # unreadable for an instant; only this many failed reads in a row are an error.
@@ -41,6 +44,16 @@ class WatchSettings:
     interval: float = 5.0
     reload_seconds: int = 5
     limit: float | None = None  # stop after this many seconds (tests, batch jobs); None: never
+
+    def __post_init__(self) -> None:
+        if not 0 < self.interval <= MAX_INTERVAL:  # time.sleep(1e10) is an OverflowError
+            raise LandscapeError(
+                f"--interval {self.interval:g}: give seconds above 0 and at most {MAX_INTERVAL:g}"
+            )
+        if not 1 <= self.reload_seconds <= MAX_INTERVAL:
+            raise LandscapeError(f"reload_seconds {self.reload_seconds} must be from 1 to {MAX_INTERVAL:g}")
+        if self.limit is not None and not (self.limit > 0 and math.isfinite(self.limit)):
+            raise LandscapeError(f"limit {self.limit} must be a positive number of seconds")
 
 
 def watch_report(

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 from landscape.batch_study import BatchStudyConfig, render_batch
+from landscape.cli import Parser, positive_int
+from landscape.cli.edge import lenient_streams, run_command
 from landscape.comparison import save_comparison
 from landscape.demo import DEFAULT_NETS
 from landscape.errors import LandscapeError
@@ -55,18 +57,19 @@ def readme_figures(surface_dir: Path, out_dir: Path, dpi: int = README_DPI,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--surfaces", default="surfaces/demo", help="the demo's surface folder (default surfaces/demo)")
-    p.add_argument("--ckpts", default="ckpts/demo/batch", help="the batch study's checkpoints (weight norms)")
-    p.add_argument("--out", default="plots/readme", help="output folder (default plots/readme)")
-    p.add_argument("--dpi", type=int, default=README_DPI, help=f"resolution (default {README_DPI}, the README's)")
-    args = p.parse_args(argv)
-    try:
-        paths = readme_figures(Path(args.surfaces), Path(args.out), args.dpi, Path(args.ckpts))
-    except LandscapeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for path in paths:
+    with lenient_streams():
+        p = Parser(prog="readme_figures.py", description=__doc__.split("\n\n")[0])
+        p.add_argument("--surfaces", default="surfaces/demo", help="the demo's surface folder (default surfaces/demo)")
+        p.add_argument("--ckpts", default="ckpts/demo/batch", help="the batch study's checkpoints (weight norms)")
+        p.add_argument("--out", default="plots/readme", help="output folder (default plots/readme)")
+        p.add_argument("--dpi", type=positive_int, default=README_DPI,
+                       help=f"resolution (default {README_DPI}, the README's)")
+        args = p.parse_args(argv)
+        return run_command("readme_figures.py", lambda: _figures(args))
+
+
+def _figures(args: argparse.Namespace) -> int:
+    for path in readme_figures(Path(args.surfaces), Path(args.out), args.dpi, Path(args.ckpts)):
         print(path)
     return 0
 

@@ -24,6 +24,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from landscape.cli import Parser, positive_float, positive_int
+from landscape.cli.edge import lenient_streams, run_command
 from landscape.demo import (
     DemoConfig,
     format_table,
@@ -35,8 +37,8 @@ from landscape.demo import (
 )
 from landscape.device import tune_host_allocator
 from landscape.distributed import import_mpi, launched_under_mpi
-from landscape.errors import LandscapeError
 
+PROG = "skip_study.py"
 PAPER_NETS = (
     "resnet20", "resnet20_noshort", "resnet56", "resnet56_noshort",
     "resnet110", "resnet110_noshort", "densenet121",
@@ -44,14 +46,14 @@ PAPER_NETS = (
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="cifar10", help="cifar10 (default) or cifar100")
     p.add_argument("--data-root", required=True, help="directory with the CIFAR python-pickle files")
     p.add_argument("--nets", nargs="+", default=list(PAPER_NETS), help="models (default: the paper's)")
-    p.add_argument("--epochs", type=int, default=300, help="training epochs (default 300)")
-    p.add_argument("--batch-size", type=int, default=128, help="training batch size (default 128)")
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default 0.1)")
-    p.add_argument("--resolution", type=int, default=51, help="grid points per axis (default 51)")
+    p.add_argument("--epochs", type=positive_int, default=300, help="training epochs (default 300)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="training batch size (default 128)")
+    p.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate (default 0.1)")
+    p.add_argument("--resolution", type=positive_int, default=51, help="grid points per axis (default 51)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (each rank: local rank %% GPUs)")
     p.add_argument("--curvature", action="store_true", help="also map |lambda_min/lambda_max| (slow)")
     p.add_argument("--workdir", default=".", help="where ckpts/, surfaces/ and plots/ go (default .)")
@@ -59,7 +61,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    with lenient_streams():
+        args = parse(argv)
+        # any failure: one line, and under MPI every rank ends (landscape.cli.edge)
+        return run_command(PROG, lambda: _study(args))
+
+
+def _study(args: argparse.Namespace) -> int:
     tune_host_allocator()
     work = Path(args.workdir)
     cfg = DemoConfig(
@@ -72,27 +80,21 @@ def main(argv: list[str] | None = None) -> int:
     mpi = launched_under_mpi() > 1
     comm = import_mpi().COMM_WORLD if mpi else None
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
-    try:
-        for net in cfg.nets[rank::size]:  # training: ranks split the nets
-            train_net(replace(cfg, quiet=rank != 0 and cfg.quiet), net)
-        if comm:
-            comm.Barrier()
-        surfaces = []
-        for net in cfg.nets:  # surfaces: every rank shards every grid
-            ckpt = Path(cfg.ckpt_dir) / f"{net}.pt"
-            path, _ = net_surface(cfg, net, ckpt, comm="mpi" if mpi else "serial")
-            surfaces.append(path)
-        if rank == 0:
-            for net, path in zip(cfg.nets, surfaces):
-                net_hessian(cfg, Path(cfg.ckpt_dir) / f"{net}.pt", path)
-            figures, report = render(cfg, surfaces)
-            print("\n" + format_table(table_rows(surfaces)))
-            print(f"\nwrote {len(figures)} figures in {cfg.plot_dir}/ and {report}")
-    except LandscapeError as e:
-        print(f"skip_study.py: error: {e}", file=sys.stderr)
-        if comm:
-            comm.Abort(2)
-        return 2
+    for net in cfg.nets[rank::size]:  # training: ranks split the nets
+        train_net(replace(cfg, quiet=rank != 0 and cfg.quiet), net)
+    if comm:
+        comm.Barrier()
+    surfaces = []
+    for net in cfg.nets:  # surfaces: every rank shards every grid
+        ckpt = Path(cfg.ckpt_dir) / f"{net}.pt"
+        path, _ = net_surface(cfg, net, ckpt, comm="mpi" if mpi else "serial")
+        surfaces.append(path)
+    if rank == 0:
+        for net, path in zip(cfg.nets, surfaces):
+            net_hessian(cfg, Path(cfg.ckpt_dir) / f"{net}.pt", path)
+        figures, report = render(cfg, surfaces)
+        print("\n" + format_table(table_rows(surfaces)))
+        print(f"\nwrote {len(figures)} figures in {cfg.plot_dir}/ and {report}")
     return 0
 
 

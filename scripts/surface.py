@@ -18,38 +18,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-# Parser reports a bad option in one line and exits 2, like `landscape`
-from landscape.cli import Parser, thread_settings
-from landscape.cli.surface import HELP, add_surface_arguments, config_from_args
-from landscape.errors import LandscapeError
-from landscape.text import printable
+# Parser reports a bad option in one line and exits 2, like `landscape`; run_parsed is the
+# command's edge: threads, then any failure as one line (and under mpiexec, every rank ends)
+from landscape.cli import Parser, run_parsed
+from landscape.cli.edge import lenient_streams
+from landscape.cli.surface import HELP, add_surface_arguments, run_surface
 
 PROG = "surface.py"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_surface_arguments(parser)
-    args = parser.parse_args(argv)
-    with thread_settings(args.threads):  # before torch is imported: OMP_WAIT_POLICY, threads
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from landscape.compute import compute_surface
-    from landscape.device import tune_host_allocator
-
-    tune_host_allocator()
-    try:
-        compute_surface(config_from_args(args))
-    except LandscapeError as e:
-        if getattr(e, "echo", True):  # a worker stopped by rank 0's error stays quiet
-            print(f"{PROG}: error: {printable(str(e))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    with lenient_streams():
+        parser = Parser(prog=PROG, description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_surface_arguments(parser)
+        parser.set_defaults(_run=run_surface)
+        return run_parsed(PROG, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

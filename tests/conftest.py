@@ -26,6 +26,10 @@ torch.set_num_threads(1)
 # ... also for commands run in this process: their thread settings (landscape.cli.thread_settings)
 # keep the user's OMP_NUM_THREADS, and otherwise take every core the process may use
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# An unexpected exception reaching a command's edge is one line for a user; in the tests it also
+# prints its traceback (landscape.cli.edge), so a test that expects a clean refusal ("one line,
+# no Traceback") still catches a bug that merely became a line. tests/test_entry.py turns it off.
+os.environ.setdefault("LANDSCAPE_DEBUG", "1")
 
 # (exit code, stdout, stderr) of one run of the command
 CliResult = tuple[int, str, str]

@@ -23,12 +23,12 @@ from torch.func import functional_call
 from landscape.checkpoint import build_model, load_checkpoint
 from landscape.compute import SurfaceConfig, compute_surface
 from landscape.data import load_dataset
+from landscape.eigendirections import hessian_directions
 from landscape.errors import LandscapeError
 from landscape.hessian import (
     HessianConfig,
     HessianOperator,
     exact_trace,
-    hessian_directions,
     hessian_spectrum,
     hutchinson_trace,
     lanczos,

@@ -24,14 +24,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("batch_study",),
     ("api", "compute"),
     ("runner", "distributed"),
-    ("resolve", "curvature", "train", "trial", "watch"),
+    ("resolve", "curvature", "eigendirections", "train", "trial", "watch"),
     ("job", "export", "report", "info", "comparison"),
     ("evaluate", "hessian", "plotting", "plotly_specs"),
     ("batchnorm", "storage", "checkpoint", "metrics", "executor", "views"),
     ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data",
      "schema", "probe", "lock", "preview"),
     ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env", "cpu", "outputs", "figure_style"),
-    ("errors", "_version", "__init__", "text", "threads", "processes"),
+    ("errors", "_version", "__init__", "text", "threads", "processes", "seeds"),
 )
 
 # The only imports against the layers: `Surface.plot` / `Surface.to_html` import the figure

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from .._version import __version__
-from ..errors import LandscapeError
+from ..seeds import MAX_SEED, valid_seed
+from .edge import leave_failing, lenient_streams, run_command
 
 __all__ = [
     "main",
@@ -26,6 +27,13 @@ __all__ = [
     "nonneg_int",
     "positive_float",
     "finite_float",
+    "nonneg_float",
+    "unit_interval",
+    "seed_int",
+    "watch_interval",
+    "MAX_SEED",
+    "MAX_WATCH_INTERVAL",
+    "run_parsed",
     "add_data_source",
     "add_threads",
     "thread_settings",
@@ -35,11 +43,13 @@ _N = TypeVar("_N", int, float)  # what a numeric argument type returns
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option in one line (no usage dump) and exits 2."""
+    """argparse that reports a bad option in one line (no usage dump) and exits 2 (under an MPI
+    launcher, through the edge's exit that ends every rank: `landscape.cli.edge`)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
+        with lenient_streams():
+            leave_failing(f"{self.prog}: error: {message} (see '{self.prog} --help')", 2)
+        self.exit(2)
 
 
 def json_dict(text: str) -> dict[str, Any]:
@@ -71,12 +81,21 @@ def _number_type(
     return parse
 
 
+MAX_WATCH_INTERVAL = 3600.0  # = landscape.watch.MAX_INTERVAL (not imported: --help stays light)
+
 positive_int = _number_type("positive_int", int, lambda v: v >= 1, "a positive integer")
 nonneg_int = _number_type("nonneg_int", int, lambda v: v >= 0, "an integer >= 0")
+seed_int = _number_type("seed_int", int, valid_seed, "an integer seed from 0 to 2**63-1")
 positive_float = _number_type(
-    "positive_float", float, lambda v: v > 0 and v != float("inf"), "a positive number"
+    "positive_float", float, lambda v: v > 0 and math.isfinite(v), "a positive number"
 )
-finite_float = _number_type("finite_float", float, lambda v: abs(v) < float("inf"), "a finite number")
+nonneg_float = _number_type("nonneg_float", float, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0")
+finite_float = _number_type("finite_float", float, math.isfinite, "a finite number")
+unit_interval = _number_type("unit_interval", float, lambda v: 0 <= v < 1, "a number from 0 to below 1")
+watch_interval = _number_type(
+    "watch_interval", float, lambda v: 0 < v <= MAX_WATCH_INTERVAL,
+    f"a number of seconds above 0 and at most {MAX_WATCH_INTERVAL:g}",
+)
 
 
 def add_data_source(group: argparse._ActionsContainer) -> None:
@@ -101,9 +120,9 @@ def add_threads(group: argparse._ActionsContainer) -> None:
 
 
 @contextlib.contextmanager
-def thread_settings(threads: int | None) -> Iterator[int]:
-    """The threads of one command that computes; the process-wide edge (`main`,
-    `scripts/surface.py`) enters it before torch is imported.
+def thread_settings(threads: int | None, warn: Callable[[str], None] | None = None) -> Iterator[int]:
+    """The threads of one command that computes; the process-wide edge (`run_parsed`) enters it
+    before torch is imported.
 
     1. The environment: OMP_WAIT_POLICY=PASSIVE unless the user set it or GOMP_SPINCOUNT (GNU
        OpenMP reads it once, when torch loads it), and `threads` as OMP_NUM_THREADS (so it also
@@ -112,26 +131,45 @@ def thread_settings(threads: int | None) -> Iterator[int]:
        cores this process may use (`landscape.threads.default_threads`). Under MPI, `layout_of`
        later gives each rank its share of the node.
 
-    Yields the thread count. Both are restored afterwards, as the command may run inside a
-    longer-lived process (a test).
+    `threads` above `landscape.threads.max_threads` is refused in one line (far too many crash
+    the OpenMP runtime); an OMP_NUM_THREADS that is not a sane count is dropped for the command,
+    and `warn` is told why. Yields the thread count. Both are restored afterwards, as the
+    command may run inside a longer-lived process (a test).
     """
     import os
 
-    from ..threads import default_threads, machine_cpus, thread_environment
+    from ..threads import (
+        check_threads,
+        default_threads,
+        machine_cpus,
+        omp_threads,
+        thread_environment,
+    )
 
+    limits = machine_cpus()
+    if threads is not None:
+        check_threads(threads, limits)
+    saved = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    _, note = omp_threads(os.environ, limits)
+    if note is not None:
+        os.environ.pop("OMP_NUM_THREADS")
+        if warn is not None and threads is None:
+            warn(note)
     added = thread_environment(os.environ, threads)
-    saved = {k: os.environ.get(k) for k in added}
+    saved.update({k: os.environ.get(k) for k in added if k not in saved})
     os.environ.update(added)
-    import torch
-
-    before = torch.get_num_threads()
     try:
-        wanted = threads or default_threads(machine_cpus(), env=os.environ)
-        if wanted:
-            torch.set_num_threads(wanted)
-        yield torch.get_num_threads()
+        import torch
+
+        before = torch.get_num_threads()
+        try:
+            wanted = threads or default_threads(limits, env=os.environ)
+            if wanted:
+                torch.set_num_threads(wanted)
+            yield torch.get_num_threads()
+        finally:
+            torch.set_num_threads(before)
     finally:
-        torch.set_num_threads(before)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -181,63 +219,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 2
-    computes = hasattr(args, "threads")  # the commands that compute take --threads
-    # before torch is imported (tune_host_allocator imports it)
-    with thread_settings(args.threads) if computes else contextlib.nullcontext():
-        from ..device import tune_host_allocator
-
-        tune_host_allocator()  # process-wide, so here at the edge rather than in the library
-        with _terminate_as_interrupt():
-            return _run_command(args)
+    with lenient_streams():  # a bad option naming a file `λ.pt` on an ASCII terminal
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 2
+        return run_parsed(f"landscape {args.command}", args)
 
 
-def _run_command(args: argparse.Namespace) -> int:
-    try:
-        return int(args._run(args) or 0)
-    except LandscapeError as e:
-        if getattr(e, "echo", True):  # an MPI worker stopped by rank 0's error: printed there, once
+def run_parsed(prog: str, args: argparse.Namespace) -> int:
+    """Run the parsed command `args._run(args)` at the process edge (`landscape.cli.edge`): its
+    threads first, before torch is imported (`thread_settings`, for the commands that take
+    --threads), then the host allocator; any failure is one line. `scripts/surface.py` runs
+    through here too."""
+    from ..mpi_env import launcher_rank
+
+    def warn(text: str) -> None:
+        if launcher_rank() == 0:  # every rank reads the same environment: one line is enough
             from ..text import printable
 
-            print(f"landscape {args.command}: error: {printable(str(e))}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # an OSError too: output piped into `head`
-        return 0
-    except OSError as e:  # a file operation the library did not turn into a LandscapeError
-        from ..outputs import os_reason
+            print(f"{prog}: warning: {printable(text)}", file=sys.stderr)
 
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"landscape {args.command}: error: {where}{os_reason(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"landscape {args.command}: interrupted", file=sys.stderr)
-        return 130
+    def body() -> int:
+        computes = hasattr(args, "threads")  # the commands that compute take --threads
+        with thread_settings(args.threads, warn) if computes else contextlib.nullcontext():
+            from ..device import tune_host_allocator
 
+            tune_host_allocator()  # process-wide, so here at the edge rather than in the library
+            return int(args._run(args) or 0)
 
-def _interrupt(signum: int, frame: Any) -> NoReturn:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a batch system's time limit, `kill`) ends a serial run like Ctrl-C, so that its
-    `finally` blocks run: the surface file's lock is released and temporary files are removed.
-    Under mpiexec SIGTERM is left as it is (an exception inside an MPI transfer could hang)."""
-    from ..distributed import launched_under_mpi
-
-    try:
-        old = None if launched_under_mpi() > 1 else signal.signal(signal.SIGTERM, _interrupt)
-    except ValueError:  # not the main thread
-        old = None
-    try:
-        yield
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+    return run_command(prog, body)
 
 
 def entry() -> NoReturn:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 
 from ..errors import LandscapeError
-from . import add_threads, json_dict, nonneg_int, positive_float, positive_int
+from . import (
+    add_threads,
+    json_dict,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    unit_interval,
+)
 
 # ---------------------------------------------------------------------------------------------
 # models
@@ -43,17 +52,18 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, default=20, help="training epochs (default 20)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size (default 64)")
     p.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate (default 0.1)")
-    p.add_argument("--wd", type=float, default=5e-4, help="weight decay (default 5e-4)")
-    p.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (default 0.9)")
-    p.add_argument("--warmup", type=float, default=1.0, help="linear warm-up epochs (default 1)")
+    p.add_argument("--wd", type=nonneg_float, default=5e-4, help="weight decay (default 5e-4)")
+    p.add_argument("--momentum", type=unit_interval, default=0.9, help="Nesterov momentum, 0 to below 1 (default 0.9)")
+    p.add_argument("--warmup", type=nonneg_float, default=1.0, help="linear warm-up epochs (default 1)")
     p.add_argument(
         "--augment",
         choices=("auto", "none", "shift", "crop-flip"),
         default="auto",
         help="training augmentation (auto: the data set's own: shift for digits, crop-flip for CIFAR)",
     )
-    p.add_argument("--seed", type=int, default=0, help="initialization and shuffling seed")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the digits train/test split")
+    p.add_argument("--seed", type=seed_int, default=0, help="initialization and shuffling seed")
+    p.add_argument("--split-seed", type=int,  # its range (0 to 2**32-1) and message: landscape.data
+                   default=0, help="seed of the digits train/test split")
     p.add_argument(
         "--save-every",
         type=nonneg_int,

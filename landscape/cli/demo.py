@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import math
 
-from ..errors import LandscapeError
-from . import add_threads, positive_int
+from . import add_threads, nonneg_float, positive_int, seed_int
 
 HELP = """reproduce the paper's comparison: ResNets with and without skips, and a DenseNet
 
@@ -46,7 +44,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
                    help="grid points per axis (odd; default 27, on CIFAR the paper's 51)")
     p.add_argument("--epochs", type=positive_int, default=40,
                    help="cap on training epochs (default 40; the learning-rate schedule spans it)")
-    p.add_argument("--target-loss", type=float, default=0.03,
+    p.add_argument("--target-loss", type=nonneg_float, default=0.03,
                    help="convergence criterion: stop once the train loss (whole train split, eval mode) "
                         "is at most this (default 0.03; 0: train the full --epochs, no criterion)")
     p.add_argument("--data", default="digits", help="digits (built in), cifar10, cifar100")
@@ -62,7 +60,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
                    "a state dict: NET names its architecture)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_threads(p)
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="training seed (default 0)")
     p.add_argument("--curvature", action="store_true", help="also map |lambda_min/lambda_max| over the grid (slow)")
     p.add_argument("--hessian-samples", type=positive_int, default=None,
                    help="training samples for the Hessian (default: all)")
@@ -73,8 +71,6 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
     from ..study_inputs import parse_given
 
-    if not (args.target_loss >= 0 and math.isfinite(args.target_loss)):
-        raise LandscapeError(f"--target-loss must be a number >= 0 (0: no criterion), got {args.target_loss}")
     cfg = DemoConfig(
         nets=tuple(args.nets), resolution=args.resolution, epochs=args.epochs, quick=args.quick,
         target_loss=args.target_loss or None, study=args.study,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import add_data_source, add_threads, nonneg_int, positive_float, positive_int
+from . import add_data_source, add_threads, nonneg_int, positive_float, positive_int, seed_int
 
 HELP = """top Hessian eigenvalues (Lanczos), the smallest one, and the trace (Hutchinson)
 
@@ -56,7 +56,7 @@ def _add_hessian(p: argparse.ArgumentParser) -> None:
                    help="Lanczos iterations (Hessian-vector products), at most (default 100)")
     e.add_argument("--tol", type=positive_float, default=1e-3,
                    help="stop when every residual is below tol x the largest |eigenvalue| (default 1e-3)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the start and trace vectors (default 0)")
+    e.add_argument("--seed", type=seed_int, default=0, help="seed of the start and trace vectors (default 0)")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="machine-readable output")
     o.add_argument("--store", default=None, metavar="SURF.h5",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import finite_float, positive_float, positive_int
+from . import finite_float, positive_float, positive_int, watch_interval
 
 PLOT_HELP = """draw a surface file (1D or 2D, auto-detected) into plots/
 
@@ -142,8 +142,8 @@ def _add_report(p: argparse.ArgumentParser) -> None:
                    help="HTML file (default plots/<stem>_report.html, or plots/report.html for several)")
     p.add_argument("--watch", action="store_true",
                    help="rewrite the report as levels of files being computed complete, until they are done")
-    p.add_argument("--interval", type=positive_float, default=None,
-                   help="with --watch: seconds between looks at the files (default 5)")
+    p.add_argument("--interval", type=watch_interval, default=None,
+                   help="with --watch: seconds between looks at the files (default 5, at most 3600)")
 
 
 def _run_report(args: argparse.Namespace) -> int:

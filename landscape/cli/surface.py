@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_data_source, add_threads, positive_int
+from . import add_data_source, add_threads, positive_int, seed_int
 
 HELP = """compute (or resume) a loss surface around a checkpoint
 
@@ -33,7 +33,7 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
                    help="direction normalization (default filter; none for --ckpt2/--pca)")
     g.add_argument("--ignore", choices=("biasbn", "none"), default=None,
                    help="zero 1-D tensors (biases, BatchNorm) (default biasbn; none for --ckpt2)")
-    g.add_argument("--seed", type=int, default=0, help="random direction seed (default 0)")
+    g.add_argument("--seed", type=seed_int, default=0, help="random direction seed (default 0)")
     g.add_argument("--same-dir", action="store_true", help="y direction equal to x")
     g.add_argument("--ckpt2", default=None, help="x = ckpt2 - ckpt (line through two checkpoints)")
     g.add_argument("--ckpt3", default=None, help="y = ckpt3 - ckpt (plane through three checkpoints)")
