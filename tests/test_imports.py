@@ -26,17 +26,18 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner", "distributed"),
     ("resolve", "curvature", "train", "trial", "watch"),
     ("job", "export", "report", "info", "comparison"),
-    ("evaluate", "hessian", "plotting"),
+    ("evaluate", "hessian", "plotting", "notebook"),
     ("batchnorm", "storage", "checkpoint", "metrics", "executor", "views"),
     ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data",
      "schema", "probe", "lock", "preview"),
-    ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env", "cpu", "outputs", "figure_style"),
+    ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env", "cpu", "outputs", "figure_style",
+     "waiting"),
     ("errors", "_version", "__init__", "text", "threads"),
 )
 
 # The only imports against the layers: `Surface.plot` / `Surface.to_html` import the figure
 # modules when called (they import `loss_surface` for annotations only: no cycle).
-SHORTCUTS = {("loss_surface", "plotting"), ("loss_surface", "report")}
+SHORTCUTS = {("loss_surface", "plotting"), ("loss_surface", "report"), ("loss_surface", "notebook")}
 
 
 def _module_name(path: Path) -> str:
