@@ -63,4 +63,5 @@ def plot_in_figure(surface: Surface, surf: str | None, kind: str, ax: Any, **kwa
     fig = plt.figure(figsize=SINGLE_FIGSIZE)
     new_ax = fig.add_subplot(projection=projection)
     artist = plot_surface(surface, surf=surf, kind=kind, ax=new_ax, **kwargs)
-    return SurfacePlot(fig, new_ax, artist, f"{kind} of {surf or 'the first loss'}")
+    drawn = kind if kind != "auto" else type(artist).__name__
+    return SurfacePlot(fig, new_ax, artist, f"{drawn} of {surf or 'the first loss'}")

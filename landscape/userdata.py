@@ -121,9 +121,10 @@ def _named_inputs(arrays: Mapping[str, Any], target: str, source: str) -> dict[s
         names = [k for k in arrays if k.endswith("_test") == bool(suffix) and k != f"{target}{suffix}"]
         if not suffix and f"{target}" not in arrays:
             has = ", ".join(sorted(map(str, arrays))) or "none"
+            what = "arrays 'x' and 'y'" if target == "y" else f"targets array {target!r}"
             raise LandscapeError(
-                f"{source} has no targets array {target!r} (it has: {has}); name the targets "
-                "with --target NAME, or save them as y"
+                f"{source} has no {what} (it has: {has}); save inputs as x and targets as y, or "
+                "named inputs (input_ids, attention_mask, ...) beside targets y or --target NAME"
             )
         if f"{target}{suffix}" not in arrays:
             continue
