@@ -14,10 +14,12 @@ Example:
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .loss_surface import Surface
 from .plotting import plot_surface
+
+if TYPE_CHECKING:  # Surface.plot imports this module when called: no cycle
+    from .loss_surface import Surface
 
 __all__ = ["SurfacePlot", "plot_in_figure"]
 

@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 # The only imports against the layers: `Surface.plot` / `Surface.to_html` import the figure
 # modules when called (they import `loss_surface` for annotations only: no cycle).
-SHORTCUTS = {("loss_surface", "plotting"), ("loss_surface", "report"), ("loss_surface", "notebook")}
+SHORTCUTS = {("loss_surface", "report"), ("loss_surface", "notebook")}
 
 
 def _module_name(path: Path) -> str:
