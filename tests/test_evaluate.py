@@ -298,3 +298,26 @@ def test_tied_weights_move_once_and_structured_outputs_are_exact(plain: bool, st
         with torch.no_grad():
             want = float(cross_entropy(moved(ids), y).mean())
         assert value == pytest.approx(want, rel=1e-5)
+
+
+def test_hessian_operator_on_tied_weights() -> None:
+    """functional_call refused the tied pair ('got multiple values for keys ... tied'); the
+    Hessian's loss and a Hessian-vector product now run, the product matching autograd's."""
+    from landscape.hessian import HessianOperator
+    from landscape.losses import cross_entropy
+
+    torch.manual_seed(0)
+    net = _TiedLM(plain=True).eval()
+    ids, y = torch.randint(0, 11, (16, 5)), torch.randint(0, 11, (16,))
+    op = HessianOperator(net, ids, y)
+    with torch.no_grad():
+        assert op.loss() == pytest.approx(float(cross_entropy(net(ids), y).mean()), rel=1e-5)
+    v = torch.randn(op.dim, dtype=torch.float64)
+    hv = op.matvec(v)
+    named = dict(net.named_parameters())
+    params = [named[k] for k in op.keys]  # the covered ones (2+ dims by default)
+    loss = cross_entropy(net(ids), y).mean()
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    want = torch.cat([h.reshape(-1) for h in torch.autograd.grad(flat @ v.float(), params)])
+    torch.testing.assert_close(hv.float(), want, rtol=1e-3, atol=1e-5)
