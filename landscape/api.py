@@ -60,6 +60,7 @@ from .resolve import (
     resolve_directions,
 )
 from .runner import compute_in_memory, make_evaluator, run_job
+from .waiting import warn_if_spinning
 
 __all__ = [
     "Surface",
@@ -147,6 +148,8 @@ def surface(
     splits, data_meta = as_splits(data, batch_size)
     check_data_fits(net, splits)
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        warn_if_spinning()
     dirs = resolve_directions(directions, net, grid.ndim, seed, norm, ignore, dir_type)
     loss_name, metric = loss_and_metric(loss, metric)
     target = Target(net, splits, loss, metric, bn, bn_data(splits) if bn == "recompute" else None)

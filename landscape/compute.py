@@ -37,10 +37,11 @@ from .distributed import executor_for
 from .errors import LandscapeError
 from .executor import Executor
 from .grid import Axis, Grid
+from .inputs import num_samples, slice_inputs
 from .job import Engine, Plane, Provenance, SurfaceJob, Target, build_job, model_meta
 from .losses import check_loss, resolve_loss
 from .planning import BN_MODES, PRECISIONS
-from .resolve import check_data_fits, make_directions
+from .resolve import check_data_fits, loss_and_metric, make_directions
 from .runner import check_resumable, run_prepared
 
 __all__ = [
@@ -92,6 +93,8 @@ class SurfaceConfig:
     precision: str = "fp32"
     bn: str = "eval"
     loss: str = "cross_entropy"
+    metric: str = "auto"  # auto (accuracy with cross_entropy), accuracy, none, package.module:fn
+    target: str = "y"  # the targets array of a --data file of named inputs
     curvature: bool = False
     comm: str = "auto"
     force: bool = False
@@ -130,6 +133,9 @@ class SurfaceConfig:
                 "add test to --splits, or drop --data-test"
             )
         resolve_loss(self.loss)  # a bad --loss (or import path) fails before any file is made
+        loss_and_metric(self.loss, self.metric)
+        if self.target != "y" and not (self.data or "").endswith((".npz", ".pt", ".pth")):
+            raise LandscapeError(f"--target {self.target} names an array of a --data .npz/.pt file; give one")
         if self.comm not in ("auto", "serial", "mpi"):
             raise LandscapeError(f"--comm {self.comm!r} is not one of auto, serial, mpi")
 
@@ -165,7 +171,7 @@ def select_splits(
     for name in splits:
         x, y = ds.split(name)
         if max_samples is not None:
-            x, y = x[:max_samples], y[:max_samples]
+            x, y = slice_inputs(x, 0, max_samples), y[:max_samples]
         out[name] = (x, y)
     return out
 
@@ -181,7 +187,13 @@ def load_inputs(cfg: SurfaceConfig, local_rank: int = 0, check: bool = True) -> 
     if they do not fit (MPI workers skip that: rank 0 has checked the same files)."""
     ckpt = load_checkpoint(cfg.ckpt, model=cfg.model, trust_torchscript=cfg.trust_torchscript)
     model = build_model(ckpt)
-    ds = dataset_for_checkpoint(cfg.ckpt, ckpt.data, cfg.data, cfg.data_root, cfg.data_test, cfg.normalization)
+    if cfg.target != "y":  # a file of named inputs whose targets have another name
+        from .userdata import load_user_data
+
+        ds = load_user_data(str(cfg.data), cfg.data_test, target=cfg.target)
+    else:
+        ds = dataset_for_checkpoint(cfg.ckpt, ckpt.data, cfg.data, cfg.data_root, cfg.data_test,
+                                    cfg.normalization)
     splits = select_splits(ds, cfg.splits, cfg.max_samples)
     if check:
         check_data_fits(model, splits)
@@ -274,7 +286,7 @@ def _sources(cfg: SurfaceConfig) -> dict[str, Any]:
 def _provenance(cfg: SurfaceConfig, inputs: SurfaceInputs) -> Provenance:
     ckpt, splits = inputs.checkpoint, inputs.splits
     data_meta = inputs.dataset.meta()
-    data_meta.update({f"n_{s}": int(len(v[0])) for s, v in splits.items()})
+    data_meta.update({f"n_{s}": int(num_samples(v[0])) for s, v in splits.items()})
     model = model_meta(
         inputs.model, ckpt.model, "checkpoint", model_kwargs=ckpt.model_kwargs, checkpoint=str(cfg.ckpt),
         checkpoint_sha256=file_sha256(cfg.ckpt), checkpoint_epoch=-1 if ckpt.epoch is None else ckpt.epoch,
@@ -300,10 +312,8 @@ def job_from_inputs(
     if directions is None:
         directions = _directions(cfg, inputs)
         trajectory = _trajectory(cfg, inputs, directions)
-    target = Target(
-        inputs.model, inputs.splits, cfg.loss, "accuracy" if cfg.loss == "cross_entropy" else None,
-        cfg.bn, _bn_inputs(cfg, inputs.dataset),
-    )
+    _, metric = loss_and_metric(cfg.loss, cfg.metric)
+    target = Target(inputs.model, inputs.splits, cfg.loss, metric, cfg.bn, _bn_inputs(cfg, inputs.dataset))
     engine = Engine(
         inputs.device, cfg.precision, cfg.strategy, cfg.points_per_pass, cfg.batch_size, cfg.compile,
         cfg.curvature, cfg.quiet, cfg.trial,
@@ -311,6 +321,7 @@ def job_from_inputs(
     return build_job(
         target, Plane(directions, grid), engine, _provenance(cfg, inputs),
         out=Path(cfg.out) if cfg.out else default_out(cfg), trajectory=trajectory, force=cfg.force,
+        metric_name=cfg.metric if callable(metric) else None,
     )
 
 

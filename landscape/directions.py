@@ -10,6 +10,10 @@ slice of the weights, d_i <- d_i * ||w_i|| / (||d_i|| + 1e-10); `layer` scales t
 `weight` multiplies elementwise. Tensors with 1 dim (biases, BatchNorm) are zeroed under
 `ignore=biasbn` and, as in the paper, set to the weights themselves under `ignore=none`.
 
+Tied tensors (GPT-2's `lm_head.weight` is `transformer.wte.weight`) are one tensor under two
+state-dict keys: a direction covers it once, under the first key (`tied_keys` names the others),
+and records the tie in `extra["tied"]`.
+
 Example:
     >>> d = random_directions(model, seed=1)           # filter-normalized, biasbn ignored, 2D
     >>> d.x["conv1.weight"].shape == model.conv1.weight.shape
@@ -34,6 +38,7 @@ __all__ = [
     "IGNORES",
     "Directions",
     "direction_keys",
+    "tied_keys",
     "random_direction",
     "normalize_direction",
     "random_directions",
@@ -97,16 +102,43 @@ def _check_choice(value: str, choices: Sequence[str], option: str) -> None:
         raise LandscapeError(f"{option} {value!r} is not one of {', '.join(choices)}")
 
 
+def tied_keys(model: nn.Module) -> dict[str, str]:
+    """State-dict keys that name a tensor an earlier key already names: {alias: first key}.
+
+    Example:
+        >>> tied_keys(gpt2)                                     # doctest: +SKIP
+        {'lm_head.weight': 'transformer.wte.weight'}
+    """
+    first: dict[tuple[Any, ...], str] = {}
+    tied: dict[str, str] = {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        if not isinstance(v, torch.Tensor) or v.numel() == 0 or v.device.type == "meta":
+            continue
+        key = (v.data_ptr(), v.dtype, tuple(v.shape), v.stride())
+        if key in first:
+            tied[k] = first[key]
+        else:
+            first[key] = k
+    return tied
+
+
 def direction_keys(model: nn.Module, dir_type: str = "weights") -> list[str]:
-    """State-dict keys that a direction covers, in model order."""
+    """State-dict keys that a direction covers, in model order (a tied tensor once)."""
     _check_choice(dir_type, DIR_TYPES, "--dir-type")
     if dir_type == "weights":
-        return [name for name, _ in model.named_parameters()]
+        return [name for name, _ in model.named_parameters()]  # torch lists a shared one once
+    tied = tied_keys(model)
     return [
         k
         for k, v in model.state_dict().items()
-        if v.is_floating_point() and not k.endswith("num_batches_tracked")
+        if v.is_floating_point() and not k.endswith("num_batches_tracked") and k not in tied
     ]
+
+
+def _with_ties(model: nn.Module, extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` with the model's tied keys recorded (`tied`: {alias: covered key}), if any."""
+    tied = tied_keys(model)
+    return {**extra, "tied": tied} if tied else extra
 
 
 def filter_norms(t: torch.Tensor) -> torch.Tensor:
@@ -166,7 +198,7 @@ def random_directions(
     if two_d:
         y = {k: v.clone() for k, v in x.items()} if same_dir else random_direction(state, keys, g, norm, ignore)
     extra = {"same_dir": bool(same_dir)} if two_d else {}
-    return Directions(x, y, "random", dir_type, norm, ignore, int(seed), extra)
+    return Directions(x, y, "random", dir_type, norm, ignore, int(seed), _with_ties(model, extra))
 
 
 def _difference(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], keys: Sequence[str], what: str) -> Tensors:
@@ -191,7 +223,7 @@ def interpolation_directions(
     x = _difference(state2, state1, keys, "--ckpt2")
     y = _difference(state3, state1, keys, "--ckpt3") if state3 is not None else None
     kind = "interpolate" if y is None else "plane"
-    return Directions(x, y, kind, dir_type, "none", "none", None)
+    return Directions(x, y, kind, dir_type, "none", "none", None, _with_ties(model, {}))
 
 
 def _flatten(state: Mapping[str, torch.Tensor], keys: Sequence[str], zero_1d: bool) -> torch.Tensor:
@@ -261,7 +293,7 @@ def pca_directions(
         "y": coords[:, 1] if coords.shape[1] > 1 else None,
         "epochs": list(epochs) if epochs is not None else list(range(len(snapshots))),
     }
-    return Directions(x, y, "pca", dir_type, "none", ignore, None, extra, trajectory)
+    return Directions(x, y, "pca", dir_type, "none", ignore, None, _with_ties(model, extra), trajectory)
 
 
 def _check_variance(sing: torch.Tensor, m: torch.Tensor, components: int) -> None:
@@ -327,6 +359,7 @@ def directions_from_tensors(
     known = {"kind", "dir_type", "norm", "ignore", "seed"}
     extra = {k: v for k, v in meta.items() if k not in known}
     extra["source"] = str(source)
+    extra = _with_ties(model, extra)
     seed = meta.get("seed")
     return Directions(
         xd, yd, str(meta.get("kind", "file")), dir_type, str(meta.get("norm", "unknown")),

@@ -15,6 +15,11 @@ where the engine has a choice, by timing candidate plans on a run's first points
 Sums over samples are accumulated in float64, so the stored mean loss equals a plain PyTorch
 evaluation of the same weights within fp32 rounding, whatever the batching.
 
+Outputs that are not one tensor (a Hugging Face `ModelOutput`, a tuple) are planned
+sequentially; asked for with vmap, each point's outputs are taken from every tensor of the
+structure (`inputs.take_row`), never by indexing the structure itself (`ModelOutput[j]` is its j-th
+field). Tied tensors (`landscape.directions.tied_keys`) are held once, under their first key.
+
 Example:
     >>> ev = PointEvaluator(model, directions, {"test": (x, y)})
     >>> ev(np.array([[0.0, 0.0], [0.5, -0.5]]))["test_loss"]
@@ -35,17 +40,26 @@ import torch
 from torch import nn
 
 from .batchnorm import fold_batchnorm, recompute_batchnorm, reestimate_batchnorm, refresh_folded
-from .directions import Directions, point_weights
+from .directions import Directions, point_weights, tied_keys
 from .errors import LandscapeError
-from .inputs import TensorBatches, call_model, does_not_fit, model_name, move_to, unpack_batch
+from .inputs import (
+    TensorBatches,
+    call_model,
+    does_not_fit,
+    model_name,
+    move_to,
+    take_row,
+    unpack_batch,
+)
 from .losses import (
     LossFn,
     MetricFn,
     accuracy_count,
     cross_entropy,
+    loss_sum_count,
+    model_logits,
     resolve_loss,
     result_names,
-    sum_loss,
 )
 from .planning import BN_MODES, PRECISIONS, EvalPlan, has_conv, plan_evaluation
 
@@ -120,7 +134,14 @@ def _copy_model(model: nn.Module) -> nn.Module:
         return copy.deepcopy(model)
 
 
-Sums = Mapping[str, tuple[torch.Tensor, torch.Tensor, int]]  # split -> (loss sum, correct, n)
+# split -> (loss sum, what the loss sum counts (samples, or tokens), correct, samples)
+Sums = Mapping[str, tuple[torch.Tensor, int, torch.Tensor, int]]
+
+
+def _own_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state, each tied tensor once (under its first key), cloned."""
+    tied = tied_keys(model)
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in tied}
 
 
 class _GridEvaluator:
@@ -164,8 +185,10 @@ class _GridEvaluator:
     def _finish(self, sums: Sums) -> dict[str, Any]:
         """Mean loss (and accuracy in percent) per split from float64 sums over n samples."""
         out: dict[str, Any] = {}
-        for split, (loss_sum, correct, n) in sums.items():
-            out[f"{split}_loss"] = (loss_sum.cpu().numpy() / n).astype(np.float64)
+        for split, (loss_sum, count, correct, n) in sums.items():
+            if count == 0:
+                raise LandscapeError(f"split {split!r}: the loss counted no elements (all targets are padding?)")
+            out[f"{split}_loss"] = (loss_sum.cpu().numpy() / count).astype(np.float64)
             if self.metric_fn is not None:
                 out[f"{split}_acc"] = 100.0 * correct.cpu().numpy().astype(np.float64) / n
         return out
@@ -196,7 +219,7 @@ class PointEvaluator(_GridEvaluator):
         self.plan = plan or plan_evaluation(model, self.device, 1, bn_mode=bn_mode, sample=first)
         self.bn_mode = bn_mode
         self._setup(model, directions, loss, metric)
-        self.center = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.center = _own_state(self.model)
         fmt = torch.channels_last if self.plan.channels_last else torch.contiguous_format
         dtype = torch.bfloat16 if self.plan.precision == "bf16" and self.plan.strategy == "sequential" else None
         self.splits = {
@@ -300,13 +323,16 @@ class PointEvaluator(_GridEvaluator):
             for split, (x, y) in self.splits.items():
                 loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
                 correct = torch.zeros((), dtype=torch.int64, device=self.device)
+                count = 0
                 for i in range(0, len(x), self.plan.batch_size):
                     out = self.runner(x[i : i + self.plan.batch_size])
                     yb = y[i : i + self.plan.batch_size]
-                    loss_sum += sum_loss(self.loss_fn, self.loss_name, out, yb)
+                    part, counted = loss_sum_count(self.loss_fn, self.loss_name, out, yb)
+                    loss_sum += part
+                    count += counted
                     if self.metric_fn is not None:
                         correct += self.metric_fn(out, yb)
-                sums[split] = (loss_sum, correct, len(x))
+                sums[split] = (loss_sum, count, correct, len(x))
         if self.folded is None and self.runner is self.model and self.bn_mode != "recompute":
             _copy_into(self.model, self.center, self.keys)
         return self._finish(sums)
@@ -330,7 +356,8 @@ class PointEvaluator(_GridEvaluator):
             stacked[key] = v
         shared = {key: v for key, v in self.center.items() if key not in stacked}
 
-        def forward(params: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
+        def forward(params: dict[str, torch.Tensor], xb: torch.Tensor) -> Any:
+            # tied keys are not in `shared` (see `_own_state`): functional_call ties them itself
             return functional_call(self.model, (params, shared), (xb,))
 
         batched = vmap(forward, in_dims=(0, None))
@@ -339,20 +366,36 @@ class PointEvaluator(_GridEvaluator):
             for split, (x, y) in self.splits.items():
                 loss_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
                 correct = torch.zeros(k, dtype=torch.int64, device=self.device)
+                count = 0
                 for i in range(0, len(x), self.plan.batch_size):
                     xb, yb = x[i : i + self.plan.batch_size], y[i : i + self.plan.batch_size]
-                    out = batched(stacked, xb)  # [k, B, ...]
-                    if self.loss_name == "cross_entropy":
-                        per = cross_entropy(out.flatten(0, 1), yb.repeat(k)).view(k, -1)
+                    out = self._batched(batched, stacked, xb)  # tensors [k, B, ...]
+                    logits = model_logits(out) if self.loss_name == "cross_entropy" else None
+                    if logits is not None and logits.dim() == 3 and yb.dim() == 1:
+                        per = cross_entropy(logits.flatten(0, 1), yb.repeat(k)).view(k, -1)
                         loss_sum += per.double().sum(1)
+                        count += len(yb)
                     else:
-                        loss_sum += torch.stack(
-                            [sum_loss(self.loss_fn, self.loss_name, out[j], yb) for j in range(k)]
-                        )
+                        parts = [loss_sum_count(self.loss_fn, self.loss_name, take_row(out, j), yb) for j in range(k)]
+                        loss_sum += torch.stack([p for p, _ in parts])
+                        count += parts[0][1]  # the targets, so the count, are the same at every point
                     if self.metric_fn is not None:
-                        correct += torch.stack([self.metric_fn(out[j], yb) for j in range(k)]).to(torch.int64)
-                sums[split] = (loss_sum, correct, len(x))
+                        correct += torch.stack([self.metric_fn(take_row(out, j), yb) for j in range(k)]).to(torch.int64)
+                sums[split] = (loss_sum, count, correct, len(x))
         return self._finish(sums)
+
+    def _batched(self, batched: Any, stacked: dict[str, torch.Tensor], xb: torch.Tensor) -> Any:
+        try:
+            return batched(stacked, xb)
+        except LandscapeError:
+            raise
+        except Exception as error:
+            raise LandscapeError(
+                f"the vmap strategy cannot run model {model_name(self.model)} "
+                f"({type(error).__name__}: {' '.join(str(error).split())[:160]}); its outputs must "
+                "be tensors (a cache object is not: use_cache=False) and its forward free of "
+                "data-dependent branches; use --strategy sequential"
+            ) from None
 
 
 
@@ -435,7 +478,7 @@ class LoaderEvaluator(_GridEvaluator):
             for split, batches in self.splits.items():
                 loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
                 correct = torch.zeros((), dtype=torch.int64, device=self.device)
-                n = 0
+                n = count = 0
                 for batch in batches:
                     inputs, targets = unpack_batch(batch, split)
                     inputs, targets = move_to(inputs, self.device), move_to(targets, self.device)
@@ -443,11 +486,13 @@ class LoaderEvaluator(_GridEvaluator):
                         outputs = call_model(self.model, inputs)
                     except Exception as error:
                         raise LandscapeError(does_not_fit(f"split {split!r}", self.model, inputs, error)) from None
-                    loss_sum += sum_loss(self.loss_fn, self.loss_name, outputs, targets)
+                    part, counted = loss_sum_count(self.loss_fn, self.loss_name, outputs, targets)
+                    loss_sum += part
+                    count += counted
                     if self.metric_fn is not None:
                         correct += torch.as_tensor(self.metric_fn(outputs, targets), device=self.device).to(torch.int64)
                     n += len(targets)
                 if n == 0:
                     raise LandscapeError(f"split {split!r} yielded no batches")
-                sums[split] = (loss_sum, correct, n)
+                sums[split] = (loss_sum, count, correct, n)
         return self._finish(sums)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .cpu import guard_onednn
+from .directions import tied_keys
 from .errors import LandscapeError
 from .lanczos import LanczosResult, TraceResult, exact_trace, hutchinson_trace, lanczos
 from .losses import cross_entropy, mse, resolve_loss, sum_loss
@@ -146,7 +147,7 @@ class HessianOperator:
             v = state[k].detach().to(self.device)
             full[k] = v.to(ref.dtype) if ref.is_floating_point() else v
         self.params = {k: full[k].clone().requires_grad_(True) for k in self.keys}
-        self.rest = {k: v for k, v in full.items() if k not in self.params}
+        self.rest = {k: v for k, v in full.items() if k not in self.params and k not in tied_keys(self.model)}
 
     # -- flat vectors <-> tensors ----------------------------------------------------------------
 

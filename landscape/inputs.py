@@ -25,6 +25,7 @@ __all__ = [
     "describe_inputs",
     "slice_inputs",
     "num_samples",
+    "take_row",
     "TensorBatches",
     "unpack_batch",
     "check_fits",
@@ -79,6 +80,22 @@ def slice_inputs(inputs: Any, i: int, j: int) -> Any:
     if isinstance(inputs, (tuple, list)):
         return tuple(slice_inputs(v, i, j) for v in inputs)
     return inputs[i:j]
+
+
+def take_row(out: Any, j: int) -> Any:
+    """Point `j` of vmapped outputs: row j of every tensor in a tensor, mapping (`ModelOutput`)
+    or tuple, the structure kept."""
+    if isinstance(out, torch.Tensor):
+        return out[j]
+    if isinstance(out, Mapping):
+        items = {k: take_row(v, j) for k, v in out.items()}
+        try:
+            return type(out)(**items)
+        except TypeError:
+            return items
+    if isinstance(out, (tuple, list)):
+        return type(out)(take_row(v, j) for v in out)
+    return out
 
 
 def num_samples(inputs: Any) -> int:

@@ -76,10 +76,38 @@ class Surface:
         return [k for k in self.arrays if k.endswith(("_loss", "_acc")) or k in ("max_eig", "min_eig")]
 
     def plot(self, surf: str | None = None, kind: str = "auto", ax: Any = None, **kwargs: Any) -> Any:
-        """Draw with matplotlib (see `landscape.plotting.plot_surface`)."""
-        from .plotting import plot_surface
+        """Draw with matplotlib (`landscape.plotting.plot_surface`): on `ax`, returning what was
+        drawn; without `ax`, on a new current pyplot figure (`plt.savefig` saves it), returning a
+        `landscape.notebook.SurfacePlot` that Jupyter shows as the figure."""
+        from .notebook import plot_in_figure
 
-        return plot_surface(self, surf=surf, kind=kind, ax=ax, **kwargs)
+        return plot_in_figure(self, surf, kind, ax, **kwargs)
+
+    def __repr__(self) -> str:
+        """One line: what, where, how much (the arrays are not printed)."""
+        grid = "x".join(str(n) for n in self.shape)
+        where = f" {self.path}" if self.path else " (in memory)"
+        model = self.attrs.get("model") or self.attrs.get("model_class") or "?"
+        return (
+            f"<Surface{where}: {self.ndim}D {grid} grid, {self.done}/{self.computed.size} points, "
+            f"model {model}, arrays {', '.join(self.surfaces()) or 'none'}>"
+        )
+
+    def _repr_html_(self) -> str:
+        """A small summary table for Jupyter (no arrays, no metadata dump)."""
+        import html
+
+        rows = [("file", self.path or "(in memory)"), ("grid", " x ".join(map(str, self.shape))),
+                ("computed", f"{self.done} of {self.computed.size} points"),
+                ("model", self.attrs.get("model") or self.attrs.get("model_class")),
+                ("directions", f"{self.attrs.get('dir_kind', '?')} ({self.attrs.get('norm', '?')})"),
+                ("loss", self.attrs.get("loss"))]
+        rows += [(k, f"{v:.6g}") for k, v in self.metrics.items() if k.startswith("center_") and isinstance(v, float)]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in rows if v is not None
+        )
+        return f"<table><caption>landscape Surface</caption>{body}</table>"
 
     def to_html(self, path: str | Path | None = None) -> str:
         """Self-contained interactive report (see `landscape.report.write_report`)."""

@@ -5,7 +5,9 @@ that the evaluators only apply (and that the surface file records):
 
 - `sequential` (a CPU with convolutions): one point per pass, BatchNorm folded, channels-last,
   batches sized so the largest activation fits the CPU cache;
-- `vmap` (any GPU; a CPU with dense layers only): several points share one pass.
+- `vmap` (any GPU; a CPU with dense layers only): several points share one pass; only for a
+  model that returns one tensor (a `ModelOutput` or a tuple, which may hold a cache object, is
+  planned sequentially: `returns_tensor`).
 
 `candidate_plans` lists the rule's plan first, then a few alternatives where the engine has a
 real choice; `landscape.trial` times them on the first real points of a run and keeps the
@@ -36,6 +38,7 @@ __all__ = [
     "CPU_CACHE_BYTES",
     "has_conv",
     "has_bn",
+    "returns_tensor",
     "plan_evaluation",
     "candidate_plans",
     "lcm_points_per_pass",
@@ -86,6 +89,22 @@ def has_conv(model: nn.Module) -> bool:
 
 def has_bn(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def returns_tensor(model: nn.Module, sample: torch.Tensor | None) -> bool:
+    """Whether the model returns one tensor for `sample[:1]` (True without a sample, or when
+    the probe fails: the evaluators then say what is wrong)."""
+    if sample is None or isinstance(model, torch.jit.ScriptModule):
+        return True
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            return isinstance(model.eval()(sample[:1]), torch.Tensor)
+    except Exception:
+        return True
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 COMPILE_MODES = ("auto", "on", "off")
@@ -149,6 +168,7 @@ def plan_evaluation(
         raise LandscapeError(f"--bn {bn_mode!r} is not one of {', '.join(BN_MODES)}")
     conv, bn = has_conv(model), has_bn(model)
     scripted = isinstance(model, torch.jit.ScriptModule)
+    plain = strategy is not None or returns_tensor(model, sample)
     if scripted and (strategy == "vmap" or bn_mode == "recompute"):
         raise LandscapeError(
             "a TorchScript model is evaluated with --strategy sequential and --bn eval only "
@@ -159,6 +179,8 @@ def plan_evaluation(
             strategy, reason = "sequential", "TorchScript: weights updated in place"
         elif bn_mode == "recompute":
             strategy, reason = "sequential", "BatchNorm statistics are re-estimated per point"
+        elif not plain:
+            strategy, reason = "sequential", "the model returns more than one tensor (a ModelOutput or tuple)"
         elif device.type == "cuda":
             strategy, reason = "vmap", "a GPU is filled by batching grid points"
         elif conv:
@@ -243,8 +265,8 @@ def candidate_plans(
     - dense layers on a CPU: vmap with 8 and 128 points per pass, sequential.
 
     `--strategy` forces the plan (one candidate); a given `points_per_pass`, `batch_size` or
-    `compile="on"` stays fixed in every candidate. TorchScript models and `--bn recompute` have
-    one candidate (only the sequential strategy runs them).
+    `compile="on"` stays fixed in every candidate. TorchScript models, `--bn recompute` and
+    models returning more than one tensor have one candidate (only the sequential strategy runs them).
 
     Example:
         >>> [p.describe() for p in candidate_plans(net, torch.device("cpu"), 441, sample=x[:1])]
@@ -253,6 +275,8 @@ def candidate_plans(
         model, device, n_points, precision, bn_mode, strategy, points_per_pass, batch_size, sample, compile
     )
     if strategy is not None or bn_mode == "recompute" or isinstance(model, torch.jit.ScriptModule):
+        return [rule]
+    if not returns_tensor(model, sample):
         return [rule]
     conv = has_conv(model)
     variants: list[tuple[str, int | None, int | None, bool | None]] = []  # strategy, ppp, batch, NHWC

@@ -407,12 +407,22 @@ def _without_y(d: Directions) -> Directions:
 
 
 def loss_and_metric(loss: LossLike, metric: MetricLike) -> tuple[str, MetricLike]:
+    """The loss's name and the metric to count: `"auto"` is accuracy with a cross-entropy loss
+    (none otherwise), `"none"` is None, `package.module:fn` is imported; `"accuracy"` and
+    callables as given. The API and `landscape surface --metric` both resolve here."""
     name, _ = resolve_loss(loss)
     if callable(loss):
         name = describe(loss)
     if metric == "auto":
         metric = "accuracy" if name == "cross_entropy" else None
-    if isinstance(metric, str) and metric != "accuracy":
-        raise LandscapeError(f"metric {metric!r}: use 'accuracy', a callable, None or 'auto'")
-    return name, metric
+    elif metric == "none":
+        metric = None
+    elif isinstance(metric, str) and ":" in metric:
+        from .hooks import import_object
 
+        metric = import_object(metric, "metric")
+    if isinstance(metric, str) and metric != "accuracy":
+        raise LandscapeError(
+            f"metric {metric!r}: use 'accuracy', 'none', 'auto', package.module:fn or a callable"
+        )
+    return name, metric

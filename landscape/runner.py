@@ -160,8 +160,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} seconds"
 
 
-
-
 def _stored_settings(path: Path) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     attrs = read_surface(path).attrs
     return dict(attrs.get("settings") or {}), attrs
@@ -419,6 +417,7 @@ def run_prepared(
     state: dict[str, SurfaceJob] = {}
     found = _Found()
     locks: list[SurfaceLock] = []
+    made: list[FileSink] = []  # the sink of a file this run created (removed if it fails empty)
 
     def prepare() -> Start:
         job = lead()
@@ -427,11 +426,13 @@ def run_prepared(
         # second run on the same file is refused before it touches it
         locks.append(SurfaceLock.acquire(job.out))
         announce_plan(job)
+        fresh = job.record.force or not job.out.exists()
         job, pending = open_job_file(job)
         state["job"] = job
         assert job.out is not None
         message = lambda: {"directions": pack_directions(job.directions)}  # noqa: E731
         sink = FileSink(job.out, len(pending), executor.size, job.engine.quiet)
+        made.extend([sink] if fresh else [])
         return Start(pending, sink, message, str(job.device), _progress(job, len(pending)),
                      job.engine.quiet, level_breaks(job.grid, pending))
 
@@ -446,6 +447,10 @@ def run_prepared(
 
     try:
         executor.run(Work(prepare, setup, preload, finish))
+    except BaseException:
+        for sink in (s for s in made if s.written == 0):  # a failed run leaves no empty file
+            sink.path.unlink(missing_ok=True)
+        raise
     finally:
         for lock in locks:
             lock.release()

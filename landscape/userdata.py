@@ -12,6 +12,11 @@ factory with no arguments, on every MPI rank. A factory returns one of:
 Floating inputs become float32 (the precision models run in); integer inputs (token ids) stay
 int64. Integer targets are class labels (int64); floating targets are regression targets.
 
+Named inputs (a model called as `model(**inputs)`, e.g. a Hugging Face transformer): a file
+without an `x` array holds one array per keyword instead (`input_ids`, `attention_mask`, ...)
+and the targets as `y`, or under the name `target` gives (`--target labels`); test arrays end
+in `_test` (`input_ids_test`, `y_test`). Every array but the targets is an input.
+
 Example:
     >>> np.savez("train.npz", x=np.random.randn(100, 5), y=np.random.randint(0, 3, 100))
     >>> ds = load_user_data("train.npz")
@@ -31,21 +36,27 @@ import torch
 from .dataset import Dataset
 from .errors import LandscapeError
 from .hooks import call_factory, import_object, one_line
+from .inputs import num_samples
 
-__all__ = ["load_user_data", "to_tensor", "stack_dataset", "dataset_from_arrays"]
+__all__ = ["load_user_data", "to_tensor", "stack_dataset", "dataset_from_arrays", "NamedInputsDataset"]
 
 _ARRAY_SUFFIXES = (".npz", ".pt", ".pth")
 
 
-def load_user_data(name: str, test: str | Path | None = None, **kwargs: Any) -> Dataset:
+def load_user_data(
+    name: str, test: str | Path | None = None, *, target: str = "y", **kwargs: Any
+) -> Dataset:
     """Load `path.npz`, `path.pt` or the result of `package.module:factory` as a Dataset.
 
-    `test` is a second array file holding the test split (`--data-test`). Extra keyword
+    `test` is a second array file holding the test split (`--data-test`); `target` names the
+    targets array of a file of named inputs (see the module docstring). Extra keyword
     arguments go to the factory.
     """
     name = str(name)
     if name.endswith(_ARRAY_SUFFIXES):
         arrays = _read_array_file(Path(name))
+        if "x" not in arrays or target != "y":
+            arrays = _named_inputs(arrays, target, f"data file {name}")
         ds = dataset_from_arrays(arrays, name, source=f"data file {name}")
     elif ":" in name:
         factory = import_object(name, "data factory")
@@ -61,6 +72,8 @@ def load_user_data(name: str, test: str | Path | None = None, **kwargs: Any) -> 
         if not test.endswith(_ARRAY_SUFFIXES):
             raise LandscapeError(f"--data-test {test!r} must be an array file (.npz or .pt) with x, y")
         arrays = _read_array_file(Path(test))
+        if "x" not in arrays or target != "y":
+            arrays = _named_inputs(arrays, target, f"data file {test}")
         x_test, y_test = _pair(arrays, f"data file {test}")
         _check_same_inputs(ds.x_train, x_test, name, test)
         ds.x_test, ds.y_test = x_test, y_test
@@ -101,7 +114,28 @@ def _read_array_file(path: Path) -> dict[str, Any]:
     return dict(obj)
 
 
-def _pair(arrays: Mapping[str, Any], source: str, suffix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+def _named_inputs(arrays: Mapping[str, Any], target: str, source: str) -> dict[str, Any]:
+    """`{x: {name: array}, y: targets}` (and `x_test`, `y_test`) from a file of named inputs."""
+    out: dict[str, Any] = {}
+    for suffix in ("", "_test"):
+        names = [k for k in arrays if k.endswith("_test") == bool(suffix) and k != f"{target}{suffix}"]
+        if not suffix and f"{target}" not in arrays:
+            has = ", ".join(sorted(map(str, arrays))) or "none"
+            what = "arrays 'x' and 'y'" if target == "y" else f"targets array {target!r}"
+            raise LandscapeError(
+                f"{source} has no {what} (it has: {has}); save inputs as x and targets as y, or "
+                "named inputs (input_ids, attention_mask, ...) beside targets y or --target NAME"
+            )
+        if f"{target}{suffix}" not in arrays:
+            continue
+        if not names:
+            raise LandscapeError(f"{source} holds only the targets {target}{suffix}; save the inputs beside them")
+        out[f"x{suffix}"] = {k[: len(k) - len(suffix)]: arrays[k] for k in names}
+        out[f"y{suffix}"] = arrays[f"{target}{suffix}"]
+    return out
+
+
+def _pair(arrays: Mapping[str, Any], source: str, suffix: str = "") -> tuple[Any, torch.Tensor]:
     kx, ky = f"x{suffix}", f"y{suffix}"
     if kx not in arrays or ky not in arrays:
         has = ", ".join(sorted(map(str, arrays))) or "none"
@@ -109,10 +143,16 @@ def _pair(arrays: Mapping[str, Any], source: str, suffix: str = "") -> tuple[tor
             f"{source} has no arrays {kx!r} and {ky!r} (it has: {has}); save inputs as {kx} and "
             f"targets as {ky}, e.g. np.savez(path, {kx}=inputs, {ky}=targets)"
         )
-    x = to_tensor(arrays[kx], f"{source}: {kx}", inputs=True)
+    if isinstance(arrays[kx], Mapping):
+        x: Any = {str(k): to_tensor(v, f"{source}: {k}{suffix}", inputs=True) for k, v in arrays[kx].items()}
+        sizes = {k: len(v) for k, v in x.items()}
+        if len(set(sizes.values())) > 1:
+            raise LandscapeError(f"{source}: the input arrays differ in samples ({sizes})")
+    else:
+        x = to_tensor(arrays[kx], f"{source}: {kx}", inputs=True)
     y = to_tensor(arrays[ky], f"{source}: {ky}", inputs=False)
-    if len(x) != len(y):
-        raise LandscapeError(f"{source}: {kx} has {len(x)} samples but {ky} has {len(y)}")
+    if num_samples(x) != len(y):
+        raise LandscapeError(f"{source}: {kx} has {num_samples(x)} samples but {ky} has {len(y)}")
     return x, y
 
 
@@ -144,15 +184,42 @@ def dataset_from_arrays(arrays: Mapping[str, Any], name: str, source: str) -> Da
     return _dataset(name, x, y, x_test, y_test)
 
 
+class NamedInputsDataset(Dataset):
+    """A Dataset whose inputs are a dict of tensors (`model(**inputs)`): no image metadata."""
+
+    @property
+    def in_channels(self) -> int:
+        return 0
+
+    @property
+    def image_size(self) -> int:
+        return 0
+
+    def meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "name": self.name, "split_seed": self.split_seed, "num_classes": self.num_classes,
+            "inputs": sorted(self.x_train), "n_train": num_samples(self.x_train),
+            "n_test": num_samples(self.x_test) if self.x_test is not None else 0,
+        }
+        meta.update(self.extra)
+        return meta
+
+
 def _dataset(
     name: str,
-    x: torch.Tensor,
+    x: Any,
     y: torch.Tensor,
-    x_test: torch.Tensor | None,
+    x_test: Any,
     y_test: torch.Tensor | None,
 ) -> Dataset:
     labels = [t for t in (y, y_test) if t is not None and not t.is_floating_point() and t.numel()]
     num_classes = int(max(int(t.max()) for t in labels) + 1) if labels else 0
+    if isinstance(x, Mapping):
+        return NamedInputsDataset(
+            name=name, x_train=x, y_train=y.contiguous(), x_test=x_test,
+            y_test=None if y_test is None else y_test.contiguous(), num_classes=num_classes,
+            normalization=None,
+        )
     return Dataset(
         name=name, x_train=x.contiguous(), y_train=y.contiguous(),
         x_test=None if x_test is None else x_test.contiguous(),
@@ -161,7 +228,11 @@ def _dataset(
     )
 
 
-def _check_same_inputs(x: torch.Tensor, x_test: torch.Tensor, name: str, test: str) -> None:
+def _check_same_inputs(x: Any, x_test: Any, name: str, test: str) -> None:
+    if isinstance(x, Mapping) or isinstance(x_test, Mapping):
+        if not (isinstance(x, Mapping) and isinstance(x_test, Mapping)) or set(x) != set(x_test):
+            raise LandscapeError(f"test inputs from {test} are not the named inputs of {name}")
+        return
     if tuple(x.shape[1:]) != tuple(x_test.shape[1:]):
         raise LandscapeError(
             f"test inputs from {test} have shape {tuple(x_test.shape[1:])} per sample, the train "

@@ -368,7 +368,7 @@ def test_bad_input_messages() -> None:
         return (out - t) ** 2
 
     msg = one_line_error(lambda: landscape.surface(model, (x, y), x="-1:1:3", loss=bad_loss))
-    assert "loss bad_loss returned shape (8, 2); expected a scalar mean or one value per sample ([8])" in msg
+    assert "loss bad_loss returned shape (8, 2); expected a scalar mean, one value per sample ([8]) or (sum, count)" in msg
     assert "is a int; expected (X, y)" in one_line_error(lambda: landscape.surface(model, 42))
     assert "or an import path package.module:factory" in one_line_error(lambda: landscape.surface("no_net", (x, y)))
     assert "unknown loss 'hinge'" in one_line_error(lambda: landscape.surface(model, (x, y), loss="hinge"))

@@ -252,3 +252,72 @@ def test_cpu_batch_size_keeps_the_largest_activation_near_4mb() -> None:
     assert _cache_batch_size(r20, torch.randn(1, 3, 32, 32), element_bytes=2) == 128  # bf16
     assert _cache_batch_size(create_model("densenet_bc40"), torch.randn(1, 3, 32, 32)) == 16
     assert _cache_batch_size(create_model("resnet20", in_channels=1), torch.randn(1, 1, 8, 8)) == 1024
+
+
+class _TiedLM(nn.Module):
+    """Embedding and output layer sharing one weight (as GPT-2's wte / lm_head), returning a
+    dict with the logits and a non-tensor entry (as a cache) or a plain tensor."""
+
+    def __init__(self, plain: bool = False) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, 6)
+        self.mid = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 11, bias=False)
+        self.head.weight = self.emb.weight
+        self.plain = plain
+
+    def forward(self, ids: torch.Tensor):  # noqa: ANN201
+        logits = self.head(torch.tanh(self.mid(self.emb(ids).mean(1))))
+        return logits if self.plain else {"logits": logits, "cache": object()}
+
+
+@pytest.mark.parametrize("plain, strategy, ppp", [(False, None, None), (True, "vmap", 3), (True, "sequential", None)])
+def test_tied_weights_move_once_and_structured_outputs_are_exact(plain: bool, strategy: str | None, ppp: int | None) -> None:
+    """A tied tensor is one direction entry (states too) and moves on every plan: the head sees
+    the moved embedding (before, the unmoved alias was copied over it); a dict output with a
+    non-tensor entry is planned sequentially and scored on its logits."""
+    from landscape.directions import direction_keys, tied_keys
+    from landscape.losses import cross_entropy
+
+    torch.manual_seed(0)
+    net = _TiedLM(plain).eval()
+    assert tied_keys(net) == {"head.weight": "emb.weight"}
+    assert "head.weight" not in direction_keys(net, "states")
+    d = random_directions(net, seed=1, dir_type="states", ignore="none")
+    assert d.extra["tied"] == {"head.weight": "emb.weight"} and "head.weight" not in d.x
+    ids, y = torch.randint(0, 11, (40, 5)), torch.randint(0, 11, (40,))
+    plan = plan_evaluation(net, torch.device("cpu"), 4, strategy=strategy, points_per_pass=ppp, sample=ids)
+    assert plan.strategy == (strategy or "sequential")
+    coords = np.array([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.4], [1.0, 1.0]])
+    got = PointEvaluator(net, d, {"train": (ids, y)}, plan)(coords)
+    for c, value in zip(coords, got["train_loss"]):
+        moved = _TiedLM(plain).eval()
+        state = point_state(net.state_dict(), d, float(c[0]), float(c[1]))
+        state["head.weight"] = state["emb.weight"]
+        moved.load_state_dict(state)
+        with torch.no_grad():
+            want = float(cross_entropy(moved(ids), y).mean())
+        assert value == pytest.approx(want, rel=1e-5)
+
+
+def test_hessian_operator_on_tied_weights() -> None:
+    """functional_call refused the tied pair ('got multiple values for keys ... tied'); the
+    Hessian's loss and a Hessian-vector product now run, the product matching autograd's."""
+    from landscape.hessian import HessianOperator
+    from landscape.losses import cross_entropy
+
+    torch.manual_seed(0)
+    net = _TiedLM(plain=True).eval()
+    ids, y = torch.randint(0, 11, (16, 5)), torch.randint(0, 11, (16,))
+    op = HessianOperator(net, ids, y)
+    with torch.no_grad():
+        assert op.loss() == pytest.approx(float(cross_entropy(net(ids), y).mean()), rel=1e-5)
+    v = torch.randn(op.dim, dtype=torch.float64)
+    hv = op.matvec(v)
+    named = dict(net.named_parameters())
+    params = [named[k] for k in op.keys]  # the covered ones (2+ dims by default)
+    loss = cross_entropy(net(ids), y).mean()
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    want = torch.cat([h.reshape(-1) for h in torch.autograd.grad(flat @ v.float(), params)])
+    torch.testing.assert_close(hv.float(), want, rtol=1e-3, atol=1e-5)

@@ -232,3 +232,22 @@ def test_torchscript_files_are_recognized(tmp_path: Path) -> None:
     assert is_torchscript(tmp_path / "m.ts")
     assert not is_torchscript(tmp_path / "sd.pt")
     assert not is_torchscript(tmp_path / "none.pt")
+
+
+def test_npz_of_named_inputs_is_a_dict_of_tensors(tmp_path: Path) -> None:
+    """A file without `x`: every array but the targets is an input keyword (model(**inputs));
+    `target` names the targets; `_test` arrays are the test split."""
+    ids, mask = np.arange(12).reshape(4, 3), np.ones((4, 3), dtype=np.int32)
+    np.savez(tmp_path / "tok.npz", input_ids=ids, attention_mask=mask, labels=ids * 2,
+             input_ids_test=ids[:2], attention_mask_test=mask[:2], labels_test=ids[:2])
+    ds = load_user_data(str(tmp_path / "tok.npz"), target="labels")
+    assert sorted(ds.x_train) == ["attention_mask", "input_ids"]
+    assert ds.x_train["attention_mask"].dtype == torch.int64
+    assert torch.equal(ds.y_train, torch.from_numpy(ids * 2))
+    assert torch.equal(ds.x_test["input_ids"], torch.from_numpy(ids[:2]))
+    assert ds.meta()["inputs"] == ["attention_mask", "input_ids"] and ds.meta()["n_test"] == 2
+    with pytest.raises(LandscapeError, match="has no targets array 'y' |has no arrays 'x' and 'y'"):
+        load_user_data(str(tmp_path / "tok.npz"))
+    np.savez(tmp_path / "uneven.npz", a=np.zeros((4, 2)), b=np.zeros((3, 2)), y=np.zeros(4, dtype=np.int64))
+    with pytest.raises(LandscapeError, match="differ in samples"):
+        load_user_data(str(tmp_path / "uneven.npz"))

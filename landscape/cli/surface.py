@@ -63,7 +63,15 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--bn", choices=("eval", "recompute"), default="eval",
                    help="BatchNorm with the checkpoint's statistics, or re-estimated per point")
     d.add_argument("--loss", default="cross_entropy",
-                   help="cross_entropy (default), mse, or package.module:fn (outputs, targets)")
+                   help="cross_entropy (default; on the logits of a ModelOutput or tuple), mse, "
+                   "next_token (a language model's shifted cross-entropy; targets -100 left out), "
+                   "or package.module:fn (outputs, targets)")
+    d.add_argument("--metric", default="auto",
+                   help="auto (accuracy with cross_entropy, else none), accuracy, none, or "
+                   "package.module:fn (outputs, targets) -> number correct")
+    d.add_argument("--target", default="y",
+                   help="the targets array of a --data file of named inputs (input_ids, "
+                   "attention_mask, ...: the model is called as model(**inputs)); default y")
     d.add_argument("--curvature", action="store_true",
                    help="also map the largest and smallest Hessian eigenvalue at every point")
     o = p.add_argument_group("output")
@@ -96,6 +104,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
         data_root=args.data_root,
         data_test=args.data_test,
         loss=args.loss,
+        metric=args.metric,
+        target=args.target,
         curvature=args.curvature,
         splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()),
         max_samples=args.max_samples,
