@@ -38,6 +38,8 @@ def describe(
         if isinstance(info.get("plan"), dict) and not as_json:
             plan = info.pop("plan")
             info.update(plan_summary(plan))
+        if isinstance(info.get("metrics"), dict) and not as_json:
+            info["metrics"] = _short_topology(info["metrics"])
     else:
         info = _checkpoint_summary(path, model, model_kwargs)
     if as_json:
@@ -68,6 +70,19 @@ def plan_summary(meta: dict[str, Any]) -> dict[str, str]:
     trial = values.get("trial")
     if isinstance(trial, dict):
         out["plan trial"] = _trial_line(trial)
+    return out
+
+
+def _short_topology(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The topology metrics (`landscape.topology`) folded into one `topology` line for text."""
+    from .topology import topology_line
+
+    line = topology_line(metrics)
+    if line is None:
+        return metrics
+    keys = ("local_minima", "persistence", "centre_basin_fraction", "centre_basin_level", "centre_basin_depth")
+    out = {k: v for k, v in metrics.items() if k not in keys}
+    out["topology"] = line
     return out
 
 
