@@ -12,7 +12,7 @@ weights), as in Li et al. (2018); `ignore="none"` covers every parameter.
 - `HessianOperator`: v -> H v; the eigenvalues and the trace come from `landscape.lanczos`
   (Lanczos with residual bounds, Hutchinson), which sees only these products.
 - `hessian_spectrum`: both for a model and data; `compute_hessian` is what `landscape hessian`
-  runs; `hessian_directions` gives the top eigenvectors as plotting directions.
+  runs; `landscape.hessian_directions` gives the top eigenvectors as plotting directions.
 
 Everything is deterministic given `seed`.
 
@@ -35,10 +35,10 @@ import torch
 from torch import nn
 
 from .cpu import guard_onednn
-from .directions import NORMS, Directions, direction_keys, normalize_direction
 from .errors import LandscapeError
 from .lanczos import LanczosResult, TraceResult, exact_trace, hutchinson_trace, lanczos
 from .losses import cross_entropy, mse, resolve_loss, sum_loss
+from .spectral_density import DensityConfig, SpectralDensity, spectral_density
 
 __all__ = [
     "HESSIAN_IGNORES",
@@ -53,7 +53,6 @@ __all__ = [
     "exact_trace",
     "hessian_spectrum",
     "compute_hessian",
-    "hessian_directions",
     "store_hessian",
 ]
 
@@ -231,6 +230,7 @@ class HessianResult:
     mean_loss: float | None = None
     vectors: torch.Tensor | None = None  # [top_k, n_params] (not serialized)
     min_vector: torch.Tensor | None = None
+    density: SpectralDensity | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,6 +250,8 @@ class HessianResult:
             out["trace_stderr"] = self.trace.stderr
             out["trace_samples"] = self.trace.samples
             out["trace_method"] = self.trace.method
+        if self.density is not None:
+            out["density"] = self.density.to_dict()
         out.update(
             lanczos_iterations=self.iterations,
             converged=bool(self.converged),
@@ -287,8 +289,10 @@ def hessian_spectrum(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     vectors: bool = False,
+    density: DensityConfig | None = None,
 ) -> HessianResult:
-    """Top eigenvalues, optionally the smallest and the trace, of the mean loss's Hessian on (x, y).
+    """Top eigenvalues, optionally the smallest, the trace and the spectral density (SLQ,
+    `landscape.spectral_density`) of the mean loss's Hessian on (x, y).
 
     Example:
         >>> r = hessian_spectrum(model, ds.x_train, ds.y_train, top_k=3, smallest=True, trace=True)
@@ -307,6 +311,10 @@ def hessian_spectrum(
             if exact
             else hutchinson_trace(op.matvec, op.dim, trace_samples, trace_tol, seed=seed, device=op.device)
         )
+    dens = None
+    if density is not None:
+        dens = spectral_density(op.matvec, op.dim, density.probes, density.steps, seed, density.sigma,
+                                density.points, op.device, torch.float64 if dtype == torch.float64 else torch.float32)
     return HessianResult(
         eigenvalues=[float(v) for v in res.values],
         residuals=[float(r) for r in res.residuals],
@@ -323,6 +331,7 @@ def hessian_spectrum(
         min_residual=res.min_residual,
         min_iterations=res.min_converged_at,
         trace=tr,
+        density=dens,
         hvps=op.hvps,
         seconds=time.perf_counter() - start,
         mean_loss=op.loss(),
@@ -360,6 +369,7 @@ class HessianConfig:
     ignore: str = "biasbn"
     loss: str = "cross_entropy"
     dtype: str = "float32"
+    density: DensityConfig | None = None  # the spectral density too (--density)
 
     def __post_init__(self) -> None:
         if self.split not in ("train", "test"):
@@ -407,7 +417,7 @@ def compute_hessian(cfg: HessianConfig) -> HessianResult:
     res = hessian_spectrum(
         model, x, y, cfg.top_k, cfg.smallest, cfg.trace, cfg.trace_samples, cfg.trace_tol,
         cfg.exact_trace, cfg.iters, cfg.tol, cfg.seed, cfg.loss, cfg.ignore, cfg.batch_size,
-        device, torch.float64 if cfg.dtype == "float64" else torch.float32,
+        device, torch.float64 if cfg.dtype == "float64" else torch.float32, density=cfg.density,
     )
     res.extra.update(
         checkpoint=str(cfg.ckpt),
@@ -452,66 +462,3 @@ def _store_hessian(surface: str | Path, result: HessianResult) -> dict[str, Any]
     metrics = surface_metrics(read_surface(surface))
     update_attrs(surface, {"metrics": metrics})
     return metrics
-
-
-# ---------------------------------------------------------------------------------------------
-# Hessian directions
-
-
-def hessian_directions(
-    model: nn.Module,
-    splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device | str = "cpu",
-    two_d: bool = True,
-    dir_type: str = "weights",
-    norm: str = "none",
-    ignore: str = "none",
-    seed: int = 0,
-    loss: Any = "cross_entropy",
-    tol: float = 1e-4,
-    max_iter: int = 150,
-    batch_size: int | None = None,
-) -> Directions:
-    """The top one or two Hessian eigenvectors (of the train split, or the first split) as directions.
-
-    Eigenvectors are unit vectors over the covered parameters (`ignore="none"`: every
-    parameter; `"biasbn"`: weights with 2+ dims), zero elsewhere (BatchNorm buffers under
-    `dir_type="states"`). `norm="filter"` (or `layer`, `weight`) then rescales their 2+ dim
-    tensors against the weights like random directions; 1-D tensors keep their eigenvector
-    entries. The eigenvalues and residuals are recorded in `extra`.
-    """
-    if norm not in NORMS:
-        raise LandscapeError(f"--norm {norm!r} is not one of {', '.join(NORMS)}")
-    split = "train" if "train" in splits else next(iter(splits))
-    x, y = splits[split]
-    op = HessianOperator(model, x, y, loss, ignore, batch_size, device)
-    res = lanczos(op.matvec, op.dim, 2 if two_d else 1, False, max_iter, tol, seed, op.device,
-                  torch.float32, vectors=True)
-    assert res.vectors is not None
-    keys = direction_keys(model, dir_type)
-    state = model.state_dict()
-    covered = set(op.keys)
-
-    def as_direction(vec: torch.Tensor) -> dict[str, torch.Tensor]:
-        parts = op.unflatten(vec.cpu())
-        out = {}
-        for k in keys:
-            w = state[k].detach().cpu()
-            d = parts[k].float() if k in covered else torch.zeros(w.shape)
-            if k in covered and w.dim() >= 2 and norm != "none":
-                d = normalize_direction(d, w.float(), norm)
-            out[k] = d.to(w.dtype)
-        return out
-
-    xd = as_direction(res.vectors[0])
-    yd = as_direction(res.vectors[1]) if two_d else None
-    extra = {
-        "eigenvalues": [float(v) for v in res.values],
-        "residuals": [float(r) for r in res.residuals],
-        "lanczos_iterations": res.iterations,
-        "hessian_params": "all" if ignore == "none" else "2d",
-        "hessian_split": split,
-        "hessian_samples": op.n,
-    }
-    return Directions(xd, yd, "hessian", dir_type, norm, ignore, int(seed), extra)
-

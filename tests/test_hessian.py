@@ -28,11 +28,11 @@ from landscape.hessian import (
     HessianConfig,
     HessianOperator,
     exact_trace,
-    hessian_directions,
     hessian_spectrum,
     hutchinson_trace,
     lanczos,
 )
+from landscape.hessian_directions import hessian_directions
 from landscape.storage import read_surface
 from landscape.train import TrainConfig, train
 

@@ -9,7 +9,9 @@ from . import finite_float, positive_float, positive_int
 
 PLOT_HELP = """draw a surface file (1D or 2D, auto-detected) into plots/
 
-Writes plots/<file stem>_<surf>_<kind>.png for each array and view, and prints the paths.
+Writes plots/<file stem>_<surf>_<kind>.png for each array and view, and prints the paths; a file
+holding the Hessian's eigenvalue density (`landscape hessian --density --store`) also gets
+plots/<file stem>_hessian_density.png (log density against eigenvalue; unless --surf is given).
 
 examples:
   landscape plot surfaces/resnet20.h5                                  (every view, every array)
@@ -105,6 +107,11 @@ def _run_plot(args: argparse.Namespace) -> int:
         vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log, zmax=args.zmax,
         trajectory=args.trajectory, on_skip=_note, zscale=args.zscale, minima=args.minima,
     )
+    if not args.surf:  # every view: the Hessian's density too, when the file stores one
+        from ..density_plot import save_density_plot
+
+        density_path = save_density_plot(surface, args.out, args.format, args.dpi)
+        paths += [density_path] if density_path is not None else []
     for path in paths:
         print(path)
     return 0
