@@ -103,8 +103,10 @@ def test_partial_grid_excluded_cells_connect_nothing() -> None:
     holes[::3, ::4] = False  # scattered uncomputed points (one is the minimum at x = 1)
     t = sublevel_topology(bowl, holes)
     assert len(t.basins) == 2 and t.basins[1].depth == pytest.approx(1.0, abs=0.05)
-    assert not np.isnan(sublevel_topology(np.full((3, 3), np.nan)).labels).any()
-    assert sublevel_topology(np.full((3, 3), np.nan)).basins == ()
+    empty = sublevel_topology(np.full((3, 3), np.nan))  # a net that diverged everywhere
+    assert empty.basins == () and (empty.labels == -1).all()
+    assert topology_metrics(np.full((3, 3), np.nan), np.ones((3, 3), bool), (1, 1)) == {
+        "local_minima": 0, "persistence": []}
 
 
 def test_topology_line_summarises_in_one_line() -> None:
