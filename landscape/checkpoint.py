@@ -180,6 +180,11 @@ def load_checkpoint(
         name = getattr(module, "original_name", None) or "torchscript"
         return Checkpoint(model=name, state_dict=state, path=str(path), source="torchscript")
     obj = _torch_load(path)
+    if isinstance(obj, dict) and obj.get("format") == "landscape-curve":  # landscape.curves.CURVE_FORMAT
+        raise LandscapeError(
+            f"{path} is a curve file (landscape connect), not a model checkpoint; evaluate it with "
+            "`landscape surface --curve`"
+        )
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         _check_fields(obj, path)
         ckpt = Checkpoint(

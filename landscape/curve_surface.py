@@ -231,9 +231,10 @@ def compute_curve_surface(cfg: CurveSurfaceConfig) -> Path:
             progress.close()
         surface = read_surface(out)
         metrics = surface_metrics(surface) | (_barrier_metrics(surface, cfg.splits) if grid.y is None else {})
+        seconds = time.perf_counter() - start
         run = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "points": done,
-               "seconds": round(time.perf_counter() - start, 4), "device": "cpu",
-               "threads": torch.get_num_threads()}
+               "seconds": round(seconds, 4), "points_per_second": round(done / seconds, 4) if seconds > 0 else 0.0,
+               "ranks": 1, "device": "cpu", "threads": torch.get_num_threads()}
         update_attrs(out, {"metrics": metrics}, append_run=run)
     return out
 

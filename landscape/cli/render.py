@@ -112,6 +112,10 @@ def _run_plot(args: argparse.Namespace) -> int:
 
         density_path = save_density_plot(surface, args.out, args.format, args.dpi)
         paths += [density_path] if density_path is not None else []
+        from ..curve_plot import save_curve_plot
+
+        curve_path = save_curve_plot(surface, args.out, args.format, args.dpi)  # a curve's surface
+        paths += [curve_path] if curve_path is not None else []
     for path in paths:
         print(path)
     return 0
