@@ -32,7 +32,7 @@ import torch
 
 from ._version import __version__
 from .checkpoint import build_model, file_sha256
-from .curves import Curve, barrier, curve_state, evaluate_point, load_curve
+from .curves import Curve, barrier, config_from_keywords, curve_state, evaluate_point, load_curve
 from .directions import Directions, point_weights
 from .errors import LandscapeError
 from .grid import Axis, Grid
@@ -184,13 +184,19 @@ def _barrier_metrics(surface: Any, splits: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def compute_curve_surface(cfg: CurveSurfaceConfig) -> Path:
-    """Evaluate (or resume) a curve's 1D profile or plane into a surface file; return its path."""
+def compute_curve_surface(curve: str | Path | CurveSurfaceConfig, **options: Any) -> Path:
+    """Evaluate (or resume) a curve's 1D profile or plane into a surface file; return its path.
+
+    Takes a `CurveSurfaceConfig`, or the curve file and its fields as keywords:
+
+        >>> landscape.compute_curve_surface("curve.pt", x="0:1:21", out="surfaces/curve.h5")  # doctest: +SKIP
+    """
     from .compute import select_splits
     from .data import dataset_for_checkpoint
     from .metrics import surface_metrics
     from .storage import SurfaceWriter, create_surface, open_surface, read_surface, update_attrs
 
+    cfg = curve if isinstance(curve, CurveSurfaceConfig) else config_from_keywords(CurveSurfaceConfig, curve=str(curve), **options)
     grid = _grid(cfg)
     curve = load_curve(cfg.curve, cfg.model)
     out = Path(cfg.out) if cfg.out else Path("surfaces") / f"{Path(cfg.curve).stem}{'_1d' if grid.y is None else ''}.h5"

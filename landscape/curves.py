@@ -60,6 +60,7 @@ __all__ = [
     "load_curve",
     "load_ends",
     "save_curve",
+    "config_from_keywords",
 ]
 
 CURVE_FORMAT = "landscape-curve"
@@ -302,9 +303,19 @@ def load_ends(ckpt: str, ckpt2: str, model: str | None = None) -> list[Checkpoin
     return ends
 
 
-def connect(cfg: ConnectConfig) -> Path:
-    """Train a curve between `cfg.ckpt` and `cfg.ckpt2` and write it to `cfg.out`; return the path."""
+def connect(ckpt: str | Path | ConnectConfig, ckpt2: str | Path | None = None, **options: Any) -> Path:
+    """Train a curve between two checkpoints and write the curve file; return its path.
+
+    Takes a `ConnectConfig`, or the two paths and its fields as keywords:
+
+        >>> landscape.connect("a.pt", "b.pt", out="curve.pt", kind="polychain", epochs=20)  # doctest: +SKIP
+    """
     from .data import dataset_for_checkpoint
+
+    cfg = ckpt if isinstance(ckpt, ConnectConfig) else config_from_keywords(ConnectConfig, ckpt=str(ckpt),
+                                                                    ckpt2=None if ckpt2 is None else str(ckpt2), **options)
+    if cfg.ckpt2 is None:
+        raise LandscapeError("connect needs two checkpoints: connect('a.pt', 'b.pt', out='curve.pt')")
 
     out = Path(cfg.out)
     _check_curve_output(out, (cfg.ckpt, cfg.ckpt2))
@@ -321,6 +332,17 @@ def connect(cfg: ConnectConfig) -> Path:
                   {"settings": settings, **record})
     curve.barriers = _barriers(curve, x, (x, y), cfg)
     return save_curve(curve, out)
+
+
+def config_from_keywords(kind: type, **fields: Any) -> Any:
+    """A config dataclass from keywords; an unknown one is named in one line."""
+    from dataclasses import fields as all_fields
+
+    known = {f.name for f in all_fields(kind)}
+    bad = [k for k in fields if k not in known]
+    if bad:
+        raise LandscapeError(f"{kind.__name__} has no option {bad[0]!r}; it takes {', '.join(sorted(known))}")
+    return kind(**fields)
 
 
 # --- the curve file -------------------------------------------------------------------------

@@ -115,9 +115,10 @@ def test_barrier_definition() -> None:
 
 @pytest.fixture(scope="module")
 def plane(curve_file: Path) -> Path:
-    return compute_curve_surface(CurveSurfaceConfig(
-        curve=str(curve_file), x="0:1:3", y="0:1:2", out=str(curve_file.parent / "plane.h5"), quiet=True,
-        splits=("train",)))
+    import landscape  # the notebook API: the curve file and keywords
+
+    return landscape.compute_curve_surface(curve_file, x="0:1:3", y="0:1:2", out=str(curve_file.parent / "plane.h5"),
+                                           quiet=True, splits=("train",))
 
 
 def test_plane_through_ends_and_bend(profile: Path, curve_file: Path, plane: Path) -> None:
@@ -166,6 +167,27 @@ def test_connect_is_deterministic_and_polychain_geometry(ends: tuple[Path, Path]
             torch.testing.assert_close(point[k], node[k], rtol=1e-6, atol=1e-6)
     moved = sum(float((c.bends[0][k] - (2 * wa[k] + wb[k]) / 3).abs().sum()) for k in wa)
     assert moved > 0  # training moved the bend off the line
+    # its plane passes through the ends and the mean of the two bends
+    out = compute_curve_surface(CurveSurfaceConfig(curve=str(tmp_path / "c0.pt"), x="0:1:2", y="0:1:2",
+                                                   splits=("train",), max_samples=64, quiet=True,
+                                                   out=str(tmp_path / "chain.h5")))
+    info = read_surface(out).attrs["curve"]
+    nodes = np.asarray(info["nodes"])
+    assert len(nodes) == 4 and info["kind"] == "polychain"
+    np.testing.assert_allclose(nodes[[0, -1]], [[0, 0], [1, 0]])
+    np.testing.assert_allclose(nodes[1:3].mean(0), [info["bend_x"], 1.0], atol=1e-6)
+
+
+def test_resume_and_other_settings(profile: Path, curve_file: Path) -> None:
+    """A rerun of the same profile has nothing to do and keeps the values; other settings on
+    the same file are refused (one line) and leave it as it was."""
+    before = read_surface(profile).arrays["train_loss"].copy()
+    cfg = CurveSurfaceConfig(curve=str(curve_file), x="0:1:11", out=str(profile), quiet=True)
+    compute_curve_surface(cfg)
+    np.testing.assert_array_equal(read_surface(profile).arrays["train_loss"], before)
+    with pytest.raises(LandscapeError, match="other settings"):
+        compute_curve_surface(CurveSurfaceConfig(curve=str(curve_file), x="0:1:5", out=str(profile), quiet=True))
+    np.testing.assert_array_equal(read_surface(profile).arrays["train_loss"], before)
 
 
 def test_curve_figures(run_cli, profile: Path, plane: Path, tmp_path: Path) -> None:  # noqa: ANN001
@@ -225,8 +247,9 @@ def test_refusals(run_cli, ends: tuple[Path, Path], curve_file: Path, tmp_path: 
 def test_changed_end_is_refused(run_cli, ends: tuple[Path, Path], curve_file: Path, tmp_path: Path) -> None:  # noqa: ANN001
     """A curve is defined relative to its ends: a replaced end checkpoint is named, not used."""
     a, b = (shutil.copy(p, tmp_path / p.name) for p in ends)
-    c = connect(ConnectConfig(ckpt=str(a), ckpt2=str(b), out=str(tmp_path / "c.pt"), epochs=1, max_samples=64,
-                              points=2, quiet=True))
+    import landscape
+
+    c = landscape.connect(a, b, out=str(tmp_path / "c.pt"), epochs=1, max_samples=64, points=2, quiet=True)
     shutil.copy(curve_file.parent / "b.pt", a)  # a now holds other weights
     _one_line_error(run_cli("surface", "--curve", c, "--x=0:1:3", "--quiet"), "has changed")
 

@@ -75,7 +75,7 @@ _NOT_WITH_CURVE = {
     "ckpt": None, "ckpt2": None, "ckpt3": None, "pca": (), "dirs": None, "same_dir": False,
     "dir_type": None, "norm": None, "ignore": None, "curvature": False, "precision": "fp32",
     "bn": "eval", "loss": "cross_entropy", "strategy": None, "points_per_pass": None,
-    "data_test": None, "comm": "auto",
+    "data_test": None, "comm": "auto", "seed": 0, "compile": "auto", "trial": "auto",
 }
 
 
