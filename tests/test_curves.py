@@ -7,6 +7,7 @@ weights built by hand from the curve file (`plain_reestimate_bn`, `plain_evaluat
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -268,3 +269,24 @@ def test_cli_connect_and_profile(run_cli, ends: tuple[Path, Path], tmp_path: Pat
     assert "train loss barrier: curve" in out
     s = read_surface(tmp_path / "p.h5")
     assert s.computed.all() and np.isfinite(s.arrays["line_train_loss"]).all()
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    (lambda d: d.update(version=99), "version 99"),
+    (lambda d: d.update(kind="spline"), "not a curve landscape writes"),
+    (lambda d: d.update(bends=[]), "not a curve landscape writes"),
+    (lambda d: d.update(model="os:system"), "os:system"),
+    (lambda d: d.update(ends="a.pt"), "'ends'"),
+    (lambda d: d["ends"][0].update(path="/nonexistent/a.pt"), "is missing"),
+    (lambda d: d["bends"][0].update({next(iter(d["bends"][0])): torch.zeros(3)}), "does not fit"),
+    (lambda d: d["bends"][0].pop(next(iter(d["bends"][0]))), "do not cover"),
+])
+def test_damaged_curve_file_is_refused_in_one_line(change, fragment: str, curve_file: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """Files are data: a hand-made or damaged curve file is named, never used or executed."""
+    raw = torch.load(curve_file, weights_only=True)
+    change(raw)
+    bad = tmp_path / "bad.pt"
+    torch.save(raw, bad)
+    with pytest.raises(LandscapeError, match=re.escape(fragment)):
+        compute_curve_surface(bad, x="0:1:2", out=str(tmp_path / "s.h5"), quiet=True)
+    assert not (tmp_path / "s.h5").exists()
