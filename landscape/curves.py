@@ -284,11 +284,15 @@ def _barriers(curve: Curve, bn_x: torch.Tensor, split: tuple[torch.Tensor, torch
     model = build_model(curve.ends[0])
     ts = [i / (cfg.points - 1) for i in range(cfg.points)]
     out: dict[str, Any] = {"split": "train", "t": ts}
-    for name, line in (("curve", False), ("line", True)):
-        losses = [evaluate_point(model, curve_state(curve, t, line), bn_x, {"train": split}, cfg.bn_batch_size)["train_loss"]
-                  for t in ts]
-        height, top = barrier(ts, losses)
-        out |= {f"{name}_loss": losses, f"{name}_barrier": height, f"{name}_barrier_t": top}
+    with Progress(2 * len(ts), desc="barriers", unit="pt", enabled=not cfg.quiet) as progress:
+        for name, line in (("curve", False), ("line", True)):
+            losses = []
+            for t in ts:
+                state = curve_state(curve, t, line)
+                losses.append(evaluate_point(model, state, bn_x, {"train": split}, cfg.bn_batch_size)["train_loss"])
+                progress.update()
+            height, top = barrier(ts, losses)
+            out |= {f"{name}_loss": losses, f"{name}_barrier": height, f"{name}_barrier_t": top}
     return out
 
 
