@@ -45,6 +45,11 @@ _EXPORTS = {
     "Directions": "directions",
     "Axis": "grid",
     "tune_host_allocator": "device",
+    # mode-connecting curves (docs/curves.md)
+    "connect": "curves",
+    "ConnectConfig": "curves",
+    "load_curve": "curves",
+    "compute_curve_surface": "curve_surface",
 }
 
 __all__ = ["__version__", "LandscapeError", *_EXPORTS]

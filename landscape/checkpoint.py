@@ -220,6 +220,11 @@ def _is_state(obj: object) -> bool:
 
 def _from_object(obj: Any, path: Path) -> Checkpoint:
     """The checkpoint a loaded object holds, by its layout (see docs/checkpoints.md)."""
+    if isinstance(obj, dict) and obj.get("format") == "landscape-curve":  # landscape.curves.CURVE_FORMAT
+        raise LandscapeError(
+            f"{path} is a curve file (landscape connect), not a model checkpoint; evaluate it with "
+            "`landscape surface --curve`"
+        )
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         _check_fields(obj, path)
         return Checkpoint(

@@ -12,7 +12,7 @@ weights), as in Li et al. (2018); `ignore="none"` covers every parameter.
 - `HessianOperator`: v -> H v; the eigenvalues and the trace come from `landscape.lanczos`
   (Lanczos with residual bounds, Hutchinson), which sees only these products.
 - `hessian_spectrum`: both for a model and data; `compute_hessian` is what `landscape hessian`
-  runs (`landscape.eigendirections` gives the top eigenvectors as plotting directions).
+  runs; `landscape.hessian_directions` gives the top eigenvectors as plotting directions.
 
 Everything is deterministic given `seed`.
 
@@ -41,6 +41,7 @@ from .errors import LandscapeError
 from .lanczos import LanczosResult, TraceResult, exact_trace, hutchinson_trace, lanczos
 from .losses import cross_entropy, mse, resolve_loss, sum_loss
 from .seeds import check_seed
+from .spectral_density import DensityConfig, SpectralDensity, spectral_density
 
 __all__ = [
     "HESSIAN_IGNORES",
@@ -245,6 +246,7 @@ class HessianResult:
     mean_loss: float | None = None
     vectors: torch.Tensor | None = None  # [top_k, n_params] (not serialized)
     min_vector: torch.Tensor | None = None
+    density: SpectralDensity | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -264,6 +266,8 @@ class HessianResult:
             out["trace_stderr"] = self.trace.stderr
             out["trace_samples"] = self.trace.samples
             out["trace_method"] = self.trace.method
+        if self.density is not None:
+            out["density"] = self.density.to_dict()
         out.update(
             lanczos_iterations=self.iterations,
             converged=bool(self.converged),
@@ -301,8 +305,10 @@ def hessian_spectrum(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     vectors: bool = False,
+    density: DensityConfig | None = None,
 ) -> HessianResult:
-    """Top eigenvalues, optionally the smallest and the trace, of the mean loss's Hessian on (x, y).
+    """Top eigenvalues, optionally the smallest, the trace and the spectral density (SLQ,
+    `landscape.spectral_density`) of the mean loss's Hessian on (x, y).
 
     Example:
         >>> r = hessian_spectrum(model, ds.x_train, ds.y_train, top_k=3, smallest=True, trace=True)
@@ -321,6 +327,10 @@ def hessian_spectrum(
             if exact
             else hutchinson_trace(op.matvec, op.dim, trace_samples, trace_tol, seed=seed, device=op.device)
         )
+    dens = None
+    if density is not None:
+        dens = spectral_density(op.matvec, op.dim, density.probes, density.steps, seed, density.sigma,
+                                density.points, op.device, torch.float64 if dtype == torch.float64 else torch.float32)
     return HessianResult(
         eigenvalues=[float(v) for v in res.values],
         residuals=[float(r) for r in res.residuals],
@@ -337,6 +347,7 @@ def hessian_spectrum(
         min_residual=res.min_residual,
         min_iterations=res.min_converged_at,
         trace=tr,
+        density=dens,
         hvps=op.hvps,
         seconds=time.perf_counter() - start,
         mean_loss=op.loss(),
@@ -376,6 +387,7 @@ class HessianConfig:
     ignore: str = "biasbn"
     loss: str = "cross_entropy"
     dtype: str = "float32"
+    density: DensityConfig | None = None  # the spectral density too (--density)
 
     def __post_init__(self) -> None:
         if self.split not in ("train", "test"):
@@ -425,7 +437,7 @@ def compute_hessian(cfg: HessianConfig) -> HessianResult:
     res = hessian_spectrum(
         model, x, y, cfg.top_k, cfg.smallest, cfg.trace, cfg.trace_samples, cfg.trace_tol,
         cfg.exact_trace, cfg.iters, cfg.tol, cfg.seed, cfg.loss, cfg.ignore, cfg.batch_size,
-        device, torch.float64 if cfg.dtype == "float64" else torch.float32,
+        device, torch.float64 if cfg.dtype == "float64" else torch.float32, density=cfg.density,
     )
     res.extra.update(
         checkpoint=str(cfg.ckpt),

@@ -41,6 +41,11 @@ def describe(
         if isinstance(info.get("plan"), dict) and not as_json:
             plan = info.pop("plan")
             info.update(plan_summary(plan))
+        if isinstance(info.get("metrics"), dict) and not as_json:
+            info["metrics"] = _short_topology(info["metrics"])
+        hess = info.get("hessian")
+        if isinstance(hess, dict) and isinstance(hess.get("density"), dict) and not as_json:
+            info["hessian"] = {**hess, "density": _density_line(hess["density"])}
     else:
         info = _checkpoint_summary(path, model, model_kwargs)
     if as_json:  # strict JSON: a NaN or infinity from a file is written as null
@@ -126,6 +131,28 @@ def plan_summary(meta: dict[str, Any]) -> dict[str, str]:
     if isinstance(trial, dict):
         out["plan trial"] = _trial_line(trial)
     return out
+
+
+def _short_topology(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The topology metrics (`landscape.topology`) folded into one `topology` line for text."""
+    from .topology import topology_line
+
+    line = topology_line(metrics)
+    if line is None:
+        return metrics
+    keys = ("local_minima", "persistence", "centre_basin_fraction", "centre_basin_level", "centre_basin_depth")
+    out = {k: v for k, v in metrics.items() if k not in keys}
+    out["topology"] = line
+    return out
+
+
+def _density_line(d: dict[str, Any]) -> str:
+    """A stored spectral density in a line (its nodes, weights and grid are for --json and plot)."""
+    support = d.get("support")
+    where = f", nodes {support[0]:.4g} .. {support[1]:.4g}" if isinstance(support, list) and len(support) == 2 else ""
+    sigma = d.get("sigma")
+    smooth = f", sigma {sigma:.3g}" if isinstance(sigma, (int, float)) else ""
+    return f"{d.get('probes', '?')} probes x {d.get('steps', '?')} Lanczos steps{where}{smooth}"
 
 
 def _trial_line(trial: dict[str, Any]) -> str:

@@ -27,7 +27,10 @@ import torch
 
 from .errors import LandscapeError
 
-__all__ = ["Matvec", "LanczosResult", "TraceResult", "lanczos", "hutchinson_trace", "exact_trace"]
+__all__ = [
+    "Matvec", "LanczosResult", "TraceResult", "lanczos", "lanczos_step", "tridiagonal", "hutchinson_trace",
+    "exact_trace",
+]
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,7 +63,8 @@ def _random_unit(dim: int, g: torch.Generator, device: torch.device, dtype: torc
     return v / v.norm()
 
 
-def _tridiagonal(alpha: Sequence[float], beta: Sequence[float]) -> np.ndarray:
+def tridiagonal(alpha: Sequence[float], beta: Sequence[float]) -> np.ndarray:
+    """The symmetric tridiagonal matrix T [m, m] with diagonal `alpha` and off-diagonal `beta`."""
     m = len(alpha)
     t = np.diag(np.asarray(alpha, dtype=np.float64))
     if m > 1:
@@ -119,20 +123,14 @@ def lanczos(
     matvecs = 0
     for j in range(max_iter):
         basis[j] = v
-        w = matvec(v).to(device, dtype)
+        a, w = lanczos_step(matvec, basis, j, beta)
         matvecs += 1
-        if not bool(torch.isfinite(w).all()):
+        if not (math.isfinite(a) and bool(torch.isfinite(w).all())):
             return _not_finite(top_k, smallest, j, matvecs)
-        a = float(torch.dot(w, v))
-        w = w - a * v
-        if j > 0:
-            w = w - beta[j - 1] * basis[j - 1]
-        for _ in range(2):  # full reorthogonalization against every basis vector so far
-            w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
         b = float(w.norm())
         alpha.append(a)
         m = j + 1
-        theta, s = np.linalg.eigh(_tridiagonal(alpha, beta))
+        theta, s = np.linalg.eigh(tridiagonal(alpha, beta))
         scale = max(float(np.abs(theta).max()), 1e-30)
         wanted = _wanted(len(theta), top_k, smallest)
         est = [b * abs(s[-1, i]) if i is not None else math.inf for i in wanted]
@@ -198,6 +196,24 @@ def _not_finite(top_k: int, smallest: bool, iterations: int, matvecs: int) -> La
     if smallest:
         out.min_value, out.min_residual, out.min_converged_at = nan, nan, iterations
     return out
+
+
+def lanczos_step(matvec: Matvec, basis: torch.Tensor, j: int, beta: Sequence[float]) -> tuple[float, torch.Tensor]:
+    """One Lanczos step from the unit vector basis[j]: (alpha_j, the next residual w).
+
+    w = H v_j - alpha_j v_j - beta_{j-1} v_{j-1}, then orthogonalized twice (classical
+    Gram-Schmidt) against every basis vector so far: full reorthogonalization, so the Ritz
+    values do not repeat ("ghosts") however many steps are taken. `basis` is [steps, dim].
+    """
+    v = basis[j]
+    w = matvec(v).to(basis.device, basis.dtype)
+    a = float(torch.dot(w, v))
+    w = w - a * v
+    if j > 0:
+        w = w - beta[j - 1] * basis[j - 1]
+    for _ in range(2):
+        w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
+    return a, w
 
 
 def _wanted(m: int, top_k: int, smallest: bool) -> list[int | None]:

@@ -17,6 +17,11 @@ Definitions (also in the README):
   convexity is real.
 - `top_eigenvalue`: the Hessian's largest eigenvalue at the centre (from `landscape hessian` or
   from the curvature map's centre point).
+- 2D only, the topology of the loss (`landscape.topology`, 8-connected, uncomputed and
+  non-finite points excluded): `local_minima`, `persistence` ([birth, death] of each basin
+  of the sublevel-set merge tree, death None for the deepest), `centre_basin_fraction`,
+  `centre_basin_level` and `centre_basin_depth` (the saddle where the centre's basin merges
+  into a deeper one, and its height above the basin's minimum; None in the deepest basin).
 
 The loss is the train loss when the surface has it, else the first loss array.
 """
@@ -104,6 +109,10 @@ def surface_metrics(surface: Any, margin: float = MARGIN, radii: tuple[float, ..
     finite = computed & np.isfinite(loss)
     in_basin = finite & (loss <= level)
     out["basin_fraction"] = float(in_basin.sum() / max(computed.sum(), 1))
+    if y is not None:
+        from .topology import topology_metrics
+
+        out.update(topology_metrics(loss, finite, (c[0], c[1])))
     if "max_eig" in arrays and "min_eig" in arrays:
         ratio = np.abs(arrays["min_eig"] / arrays["max_eig"])
         sel = in_basin & np.isfinite(ratio)

@@ -604,6 +604,7 @@ def save_plots(
     trajectory: bool = False,
     on_skip: Callable[[str], None] | None = None,
     zscale: str | None = None,
+    minima: bool = False,
 ) -> list[Path]:
     """Write every requested view to `out_dir/<file stem>_<surf>_<kind>.<fmt>`; return the paths.
 
@@ -612,6 +613,7 @@ def save_plots(
     (the net diverged everywhere) is skipped: `on_skip` gets a one-line note; without
     `on_skip`, `NothingToDraw` is raised. `zscale` (linear | log) is the 3D view's z; None: log
     for losses, linear otherwise (`views.default_zscale`); `log` forces log everywhere.
+    `minima`: mark the local minima on the 2D flat views of each loss (`topology_plot`).
     """
     from matplotlib.figure import Figure
 
@@ -671,7 +673,9 @@ def save_plots(
         return written
     for n in names:
         for k in _kinds(surface, kind, n):
-            save(view_figure(surface, n, k, trajectory=trajectory, zscale=zscale, **levels), f"{stem}_{n}_{k}")
+            fig = view_figure(surface, n, k, trajectory=trajectory, zscale=zscale,
+                              minima=minima and n.endswith("_loss"), **levels)
+            save(fig, f"{stem}_{n}_{k}")
     return written
 
 
@@ -695,9 +699,10 @@ RASTER_FACES = 2500  # a 51x51 3D mesh: rasterized in vector files (thousands of
 def view_figure(
     surface: Surface, surf: str, kind: str, *, vmin: float | None = None, vmax: float | None = None,
     vlevel: float | None = None, log: bool = False, zmax: float | None = None, trajectory: bool = False,
-    zscale: str | None = None,
+    zscale: str | None = None, minima: bool = False,
 ) -> Any:
-    """One figure of `landscape plot`: view `kind` of array `surf` of a 2D surface (a Figure)."""
+    """One figure of `landscape plot`: view `kind` of array `surf` of a 2D surface (a Figure);
+    `minima` marks the local minima on the flat views (contour, contourf, heatmap)."""
     from matplotlib.figure import Figure
 
     levels = {"vmin": vmin, "vmax": vmax, "vlevel": vlevel, "log": log, "zmax": zmax}
@@ -726,4 +731,8 @@ def view_figure(
             art = plot_contour(surface, surf, ax, filled=kind == "contourf", trajectory=trajectory, **levels)
         if kind != "contour":
             add_colorbar(fig, art, ax)
+        if minima:
+            from .topology_plot import plot_minima
+
+            plot_minima(surface, surf, ax)
     return fig

@@ -366,7 +366,7 @@ def make_directions(
     if kind == "hessian":
         if not data:
             raise LandscapeError("hessian directions need data= (the splits to take the Hessian on)")
-        from .eigendirections import hessian_directions
+        from .hessian_directions import hessian_directions
 
         return hessian_directions(
             net, data, torch.device(device), two_d=two_d, dir_type=dir_type, norm=norm or "none",

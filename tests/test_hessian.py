@@ -23,7 +23,7 @@ from torch.func import functional_call
 from landscape.checkpoint import build_model, load_checkpoint
 from landscape.compute import SurfaceConfig, compute_surface
 from landscape.data import load_dataset
-from landscape.eigendirections import hessian_directions
+from landscape.hessian_directions import hessian_directions
 from landscape.errors import LandscapeError
 from landscape.hessian import (
     HessianConfig,
@@ -33,6 +33,7 @@ from landscape.hessian import (
     hutchinson_trace,
     lanczos,
 )
+from landscape.hessian_directions import hessian_directions
 from landscape.storage import read_surface
 from landscape.train import TrainConfig, train
 

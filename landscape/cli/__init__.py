@@ -183,7 +183,7 @@ Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[a
 
 
 # command modules, in the order `--help` lists them; each has COMMANDS = [(name, help, add, run)]
-_MODULES = ("basic", "surface", "render", "hessian", "demo")
+_MODULES = ("basic", "surface", "curves", "render", "hessian", "demo")
 
 
 def _commands() -> list[Command]:

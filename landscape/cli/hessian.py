@@ -1,4 +1,4 @@
-"""`landscape hessian`: top eigenvalues, smallest eigenvalue and trace of the loss's Hessian."""
+"""`landscape hessian`: top eigenvalues, smallest eigenvalue, trace and eigenvalue density of the loss's Hessian."""
 
 from __future__ import annotations
 
@@ -7,17 +7,21 @@ import json
 
 from . import add_data_source, add_threads, nonneg_int, positive_float, positive_int, seed_int
 
-HELP = """top Hessian eigenvalues (Lanczos), the smallest one, and the trace (Hutchinson)
+HELP = """top Hessian eigenvalues (Lanczos), the smallest one, the trace (Hutchinson), the density (SLQ)
 
 The Hessian of the mean loss over all the chosen samples (default: the whole train split),
 over the weights with 2+ dimensions (--ignore none: every parameter), BatchNorm in eval mode.
 Each eigenvalue comes with its residual ||Hv - lambda v|| (a bound on its error) and the
-Lanczos iteration at which it converged; the trace with its standard error.
+Lanczos iteration at which it converged; the trace with its standard error. --density: the
+eigenvalue density by stochastic Lanczos quadrature (Rademacher probes, full reorthogonalization):
+nodes and weights per probe and a Gaussian-smoothed density (`landscape plot` draws it from a
+surface file it was stored in).
 
 examples:
   landscape hessian --ckpt ckpts/resnet20.pt
   landscape hessian --ckpt ckpts/resnet20.pt --top-k 3 --min --trace --json
   landscape hessian --ckpt ckpts/resnet20.pt --store surfaces/resnet20.h5
+  landscape hessian --ckpt ckpts/resnet20.pt --density --density-probes 10 --density-steps 80 --store surfaces/resnet20.h5
 """
 
 
@@ -56,7 +60,15 @@ def _add_hessian(p: argparse.ArgumentParser) -> None:
                    help="Lanczos iterations (Hessian-vector products), at most (default 100)")
     e.add_argument("--tol", type=positive_float, default=1e-3,
                    help="stop when every residual is below tol x the largest |eigenvalue| (default 1e-3)")
-    e.add_argument("--seed", type=seed_int, default=0, help="seed of the start and trace vectors (default 0)")
+    e.add_argument("--seed", type=seed_int, default=0, help="seed of the start, trace and density vectors (default 0)")
+    e.add_argument("--density", action="store_true",
+                   help="also the eigenvalue density (stochastic Lanczos quadrature)")
+    e.add_argument("--density-probes", type=positive_int, default=10,
+                   help="Rademacher probe vectors for the density (default 10)")
+    e.add_argument("--density-steps", type=positive_int, default=80,
+                   help="Lanczos steps per probe, with full reorthogonalization (default 80)")
+    e.add_argument("--density-sigma", type=positive_float, default=None,
+                   help="standard deviation of the Gaussian smoothing (default: 1%% of the nodes' range)")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="machine-readable output")
     o.add_argument("--store", default=None, metavar="SURF.h5",
@@ -84,6 +96,13 @@ def format_result(r: dict) -> str:
     if "trace" in r:
         how = "exact" if r["trace_method"] == "exact" else f"{r['trace_samples']} Rademacher vectors"
         lines.append(f"trace = {r['trace']:.6g} +- {r['trace_stderr']:.2g} (standard error; {how})")
+    if "density" in r:
+        d = r["density"]
+        lines.append(
+            f"density: {d['probes']} probes x {d['steps']} Lanczos steps, nodes {d['support'][0]:.6g} .. "
+            f"{d['support'][1]:.6g}, sigma {d['sigma']:.3g}; trace ~ {d['trace_estimate']:.6g}, "
+            f"||H||_F^2 ~ {d['frobenius_sq_estimate']:.6g}"
+        )
     state = "converged" if r["converged"] else f"NOT converged to tol {r['tol']:g} (raise --iters)"
     lines.append(
         f"Lanczos: {r['lanczos_iterations']} iterations, {state}; {r['hvps']} Hessian-vector "
@@ -94,6 +113,7 @@ def format_result(r: dict) -> str:
 
 def _run_hessian(args: argparse.Namespace) -> int:
     from ..hessian import HessianConfig, compute_hessian, store_hessian
+    from ..spectral_density import DensityConfig
 
     cfg = HessianConfig(
         ckpt=args.ckpt,
@@ -119,6 +139,8 @@ def _run_hessian(args: argparse.Namespace) -> int:
         ignore=args.ignore,
         loss=args.loss,
         dtype=args.dtype,
+        density=DensityConfig(args.density_probes, args.density_steps, args.density_sigma)
+        if args.density else None,
     )
     if args.store:  # fail before the long computation when the file is not a surface
         from ..storage import read_surface

@@ -9,7 +9,9 @@ from . import finite_float, positive_float, positive_int, watch_interval
 
 PLOT_HELP = """draw a surface file (1D or 2D, auto-detected) into plots/
 
-Writes plots/<file stem>_<surf>_<kind>.png for each array and view, and prints the paths.
+Writes plots/<file stem>_<surf>_<kind>.png for each array and view, and prints the paths; a file
+holding the Hessian's eigenvalue density (`landscape hessian --density --store`) also gets
+plots/<file stem>_hessian_density.png (log density against eigenvalue; unless --surf is given).
 
 examples:
   landscape plot surfaces/resnet20.h5                                  (every view, every array)
@@ -17,6 +19,7 @@ examples:
   landscape plot surfaces/resnet20.h5 --kind surface --zscale linear --zmax 10
   landscape plot surfaces/resnet20_pca.h5 --kind contour --trajectory
   landscape plot surfaces/resnet20.h5 --surf eig_ratio                 (|min/max| curvature map)
+  landscape plot surfaces/resnet20.h5 --kind contour --minima          (local minima, basin depths)
 """
 
 COMPARE_HELP = """one figure comparing surfaces on a shared scale (contours on top, 3D below)
@@ -75,6 +78,9 @@ def _add_plot(p: argparse.ArgumentParser) -> None:
     _add_levels(p)
     _add_scale(p)
     p.add_argument("--trajectory", action="store_true", help="overlay the projected training path (PCA files)")
+    p.add_argument("--minima", action="store_true",
+                   help="mark the local minima of each loss on the 2D views (star: the deepest; "
+                   "the others labelled with their depth below the saddle where they merge)")
     p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="file format (default png)")
     p.add_argument("--dpi", type=positive_int, default=150,
                    help="resolution of PNGs (default 150; at most 50 million pixels per figure)")
@@ -99,8 +105,17 @@ def _run_plot(args: argparse.Namespace) -> int:
     paths = save_plots(
         surface, args.out, args.surf, args.kind, args.format, args.dpi,
         vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log, zmax=args.zmax,
-        trajectory=args.trajectory, on_skip=_note, zscale=args.zscale,
+        trajectory=args.trajectory, on_skip=_note, zscale=args.zscale, minima=args.minima,
     )
+    if not args.surf:  # every view: the Hessian's density too, when the file stores one
+        from ..density_plot import save_density_plot
+
+        density_path = save_density_plot(surface, args.out, args.format, args.dpi)
+        paths += [density_path] if density_path is not None else []
+        from ..curve_plot import save_curve_plot
+
+        curve_path = save_curve_plot(surface, args.out, args.format, args.dpi)  # a curve's surface
+        paths += [curve_path] if curve_path is not None else []
     for path in paths:
         print(path)
     return 0

@@ -12,17 +12,21 @@ examples:
   landscape surface --ckpt ckpts/resnet20.pt --x=-1:1:51 --y=-1:1:51
   landscape surface --ckpt ckpts/resnet20.pt --x=-1:1:51                 (1D curve)
   landscape surface --ckpt a.pt --ckpt2 b.pt --x=-0.5:1.5:401             (interpolation)
+  landscape surface --curve curve.pt --x=0:1:21             (along a curve of landscape connect)
   mpirun -n 4 python scripts/surface.py --ckpt ckpts/resnet56.pt --x=-1:1:51 --y=-1:1:51
 """
 
 
 def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `landscape surface`; shared with `scripts/surface.py`."""
-    p.add_argument("--ckpt", required=True, help="checkpoint at the centre of the surface")
+    p.add_argument("--ckpt", default=None, help="checkpoint at the centre of the surface (required unless --curve)")
+    p.add_argument("--curve", default=None,
+                   help="a curve file of `landscape connect`: 1D along it (x = t, with the line beside "
+                   "it) or, with --y, on the plane through its ends and bend (docs/curves.md)")
     p.add_argument("--model", default=None, help="architecture, for bare state dicts")
     p.add_argument("--trust-torchscript", action="store_true",
                    help="allow a TorchScript --ckpt (it runs its own code to evaluate)")
-    p.add_argument("--x", default="-1:1:51", help="x grid MIN:MAX:NUM (default -1:1:51)")
+    p.add_argument("--x", default=None, help="x grid MIN:MAX:NUM (default -1:1:51; 0:1:21 with --curve)")
     p.add_argument("--y", default=None, help="y grid MIN:MAX:NUM (omit for a 1D curve)")
     g = p.add_argument_group("directions")
     g.add_argument("--dir-type", choices=("weights", "states"), default=None,
@@ -85,11 +89,16 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, imported lazily)
     """Build the SurfaceConfig from parsed options."""
     from ..compute import SurfaceConfig
+    from ..errors import LandscapeError
 
+    if getattr(args, "curve", None) is not None:
+        raise LandscapeError("--curve runs serially: use `landscape surface --curve FILE` (not scripts/surface.py)")
+    if args.ckpt is None:
+        raise LandscapeError("give --ckpt (the checkpoint at the centre), or --curve for a curve of landscape connect")
     return SurfaceConfig(
         ckpt=args.ckpt,
         model=args.model,
-        x=args.x,
+        x=args.x or "-1:1:51",
         y=args.y,
         dir_type=args.dir_type,
         norm=args.norm,
@@ -131,6 +140,10 @@ def run_surface(args: argparse.Namespace) -> int:
 
     from ..compute import compute_surface, config_warnings
 
+    if getattr(args, "curve", None) is not None:
+        from .curves import run_curve_surface
+
+        return run_curve_surface(args)
     cfg = config_from_args(args)
     for note in config_warnings(cfg):
         print(f"landscape surface: warning: {note}", file=sys.stderr)
