@@ -23,7 +23,6 @@ from torch.func import functional_call
 from landscape.checkpoint import build_model, load_checkpoint
 from landscape.compute import SurfaceConfig, compute_surface
 from landscape.data import load_dataset
-from landscape.hessian_directions import hessian_directions
 from landscape.errors import LandscapeError
 from landscape.hessian import (
     HessianConfig,
