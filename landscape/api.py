@@ -3,7 +3,7 @@
 `surface(model, data, ...)` is what `landscape surface` does, for a model and data already in
 memory. The model is an `nn.Module`, an import path `package.module:factory`, a registered
 name, a checkpoint file or a TorchScript file; the data are `(X, y)` tensors, a torch Dataset,
-a DataLoader (used as given, for inputs that are dicts or tuples), a `landscape.data.Dataset`,
+a DataLoader (used as given, for inputs that are dicts or tuples), a `landscape.data.sources.Dataset`,
 a dict of named splits, or a name / file / import path that `load_dataset` understands.
 
 With `out=None` the surface is computed in memory; with `out=path` it is written to an HDF5
@@ -12,9 +12,9 @@ result is a `Surface`: coordinates `x`, `y`, arrays `arrays["train_loss"]` ([nx]
 metadata `attrs` (model class, data, directions, loss) and `.plot()`, `.to_html()`;
 `write_surface(path, s)` saves one computed in memory.
 
-The separate steps are `load_model`, `make_directions` (both in `landscape.resolve`, which
+The separate steps are `load_model`, `make_directions` (both in `landscape.jobs.resolve`, which
 `landscape surface` uses too), `evaluate_points`, `write_surface` and `read_surface`. The job
-itself is built by `landscape.job.build_job` and run by `landscape.runner`, as for the CLI.
+itself is built by `landscape.jobs.job.build_job` and run by `landscape.jobs.runner`, as for the CLI.
 
 Example:
     >>> import torch, landscape
@@ -35,16 +35,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import storage
-from .device import resolve_device
-from .directions import Directions
-from .distributed import executor_for
+from .core.directions import Directions
+from .core.grid import Axis, Grid
+from .core.loss_surface import Surface
 from .errors import LandscapeError
-from .grid import Axis, Grid
-from .hooks import describe
-from .job import Engine, Plane, Provenance, Record, SurfaceJob, Target, build_job
-from .loss_surface import Surface
-from .resolve import (
+from .io import storage
+from .jobs.distributed import executor_for
+from .jobs.job import Engine, Plane, Provenance, Record, SurfaceJob, Target, build_job
+from .jobs.resolve import (
     AxisSpec,
     DataLike,
     LossLike,
@@ -59,8 +57,10 @@ from .resolve import (
     parse_axis,
     resolve_directions,
 )
-from .runner import compute_in_memory, make_evaluator, run_job
-from .waiting import warn_if_spinning
+from .jobs.runner import compute_in_memory, make_evaluator, run_job
+from .system.device import resolve_device
+from .system.hooks import describe
+from .system.waiting import warn_if_spinning
 
 __all__ = [
     "Surface",
@@ -112,7 +112,7 @@ def surface(
             checkpoint or a TorchScript file. Evaluated in eval mode (dropout off).
         data: `(X, y)` tensors or arrays (X may be a dict or tuple of tensors: the model is
             then called as `model(**X)` or `model(*X)`); a torch `Dataset`; a `DataLoader` of
-            `(inputs, targets)` batches, used as given; a `landscape.data.Dataset`; a dict of
+            `(inputs, targets)` batches, used as given; a `landscape.data.sources.Dataset`; a dict of
             named splits such as `{"train": (X, y), "test": loader}`; or a name, file or import
             path as on the command line (`"digits"`, `"data.npz"`, `"pkg.mod:factory"`).
             Single data become the split `train` (arrays `train_loss`, `train_acc`).
@@ -248,7 +248,7 @@ def write_surface(path: str | Path, surface: Any, directions: Directions | None 
         attrs.pop(key, None)
     seconds = arrays.pop("point_seconds", None)
     arrays.pop("point_rank", None)
-    from .lock import SurfaceLock
+    from .io.lock import SurfaceLock
 
     with SurfaceLock.acquire(Path(path)):  # never under a run that is writing this file
         path = storage.create_surface(path, grid, list(arrays), d, attrs, settings)

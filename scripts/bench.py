@@ -13,7 +13,7 @@ Measured in one run, on the same model, data and grid:
    points: its per-point cost does not depend on which point) against the engine on all points.
 4. plans chosen by measurement (`--plans-only` runs only this): resnet20 on 1,024 32x32x3 images
    over a 9x9 grid: the engine with default settings (its trial of candidate plans included in
-   its time), each candidate plan forced (`landscape.planning.candidate_plans`, evaluated over
+   its time), each candidate plan forced (`landscape.engine.planning.candidate_plans`, evaluated over
    every point by the evaluator, without the file writes), and the paper's algorithm.
 
 5. a busy machine (`--busy-only` runs only this): a resnet20 surface on digits computed by the
@@ -28,7 +28,7 @@ Measured in one run, on the same model, data and grid:
 
 The paper's algorithm runs in a fresh Python process, as its users run it; it is also timed in
 the benchmark's own process, which has the allocator setting every `landscape` command applies
-(`landscape.device.tune_host_allocator`), so that the ratios against both are printed.
+(`landscape.system.device.tune_host_allocator`), so that the ratios against both are printed.
 
 Usage: python scripts/bench.py [--quick] [--plans-only] [--busy-only] [--preview-only] [--json results.json]
 (the --*-only flags combine; without any, every section runs)
@@ -54,16 +54,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from landscape.cpu import cpu_info
-from landscape.device import tune_host_allocator
-from landscape.directions import Directions, random_directions
-from landscape.evaluate import PointEvaluator
-from landscape.grid import Axis, Grid, level_points, level_spacings, point_levels
-from landscape.job import Engine, Plane, Record, SurfaceJob, Target
+from landscape.core.directions import Directions, random_directions
+from landscape.core.grid import Axis, Grid, level_points, level_spacings, point_levels
+from landscape.core.preview import complete_level
+from landscape.engine.evaluate import PointEvaluator
+from landscape.engine.planning import candidate_plans
+from landscape.jobs.job import Engine, Plane, Record, SurfaceJob, Target
+from landscape.jobs.runner import run_job
 from landscape.models import create_model
-from landscape.planning import candidate_plans
-from landscape.preview import complete_level
-from landscape.runner import run_job
+from landscape.system.cpu import cpu_info
+from landscape.system.device import tune_host_allocator
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -347,7 +347,7 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM
 
 def _contention_ckpt(tmp: Path) -> Path:
     """resnet20 trained one epoch on digits (the surface's values do not matter, its cost does)."""
-    from landscape.train import TrainConfig, train
+    from landscape.jobs.train import TrainConfig, train
 
     out = tmp / "resnet20_digits.pt"
     train(TrainConfig(model="resnet20", data="digits", epochs=1, device="cpu", out=str(out), quiet=True))
@@ -356,7 +356,7 @@ def _contention_ckpt(tmp: Path) -> Path:
 
 # name -> (environment, --threads): "old" is what the issue measured against (all cores, OpenMP
 # threads spinning without limit), "spin" torch's plain defaults (GNU OpenMP spins 300,000 times
-# before it sleeps), "new" the command's own defaults (landscape.threads)
+# before it sleeps), "new" the command's own defaults (landscape.system.threads)
 _SETTINGS = {
     "old": ({"OMP_WAIT_POLICY": "ACTIVE"}, "all"),
     "spin": ({"GOMP_SPINCOUNT": "300000"}, "all"),
@@ -365,7 +365,7 @@ _SETTINGS = {
 _SETTINGS_TEXT = {
     "old": "old defaults (all cores, OMP_WAIT_POLICY=ACTIVE)",
     "spin": "torch's plain defaults (all cores, GNU OpenMP spin)",
-    "new": "new defaults (landscape.threads, PASSIVE)",
+    "new": "new defaults (landscape.system.threads, PASSIVE)",
 }
 
 

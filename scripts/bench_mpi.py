@@ -65,7 +65,7 @@ def timed(cmd: list[str]) -> float:
 
 
 def last_run(path: Path) -> dict:
-    from landscape.storage import read_surface
+    from landscape.io.storage import read_surface
 
     s = read_surface(path)
     run = dict(s.attrs["runs"][-1])
@@ -83,8 +83,8 @@ def paper_rank(ckpt: str, n: int, out: str, points: int) -> None:
     import h5py
     from mpi4py import MPI
 
-    from landscape.compute import SurfaceConfig, prepare_job
-    from landscape.evaluate import PointEvaluator, plan_evaluation
+    from landscape.engine.evaluate import PointEvaluator, plan_evaluation
+    from landscape.jobs.compute import SurfaceConfig, prepare_job
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -138,7 +138,7 @@ def paper_rank(ckpt: str, n: int, out: str, points: int) -> None:
 
 
 def make_checkpoint(tmp: Path) -> Path:
-    from landscape.train import TrainConfig, train
+    from landscape.jobs.train import TrainConfig, train
 
     out = tmp / "mlp_digits.pt"
     train(TrainConfig(model=MODEL, model_kwargs=dict(MODEL_KWARGS), data=DATA, epochs=3, seed=0,
@@ -212,7 +212,7 @@ def main() -> None:
             sys.exit(f"bench_mpi: the paper's algorithm failed:\n{proc.stderr[-2000:]}")
         paper = json.loads(proc.stdout.strip().splitlines()[-1])
 
-        from landscape.storage import read_surface
+        from landscape.io.storage import read_surface
 
         a, b = read_surface(serial_out), read_surface(mpi_out)
         rel = max(

@@ -11,7 +11,7 @@ held in device memory), measured on the device:
   fixed budget of seconds after one warm-up pass;
 - the paper's per-point loop (weights written into the model, a DataLoader from host memory:
   `scripts/bench.py`'s `paper_surface`), timed on a few points;
-- the plan the engine chooses (the real engine, `landscape.runner.run_job`, to a temporary file,
+- the plan the engine chooses (the real engine, `landscape.jobs.runner.run_job`, to a temporary file,
   whose `plan` attribute is read back) and its points per second;
 - two MPI ranks sharing the device (`mpiexec -n 2 scripts/surface.py`) against one rank.
 
@@ -47,14 +47,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import _cnn_data, _dirs, paper_surface  # noqa: E402  (the paper's loop and its data)
 
-from landscape.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
-from landscape.directions import Directions  # noqa: E402
-from landscape.evaluate import PointEvaluator  # noqa: E402
-from landscape.grid import Axis, Grid  # noqa: E402
-from landscape.job import Engine, Plane, Record, SurfaceJob, Target  # noqa: E402
+from landscape.core.directions import Directions  # noqa: E402
+from landscape.core.grid import Axis, Grid  # noqa: E402
+from landscape.engine.evaluate import PointEvaluator  # noqa: E402
+from landscape.engine.planning import EvalPlan, candidate_plans  # noqa: E402
+from landscape.io.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from landscape.jobs.job import Engine, Plane, Record, SurfaceJob, Target  # noqa: E402
+from landscape.jobs.runner import run_job  # noqa: E402
 from landscape.models import create_model  # noqa: E402
-from landscape.planning import EvalPlan, candidate_plans  # noqa: E402
-from landscape.runner import run_job  # noqa: E402
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 FP32_TOLERANCE = 1e-5

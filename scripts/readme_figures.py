@@ -10,7 +10,7 @@ surfaces/demo/batch/*.h5 and checkpoints, and writes plots/readme/):
 The figures are drawn at `README_DPI` (66), the resolution at which the README shows them at
 their natural size: a single view 3.9 in = 257 px wide (three side by side in a table) and the
 comparison of the demo's seven nets 12.1 in = 800 px wide, so every text is at least 9 px
-(`landscape.figure_style`; `tests/test_figures.py` checks these sizes).
+(`landscape.render.figure_style`; `tests/test_figures.py` checks these sizes).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from landscape.batch_study import BatchStudyConfig, render_batch
 from landscape.cli import Parser, positive_int
 from landscape.cli.edge import lenient_streams, run_command
-from landscape.comparison import save_comparison
-from landscape.demo import DEFAULT_NETS
 from landscape.errors import LandscapeError
-from landscape.figure_style import README_DPI
-from landscape.plotting import save_plots
-from landscape.storage import read_surface
+from landscape.io.storage import read_surface
+from landscape.render.comparison import save_comparison
+from landscape.render.figure_style import README_DPI
+from landscape.render.plotting import save_plots
+from landscape.studies.batch_study import BatchStudyConfig, render_batch
+from landscape.studies.demo import DEFAULT_NETS
 
 # (net, view) of each single figure in the README's table, left to right
 SINGLE_VIEWS = (("resnet20_noshort", "contour"), ("resnet56", "surface"), ("resnet56_noshort", "surface"))

@@ -50,8 +50,8 @@ CLI_CASES: tuple[tuple[str, tuple[str, ...], int], ...] = (
 
 API_SCRIPT = """
 import sys, numpy as np, torch, landscape
-from landscape.checkpoint import build_model, load_checkpoint
-from landscape.data import load_dataset
+from landscape.io.checkpoint import build_model, load_checkpoint
+from landscape.data.sources import load_dataset
 ckpt, out = sys.argv[1], sys.argv[2]
 torch.set_num_threads(1)
 net = build_model(load_checkpoint(ckpt))
@@ -66,8 +66,8 @@ landscape.surface(net, (ds.x_train[:200], ds.y_train[:200]), x="-1:1:11", loss="
 
 API_MPI_SCRIPT = """
 import sys, torch, landscape
-from landscape.checkpoint import build_model, load_checkpoint
-from landscape.data import load_dataset
+from landscape.io.checkpoint import build_model, load_checkpoint
+from landscape.data.sources import load_dataset
 ckpt, out = sys.argv[1], sys.argv[2]
 net = build_model(load_checkpoint(ckpt))
 ds = load_dataset("digits")

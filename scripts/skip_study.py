@@ -26,7 +26,8 @@ from pathlib import Path
 
 from landscape.cli import Parser, positive_float, positive_int
 from landscape.cli.edge import lenient_streams, run_command
-from landscape.demo import (
+from landscape.jobs.distributed import import_mpi, launched_under_mpi
+from landscape.studies.demo import (
     DemoConfig,
     format_table,
     net_hessian,
@@ -35,8 +36,7 @@ from landscape.demo import (
     table_rows,
     train_net,
 )
-from landscape.device import tune_host_allocator
-from landscape.distributed import import_mpi, launched_under_mpi
+from landscape.system.device import tune_host_allocator
 
 PROG = "skip_study.py"
 PAPER_NETS = (

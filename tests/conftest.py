@@ -189,7 +189,7 @@ def _train_tiny(
     out: Path, model: str, model_kwargs: dict, epochs: int, save_every: int = 0
 ) -> Path:
     """Train `model` on TINY_DATA (seed 0, CPU, quiet) into `out`."""
-    from landscape.train import TrainConfig, train
+    from landscape.jobs.train import TrainConfig, train
 
     config = TrainConfig(
         model=model,
@@ -210,7 +210,7 @@ def _train_tiny(
 def tiny_resnet_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`resnet8` (width 4) trained 2 epochs on digits, with snapshots epoch_0000..0002.pt.
 
-    The snapshots are in `landscape.train.snapshot_dir(path)`; epoch_0002.pt is the final
+    The snapshots are in `landscape.jobs.train.snapshot_dir(path)`; epoch_0002.pt is the final
     model. Treat all of them as read-only.
     """
     out = tmp_path_factory.mktemp("tiny_resnet") / "resnet8_digits.pt"
@@ -221,7 +221,7 @@ def tiny_resnet_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_traj_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`mlp` (hidden 16) trained 3 epochs on digits by `landscape train --save-every 1`.
 
-    The snapshots epoch_0000..0003.pt (for --pca) are in `landscape.train.snapshot_dir(path)`.
+    The snapshots epoch_0000..0003.pt (for --pca) are in `landscape.jobs.train.snapshot_dir(path)`.
     """
     import json
 
@@ -294,7 +294,7 @@ def plain_reestimate_bn(model: str, model_kwargs: dict, state: dict, x: torch.Te
 
 def digits_splits(max_samples: int | None = None) -> dict:
     """The digits train/test tensors (split seed 0), each cut to its first `max_samples`."""
-    from landscape.data import load_dataset
+    from landscape.data.sources import load_dataset
 
     ds = load_dataset("digits")
     n = max_samples

@@ -528,7 +528,7 @@ def test_command_hooks_bad_input(
     user_project: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, str], expected: str
 ) -> None:
     # what `landscape surface` runs, in this process (the command prints the message as is)
-    from landscape.compute import SurfaceConfig, compute_surface
+    from landscape.jobs.compute import SurfaceConfig, compute_surface
 
     monkeypatch.chdir(user_project)
     monkeypatch.setattr(sys, "path", list(sys.path))

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.checkpoint import (
+from landscape.errors import LandscapeError
+from landscape.io.checkpoint import (
     CHECKPOINT_FORMAT,
     Checkpoint,
     build_model,
@@ -18,7 +19,6 @@ from landscape.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from landscape.errors import LandscapeError
 from landscape.models import create_model
 
 FORMAT_KEYS = {

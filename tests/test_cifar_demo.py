@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.checkpoint import load_checkpoint
-from landscape.data import load_dataset, write_cifar_like
-from landscape.dataset import stratified_indices
-from landscape.demo import DemoConfig, study_config
+from landscape.data.dataset import stratified_indices
+from landscape.data.sources import load_dataset, write_cifar_like
+from landscape.io.checkpoint import load_checkpoint
 from landscape.models import create_model
-from landscape.study_inputs import CIFAR_NETS
+from landscape.studies.demo import DemoConfig, study_config
+from landscape.studies.study_inputs import CIFAR_NETS
 
 pytestmark = pytest.mark.slow
 

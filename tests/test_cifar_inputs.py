@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.data import CIFAR10_NORM, dataset_for_checkpoint, load_dataset, write_cifar_like
-from landscape.dataset import stratified_indices
+from landscape.data.dataset import stratified_indices
+from landscape.data.sources import (
+    CIFAR10_NORM,
+    dataset_for_checkpoint,
+    load_dataset,
+    write_cifar_like,
+)
 from landscape.errors import LandscapeError
 
 PAPER_MEAN = np.array([125.3, 123.0, 113.9]) / 255
@@ -86,7 +91,7 @@ def test_stratified_subset_keeps_each_class_share_exactly() -> None:
 
 
 def test_max_samples_subset_is_stratified_and_rebuilt_from_the_metadata(tmp_path: Path) -> None:
-    from landscape.data import dataset_from_meta
+    from landscape.data.sources import dataset_from_meta
 
     write_cifar_like(tmp_path, "cifar10", n_per_file=40)
     full = load_dataset("cifar10", root=tmp_path)
@@ -130,7 +135,7 @@ def test_a_memo_doubling_pickle_is_refused_fast_and_small(tmp_path: Path, entry:
     (base / "data_batch_1").write_bytes(bomb)
     code = (
         _HWM + "import time\n"
-        "from landscape.data import load_dataset\n"
+        "from landscape.data.sources import load_dataset\n"
         "from landscape.errors import LandscapeError\n"
         "t = time.perf_counter()\n"
         f"try:\n    load_dataset('cifar10', root={str(tmp_path)!r})\n"

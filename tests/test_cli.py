@@ -14,7 +14,7 @@ import torch
 from conftest import RunCli, cli_env, landscape_command
 
 import landscape
-from landscape.checkpoint import load_checkpoint
+from landscape.io.checkpoint import load_checkpoint
 from landscape.models import create_model, list_models
 
 HEAVY_MODULES = ("torch", "numpy", "h5py", "matplotlib", "sklearn", "plotly")

@@ -1,6 +1,6 @@
 """The CPU's instruction sets, the oneDNN fault on AVX2 kernels and the guard around it.
 
-The fault (landscape/cpu.py) corrupts the heap in the weight gradient of small strided 1x1
+The fault (landscape/system/cpu.py) corrupts the heap in the weight gradient of small strided 1x1
 convolutions with channels-last input when oneDNN runs AVX2 code. `ONEDNN_MAX_CPU_ISA=AVX2`
 makes an AVX-512 machine run the same kernels, so these tests exercise it on any x86 CPU.
 """
@@ -18,12 +18,12 @@ import pytest
 import torch
 from conftest import RESNET_MODEL, RESNET_MODEL_KWARGS, digits_splits, plain_evaluate
 
-from landscape.checkpoint import build_model, load_checkpoint
-from landscape.cpu import CpuInfo, affected_convs, onednn_safe, standard_layout
-from landscape.directions import point_state, random_directions
-from landscape.evaluate import PointEvaluator, plan_evaluation
+from landscape.core.directions import point_state, random_directions
+from landscape.engine.evaluate import PointEvaluator, plan_evaluation
+from landscape.io.checkpoint import build_model, load_checkpoint
+from landscape.jobs.train import _augment
 from landscape.models import create_model
-from landscape.train import _augment
+from landscape.system.cpu import CpuInfo, affected_convs, onednn_safe, standard_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -73,7 +73,7 @@ def test_affected_convs_are_the_small_strided_1x1_ones() -> None:
 
 GUARDED_GRADIENT = """
     import torch
-    from landscape.cpu import onednn_safe
+    from landscape.system.cpu import onednn_safe
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(4, 8, 1, stride=2, bias=False)
     for step in range(200):
@@ -125,7 +125,7 @@ def test_training_a_resnet_on_avx2_kernels_completes(tmp_path: Path) -> None:
     """
     code = """
         import sys, torch
-        import landscape.train as T
+        import landscape.jobs.train as T
         if sys.argv[1] == "channels-last":
             plain = T._augment
             T._augment = lambda x, kind, g: torch.empty_strided(x.shape, (64, 1, 8, 1)).copy_(plain(x, kind, g))

@@ -19,12 +19,12 @@ import torch
 from conftest import RunCli, cli_env, mpiexec_command, run_cli_here
 from test_hessian import dense_hessian
 
-from landscape.checkpoint import build_model, load_checkpoint
-from landscape.compute import SurfaceConfig, prepare_job
-from landscape.curvature import TOL, CurvatureEvaluator
-from landscape.data import load_dataset
-from landscape.storage import read_surface
-from landscape.train import TrainConfig, train
+from landscape.data.sources import load_dataset
+from landscape.io.checkpoint import build_model, load_checkpoint
+from landscape.io.storage import read_surface
+from landscape.jobs.compute import SurfaceConfig, prepare_job
+from landscape.jobs.curvature import TOL, CurvatureEvaluator
+from landscape.jobs.train import TrainConfig, train
 
 N = 40  # train samples the curvature is computed on
 GRID = ("--x=-1:1:3", "--y=-1:1:3")
@@ -130,7 +130,7 @@ def test_curvature_evaluator_with_batchnorm_and_moving_statistics(tmp_path: Path
     coords = np.array([[0.0, 0.0], [0.5, -1.0]])
     got = ev(coords)
     x, y = job.splits["train"]
-    from landscape.directions import point_state
+    from landscape.core.directions import point_state
 
     for (a, b), hi, lo in zip(coords, got["max_eig"], got["min_eig"]):
         state = point_state(job.model.state_dict(), job.directions, a, b)

@@ -16,10 +16,10 @@ import pytest
 import torch
 from conftest import digits_splits, plain_evaluate, plain_reestimate_bn
 
-from landscape.curve_surface import CurveSurfaceConfig, compute_curve_surface
-from landscape.curves import ConnectConfig, barrier, connect, curve_weights, load_curve
 from landscape.errors import LandscapeError
-from landscape.storage import read_directions, read_surface
+from landscape.io.storage import read_directions, read_surface
+from landscape.jobs.curve_surface import CurveSurfaceConfig, compute_curve_surface
+from landscape.jobs.curves import ConnectConfig, barrier, connect, curve_weights, load_curve
 
 MODEL, KWARGS = "resnet8", {"width": 4}
 BN_BATCH = 256  # CurveSurfaceConfig's and ConnectConfig's default
@@ -27,7 +27,7 @@ RTOL = 1e-5
 
 
 def _train(out: Path, seed: int, model: str = MODEL, kwargs: dict | None = None, epochs: int = 5) -> Path:
-    from landscape.train import TrainConfig, train
+    from landscape.jobs.train import TrainConfig, train
 
     train(TrainConfig(model=model, model_kwargs=dict(kwargs or KWARGS), data="digits", epochs=epochs,
                       seed=seed, device="cpu", out=str(out), quiet=True))
@@ -194,7 +194,7 @@ def test_resume_and_other_settings(profile: Path, curve_file: Path) -> None:
 def test_curve_figures(run_cli, profile: Path, plane: Path, tmp_path: Path) -> None:  # noqa: ANN001
     from matplotlib.figure import Figure
 
-    from landscape.curve_plot import plot_curve_nodes, plot_curve_profile
+    from landscape.render.curve_plot import plot_curve_nodes, plot_curve_profile
 
     s = read_surface(profile)
     drawn = plot_curve_profile(s, "train", Figure().add_subplot())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.data import (
+from landscape.data.sources import (
     CIFAR10_NORM,
     CIFAR100_NORM,
     DIGITS_NORM,

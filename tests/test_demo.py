@@ -8,15 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landscape.batch_study import (
+from landscape.errors import LandscapeError
+from landscape.io.checkpoint import load_checkpoint
+from landscape.io.storage import read_surface
+from landscape.studies.batch_study import (
     BATCH_COLUMNS,
     BatchStudyConfig,
     batch_runs,
     quick_batch_config,
     weight_norm,
 )
-from landscape.checkpoint import load_checkpoint
-from landscape.demo import (
+from landscape.studies.demo import (
     COLUMNS,
     QUICK_NETS,
     QUICK_TARGET_LOSS,
@@ -25,8 +27,6 @@ from landscape.demo import (
     table_rows,
     train_net,
 )
-from landscape.errors import LandscapeError
-from landscape.storage import read_surface
 
 pytestmark = pytest.mark.slow
 
@@ -206,7 +206,7 @@ def test_bad_batch_study_settings_are_one_line() -> None:
 
 @pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan"), float("inf")])
 def test_bad_convergence_criterion_is_one_line(bad: float) -> None:
-    from landscape.train import TrainConfig
+    from landscape.jobs.train import TrainConfig
 
     with pytest.raises(LandscapeError) as info:
         TrainConfig(target_loss=bad)

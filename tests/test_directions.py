@@ -8,8 +8,7 @@ import torch
 from conftest import RESNET_MODEL, RESNET_MODEL_KWARGS
 from torch import nn
 
-from landscape.checkpoint import build_model, load_checkpoint
-from landscape.directions import (
+from landscape.core.directions import (
     direction_keys,
     directions_from_tensors,
     interpolation_directions,
@@ -18,8 +17,9 @@ from landscape.directions import (
     random_directions,
 )
 from landscape.errors import LandscapeError
+from landscape.io.checkpoint import build_model, load_checkpoint
+from landscape.jobs.train import snapshot_dir
 from landscape.models import create_model
-from landscape.train import snapshot_dir
 
 
 def _resnet() -> nn.Module:

@@ -19,13 +19,13 @@ import pytest
 import torch
 from conftest import cli_env, landscape_command, mpiexec_command
 
-from landscape.checkpoint import load_checkpoint, save_checkpoint
 from landscape.cli import build_parser
 from landscape.cli.edge import DEBUG_ENV, run_command
+from landscape.engine.lanczos import lanczos
 from landscape.errors import LandscapeError
-from landscape.lanczos import lanczos
-from landscape.threads import CpuLimits, check_threads, omp_threads
-from landscape.train import TrainConfig
+from landscape.io.checkpoint import load_checkpoint, save_checkpoint
+from landscape.jobs.train import TrainConfig
+from landscape.system.threads import CpuLimits, check_threads, omp_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 SURFACE_PY = ROOT / "scripts" / "surface.py"
@@ -157,7 +157,7 @@ def test_out_of_range_numbers_are_refused(args: list[str], capsys: pytest.Captur
 
 def test_watch_settings_are_bounded_like_the_option() -> None:
     from landscape.cli import MAX_WATCH_INTERVAL
-    from landscape.watch import MAX_INTERVAL, WatchSettings
+    from landscape.render.watch import MAX_INTERVAL, WatchSettings
 
     assert MAX_WATCH_INTERVAL == MAX_INTERVAL
     for bad in (1e10, float("nan"), float("inf"), 0.0, -1.0):
@@ -311,7 +311,7 @@ def test_mpiexec_failure_on_one_rank_after_mpi_started_is_one_line(tiny_ckpt: Pa
 def test_no_numeric_option_takes_a_plain_int_or_float() -> None:
     """Every numeric option of every command uses a checked type (positive_float, seed_int, ...):
     a plain `float` takes nan and inf, a plain `int` any seed."""
-    checked_elsewhere = {("train", "--split-seed")}  # landscape.data checks it (0 to 2**32-1)
+    checked_elsewhere = {("train", "--split-seed")}  # landscape.data.sources checks it (0 to 2**32-1)
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, p in sub.choices.items():

@@ -10,10 +10,10 @@ import torch
 from conftest import assert_compiled_or_rejected, digits_splits, plain_evaluate, plain_reestimate_bn
 from torch import nn
 
-from landscape.checkpoint import Checkpoint, build_model, load_checkpoint
-from landscape.directions import Directions, point_state, random_directions
+from landscape.core.directions import Directions, point_state, random_directions
+from landscape.engine.evaluate import PointEvaluator, plan_evaluation
 from landscape.errors import LandscapeError
-from landscape.evaluate import PointEvaluator, plan_evaluation
+from landscape.io.checkpoint import Checkpoint, build_model, load_checkpoint
 
 CPU = torch.device("cpu")
 # uneven sample counts, so that no tested batch size divides them
@@ -192,7 +192,7 @@ def test_bf16_is_close_to_fp32(tiny_resnet_ckpt: Path, splits: dict) -> None:
 def test_compiled_runner_equals_eager_and_is_chosen_only_when_worth_it(
     tiny_resnet_ckpt: Path, splits: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import landscape.evaluate as ev_module
+    import landscape.engine.evaluate as ev_module
 
     ckpt = load_checkpoint(tiny_resnet_ckpt)
     model = build_model(ckpt)
@@ -214,7 +214,7 @@ def test_compiled_runner_equals_eager_and_is_chosen_only_when_worth_it(
 def test_compile_off_is_respected_and_a_disagreeing_compiled_model_is_dropped(
     tiny_resnet_ckpt: Path, splits: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import landscape.evaluate as ev_module
+    import landscape.engine.evaluate as ev_module
 
     model = build_model(load_checkpoint(tiny_resnet_ckpt))
     d = random_directions(model, seed=3)
@@ -244,8 +244,8 @@ def test_compile_off_is_respected_and_a_disagreeing_compiled_model_is_dropped(
 
 
 def test_cpu_batch_size_keeps_the_largest_activation_near_4mb() -> None:
+    from landscape.engine.planning import _cache_batch_size
     from landscape.models import create_model
-    from landscape.planning import _cache_batch_size
 
     r20 = create_model("resnet20")
     assert _cache_batch_size(r20, torch.randn(1, 3, 32, 32)) == 64  # 64 KB per image
@@ -276,8 +276,8 @@ def test_tied_weights_move_once_and_structured_outputs_are_exact(plain: bool, st
     """A tied tensor is one direction entry (states too) and moves on every plan: the head sees
     the moved embedding (before, the unmoved alias was copied over it); a dict output with a
     non-tensor entry is planned sequentially and scored on its logits."""
-    from landscape.directions import direction_keys, tied_keys
-    from landscape.losses import cross_entropy
+    from landscape.core.directions import direction_keys, tied_keys
+    from landscape.engine.losses import cross_entropy
 
     torch.manual_seed(0)
     net = _TiedLM(plain).eval()
@@ -303,8 +303,8 @@ def test_tied_weights_move_once_and_structured_outputs_are_exact(plain: bool, st
 def test_hessian_operator_on_tied_weights() -> None:
     """functional_call refused the tied pair ('got multiple values for keys ... tied'); the
     Hessian's loss and a Hessian-vector product now run, the product matching autograd's."""
-    from landscape.hessian import HessianOperator
-    from landscape.losses import cross_entropy
+    from landscape.engine.hessian import HessianOperator
+    from landscape.engine.losses import cross_entropy
 
     torch.manual_seed(0)
     net = _TiedLM(plain=True).eval()

@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.compute import SurfaceConfig, prepare_job
+from landscape.core.grid import Axis, Grid, level_breaks
 from landscape.errors import LandscapeError, describe_error, one_line
-from landscape.executor import (
+from landscape.io.storage import read_surface
+from landscape.jobs.compute import SurfaceConfig, prepare_job
+from landscape.jobs.executor import (
     ChunkQueue,
     ListSink,
     RunStats,
@@ -25,9 +27,7 @@ from landscape.executor import (
     Work,
     chunk_points,
 )
-from landscape.grid import Axis, Grid, level_breaks
-from landscape.runner import run_job
-from landscape.storage import read_surface
+from landscape.jobs.runner import run_job
 
 
 def test_serial_executor_gives_every_pending_index_once_in_order() -> None:
@@ -65,8 +65,8 @@ def test_job_is_frozen_and_steps_return_new_jobs(tiny_ckpt: Path, tmp_path: Path
 
 def test_settings_keys_are_the_same_for_the_cli_and_the_api(tiny_ckpt: Path, tmp_path: Path) -> None:
     import landscape
-    from landscape.checkpoint import build_model, load_checkpoint
-    from landscape.data import load_dataset
+    from landscape.data.sources import load_dataset
+    from landscape.io.checkpoint import build_model, load_checkpoint
 
     cli = prepare_job(SurfaceConfig(ckpt=str(tiny_ckpt), x="-1:1:3", y="-1:1:3", max_samples=50, quiet=True))
     ds = load_dataset("digits")

@@ -10,8 +10,8 @@ import pytest
 from test_plotting import bowl, make_surface, write_paper_surface
 
 from landscape.errors import LandscapeError
-from landscape.export import export_vtp
-from landscape.storage import read_surface
+from landscape.io.storage import read_surface
+from landscape.render.export import export_vtp
 
 
 def _parse(path: Path) -> dict[str, object]:

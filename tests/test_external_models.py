@@ -251,7 +251,7 @@ def test_model_output_loss_and_metric_in_the_api(tmp_path: Path) -> None:
     none = landscape.evaluate_points(net, landscape.make_directions(net, seed=3), (x, y), [[0.0, 0.0]], metric="none")
     assert set(none) == {"train_loss"}
     with pytest.raises(LandscapeError, match="no 'logits' tensor"):
-        landscape.losses.cross_entropy({"scores": out}, y)
+        landscape.engine.losses.cross_entropy({"scores": out}, y)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def test_model_output_loss_and_metric_in_the_api(tmp_path: Path) -> None:
 
 
 def _digits(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    from landscape.data import load_dataset
+    from landscape.data.sources import load_dataset
 
     ds = load_dataset("digits")
     return ds.x_train[:n], ds.y_train[:n]

@@ -20,14 +20,20 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
-from landscape.comparison import plot_comparison, save_comparison
-from landscape.directions import Directions
-from landscape.figure_style import CAMERA_AZIM, CAMERA_ELEV, CLIPPED_COLOR, PAD_INCHES, README_DPI
-from landscape.grid import Axis, Grid
-from landscape.metrics import surface_metrics
-from landscape.plotting import save_plots, view_figure
-from landscape.storage import Surface, SurfaceWriter, create_surface, read_surface, update_attrs
-from landscape.views import refine_grid
+from landscape.core.directions import Directions
+from landscape.core.grid import Axis, Grid
+from landscape.core.metrics import surface_metrics
+from landscape.io.storage import Surface, SurfaceWriter, create_surface, read_surface, update_attrs
+from landscape.render.comparison import plot_comparison, save_comparison
+from landscape.render.figure_style import (
+    CAMERA_AZIM,
+    CAMERA_ELEV,
+    CLIPPED_COLOR,
+    PAD_INCHES,
+    README_DPI,
+)
+from landscape.render.plotting import save_plots, view_figure
+from landscape.render.views import refine_grid
 
 MIN_FONT_PX = 9.0  # the smallest text a reader of the README can read comfortably
 # dpi of the README's commands and the width (px) at which the README shows each figure
@@ -256,7 +262,7 @@ def _readme_script():  # noqa: ANN202
 
 
 def test_one_command_regenerates_every_readme_figure_at_the_readme_size(tmp_path: Path) -> None:
-    from landscape.demo import DEFAULT_NETS
+    from landscape.studies.demo import DEFAULT_NETS
 
     script = _readme_script()
     surfaces = tmp_path / "surfaces" / "demo"

@@ -24,8 +24,8 @@ import torch
 import torch.serialization
 from torch import nn
 
-from landscape.checkpoint import build_model, load_checkpoint
 from landscape.errors import LandscapeError
+from landscape.io.checkpoint import build_model, load_checkpoint
 from landscape.models import create_model
 
 SMALL = {"in_channels": 1, "num_classes": 10, "width": 4}
@@ -199,7 +199,7 @@ def test_surface_from_the_papers_checkpoint_file(tmp_path: Path, net: str) -> No
     DIR` on a legacy, cuda-tagged, counter-less (DataParallel for resnet8) file gives a 3x3
     surface whose centre is plain PyTorch's loss of the source model on the inputs normalized
     with the paper's constants (the default for a file from the paper's code)."""
-    from landscape.data import write_cifar_like
+    from landscape.data.sources import write_cifar_like
 
     write_cifar_like(tmp_path / "cifar", "cifar10", n_per_file=4)
     if net == "resnet56":
@@ -275,7 +275,7 @@ def test_a_compressed_archive_is_refused_before_it_expands(tmp_path: Path) -> No
     (tmp_path / "big.pt").unlink()
     assert (tmp_path / "bomb.pt").stat().st_size < 1_000_000
     code = (
-        _HWM + "from landscape.info import describe\nfrom landscape.errors import LandscapeError\n"
+        _HWM + "from landscape.jobs.info import describe\nfrom landscape.errors import LandscapeError\n"
         f"try:\n    describe({str(tmp_path / 'bomb.pt')!r})\n"
         "except LandscapeError as e:\n    print('REFUSED', e)\n"
         "print(_hwm_kb())\n"
@@ -288,7 +288,7 @@ def test_a_compressed_archive_is_refused_before_it_expands(tmp_path: Path) -> No
 
 def test_interpolation_between_two_old_files(tmp_path: Path) -> None:
     """--ckpt2 with two paper-style files (no counters): the line's ends are the two models."""
-    from landscape.compute import SurfaceConfig, compute_surface
+    from landscape.jobs.compute import SurfaceConfig, compute_surface
 
     write = {}
     for seed in (0, 1):
@@ -296,14 +296,16 @@ def test_interpolation_between_two_old_files(tmp_path: Path) -> None:
         net = create_model("resnet8").eval()
         write[seed] = net
         save_as({"acc": 1.0, "epoch": 3, "state_dict": old_torch_state(net)}, tmp_path / f"m{seed}.t7", legacy=True)
-    from landscape.data import write_cifar_like
+    from landscape.data.sources import write_cifar_like
 
     write_cifar_like(tmp_path / "cifar", "cifar10", n_per_file=2)
     cfg = SurfaceConfig(ckpt=str(tmp_path / "m0.t7"), ckpt2=str(tmp_path / "m1.t7"), model="resnet8",
                         data="cifar10", data_root=str(tmp_path / "cifar"), x="0:1:2", splits=("train",),
                         out=str(tmp_path / "line.h5"), quiet=True)
     compute_surface(cfg)
-    from landscape.data import load_dataset  # the paper's constants: the files record no data set
+    from landscape.data.sources import (
+        load_dataset,  # the paper's constants: the files record no data set
+    )
 
     x = load_dataset("cifar10", root=tmp_path / "cifar", normalization="paper").x_train
     y = load_dataset("cifar10", root=tmp_path / "cifar").y_train
@@ -317,9 +319,9 @@ def test_interpolation_between_two_old_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("spec", "preset"), [(None, "paper"), ("landscape", None), ("0.5,0.25", "custom")])
 def test_the_normalization_is_stored_in_the_surface_file(tmp_path: Path, spec: str | None, preset: str | None) -> None:
-    from landscape.compute import SurfaceConfig, compute_surface
-    from landscape.data import write_cifar_like
-    from landscape.storage import read_surface
+    from landscape.data.sources import write_cifar_like
+    from landscape.io.storage import read_surface
+    from landscape.jobs.compute import SurfaceConfig, compute_surface
 
     torch.manual_seed(0)
     save_as({"acc": 1.0, "epoch": 3, "state_dict": old_torch_state(create_model("resnet8"))},

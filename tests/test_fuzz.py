@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from landscape.cli import main
+from landscape.core.grid import MAX_GRID_POINTS, Axis
 from landscape.errors import LandscapeError
-from landscape.grid import MAX_GRID_POINTS, Axis
-from landscape.schema import validate_surface
-from landscape.storage import read_surface
+from landscape.io.schema import validate_surface
+from landscape.io.storage import read_surface
 
 GRID = ["--x=-1:1:3", "--y=-1:1:3"]
 HOSTILE = "\x1b[2J\x1b[31mEVIL\x07\r\u202emodel\nsecond line"

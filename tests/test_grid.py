@@ -7,8 +7,15 @@ import itertools
 import numpy as np
 import pytest
 
+from landscape.core.grid import (
+    Axis,
+    Grid,
+    coarse_to_fine,
+    level_points,
+    level_spacings,
+    point_levels,
+)
 from landscape.errors import LandscapeError
-from landscape.grid import Axis, Grid, coarse_to_fine, level_points, level_spacings, point_levels
 
 
 def test_axis_parses_min_max_num() -> None:
@@ -144,9 +151,9 @@ def test_half_resolution_of_51x51_is_about_a_quarter_of_the_points() -> None:
 def test_the_order_examples_in_the_docstrings_hold() -> None:
     import doctest
 
-    import landscape.grid
-    import landscape.preview
+    import landscape.core.grid
+    import landscape.core.preview
 
-    for module in (landscape.grid, landscape.preview):
+    for module in (landscape.core.grid, landscape.core.preview):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__

@@ -20,11 +20,8 @@ from conftest import RunCli
 from torch import nn
 from torch.func import functional_call
 
-from landscape.checkpoint import build_model, load_checkpoint
-from landscape.compute import SurfaceConfig, compute_surface
-from landscape.data import load_dataset
-from landscape.errors import LandscapeError
-from landscape.hessian import (
+from landscape.data.sources import load_dataset
+from landscape.engine.hessian import (
     HessianConfig,
     HessianOperator,
     exact_trace,
@@ -32,9 +29,12 @@ from landscape.hessian import (
     hutchinson_trace,
     lanczos,
 )
-from landscape.hessian_directions import hessian_directions
-from landscape.storage import read_surface
-from landscape.train import TrainConfig, train
+from landscape.engine.hessian_directions import hessian_directions
+from landscape.errors import LandscapeError
+from landscape.io.checkpoint import build_model, load_checkpoint
+from landscape.io.storage import read_surface
+from landscape.jobs.compute import SurfaceConfig, compute_surface
+from landscape.jobs.train import TrainConfig, train
 
 N = 48  # samples
 XY = tuple[torch.Tensor, torch.Tensor]

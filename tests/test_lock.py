@@ -1,6 +1,6 @@
 """One writer per surface file: the lock module, and real concurrent runs of `landscape surface`.
 
-Unit tests drive `landscape.lock` with real lock files and real processes (a dead pid, a live
+Unit tests drive `landscape.io.lock` with real lock files and real processes (a dead pid, a live
 `sleep`, a reused pid); the end-to-end tests run the installed command twice on one file, kill
 a run with SIGKILL and resume it, interrupt one with SIGINT, and start two independent serial
 runs under mpich's `mpiexec -n 2`.
@@ -22,7 +22,7 @@ import pytest
 from conftest import cli_env, landscape_command, mpiexec_command
 
 from landscape.errors import LandscapeError
-from landscape.lock import Owner, SurfaceLock, is_stale, lock_path, process_start, read_owner
+from landscape.io.lock import Owner, SurfaceLock, is_stale, lock_path, process_start, read_owner
 
 # a grid big enough that a run lasts several seconds on a shared two-core machine
 BIG = ("--x=-1:1:61", "--y=-1:1:61")
@@ -259,7 +259,7 @@ def test_write_surface_in_python_respects_the_lock(tmp_path: Path,
     import numpy as np
 
     from landscape.api import write_surface
-    from landscape.storage import read_surface
+    from landscape.io.storage import read_surface
 
     class Plain:
         x, y = np.linspace(-1, 1, 3), None

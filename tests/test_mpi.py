@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 from conftest import cli_env, digits_splits, landscape_command, mpiexec_command, plain_evaluate
 
-from landscape.checkpoint import load_checkpoint
-from landscape.distributed import ChunkQueue, mpi_timeout, rank_threads, want_mpi
+from landscape.core.grid import level_points
+from landscape.core.preview import complete_level
 from landscape.errors import LandscapeError
-from landscape.grid import level_points
-from landscape.preview import complete_level
-from landscape.storage import read_directions, read_surface
+from landscape.io.checkpoint import load_checkpoint
+from landscape.io.storage import read_directions, read_surface
+from landscape.jobs.distributed import ChunkQueue, mpi_timeout, rank_threads, want_mpi
 
 SURFACE_PY = Path(__file__).resolve().parents[1] / "scripts" / "surface.py"
 # resnet8 (width 4, BatchNorm folded) on 300 digits: a few seconds of work on one core; the rule's
@@ -271,7 +271,7 @@ def test_vmap_model_under_launcher_auto_equals_plain_pytorch(tiny_ckpt: Path, tm
 
 @pytest.mark.mpi
 def test_curvature_maps_are_sharded_like_the_losses(tiny_ckpt: Path, tmp_path: Path) -> None:
-    from landscape.compute import SurfaceConfig, compute_surface
+    from landscape.jobs.compute import SurfaceConfig, compute_surface
 
     grid = dict(x="-1:1:12", y="-1:1:8", max_samples=300)
     serial = compute_surface(SurfaceConfig(ckpt=str(tiny_ckpt), out=str(tmp_path / "serial.h5"),
@@ -373,7 +373,7 @@ def failing_model(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     try:
         import failing_net
 
-        from landscape.checkpoint import Checkpoint, save_checkpoint
+        from landscape.io.checkpoint import Checkpoint, save_checkpoint
 
         ckpt = tmp_path / "failing.pt"
         save_checkpoint(Checkpoint(model="failing_net:make", state_dict=failing_net.make().state_dict()), ckpt)

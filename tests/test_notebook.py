@@ -14,8 +14,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import landscape  # noqa: E402
-from landscape.notebook import SurfacePlot  # noqa: E402
-from landscape.waiting import spin_warning, warn_if_spinning  # noqa: E402
+from landscape.render.notebook import SurfacePlot  # noqa: E402
+from landscape.system.waiting import spin_warning, warn_if_spinning  # noqa: E402
 
 
 @pytest.fixture(scope="module")

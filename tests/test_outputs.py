@@ -28,7 +28,7 @@ from conftest import cli_env, landscape_command
 
 from landscape.cli import main
 from landscape.errors import LandscapeError
-from landscape.outputs import atomic_write, check_output, file_kind
+from landscape.io.outputs import atomic_write, check_output, file_kind
 
 
 def _main(*args: str | os.PathLike[str], cwd: Path) -> tuple[int, str, str]:
@@ -63,7 +63,7 @@ def _temporaries(folder: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def surface_file(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2D surface (5x5, 50 samples): treat as read-only."""
-    from landscape.compute import SurfaceConfig, compute_surface
+    from landscape.jobs.compute import SurfaceConfig, compute_surface
 
     out = tmp_path_factory.mktemp("outputs") / "s.h5"
     compute_surface(SurfaceConfig(ckpt=str(tiny_ckpt), x="-1:1:5", y="-1:1:5", max_samples=50,

@@ -13,8 +13,8 @@ from torch import nn
 
 import landscape
 from landscape.errors import LandscapeError
-from landscape.info import describe
-from landscape.storage import read_surface
+from landscape.io.storage import read_surface
+from landscape.jobs.info import describe
 
 
 def _paper_direction_file(path: Path, model: nn.Module, two_d: bool = True) -> Path:
@@ -52,7 +52,7 @@ def _paper_surface(path: Path, values: np.ndarray, x: np.ndarray, y: np.ndarray)
 
 
 def test_compare_takes_a_paper_surface_beside_ours_without_allow_mismatch(tmp_path: Path) -> None:
-    from landscape.comparison import plot_comparison
+    from landscape.render.comparison import plot_comparison
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -71,7 +71,7 @@ def test_compare_takes_a_paper_surface_beside_ours_without_allow_mismatch(tmp_pa
 def test_the_time_estimate_uses_a_chunk_past_the_warm_up(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The first chunk pays the warm-up: 100 s/point there, 1 s/point after. The estimate comes
     after the second chunk, at its speed: 996 points left at 1 s each is about 17 min."""
-    from landscape.runner import FileSink
+    from landscape.jobs.runner import FileSink
 
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     landscape.surface(net, (torch.randn(8, 4), torch.randint(0, 3, (8,))), x="-1:1:5", out=tmp_path / "s.h5")

@@ -15,12 +15,13 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from landscape.comparison import plot_comparison
-from landscape.directions import Directions
+from landscape.core.directions import Directions
+from landscape.core.grid import Axis, Grid
+from landscape.core.metrics import surface_metrics
 from landscape.errors import LandscapeError
-from landscape.grid import Axis, Grid
-from landscape.metrics import surface_metrics
-from landscape.plotting import (
+from landscape.io.storage import SurfaceWriter, create_surface, read_surface, update_attrs
+from landscape.render.comparison import plot_comparison
+from landscape.render.plotting import (
     axis_label,
     contour_levels,
     plot_contour,
@@ -31,7 +32,6 @@ from landscape.plotting import (
     save_plots,
     surface_title,
 )
-from landscape.storage import SurfaceWriter, create_surface, read_surface, update_attrs
 
 # ---------------------------------------------------------------------------------------------
 # test surfaces (shared with test_report.py and test_export.py)

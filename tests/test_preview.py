@@ -17,18 +17,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from conftest import cli_env, landscape_command, run_cli_here
 
-from landscape.compute import SurfaceConfig, run_config
+from landscape.core.grid import level_points
+from landscape.core.loss_surface import Surface
+from landscape.core.preview import complete_level, preview, preview_note
 from landscape.errors import LandscapeError
-from landscape.executor import SerialExecutor, Work
-from landscape.grid import level_points
-from landscape.info import describe
-from landscape.loss_surface import Surface
-from landscape.plotting import plot_surface
-from landscape.preview import complete_level, preview, preview_note
-from landscape.report import report_html
-from landscape.storage import read_surface
-from landscape.views import partial_note
-from landscape.watch import WatchSettings, watch_report
+from landscape.io.storage import read_surface
+from landscape.jobs.compute import SurfaceConfig, run_config
+from landscape.jobs.executor import SerialExecutor, Work
+from landscape.jobs.info import describe
+from landscape.render.plotting import plot_surface
+from landscape.render.report import report_html
+from landscape.render.views import partial_note
+from landscape.render.watch import WatchSettings, watch_report
 
 GRID = {"x": "-1:1:9", "y": "-1:1:9", "max_samples": 64}  # levels: 2x2, 3x3, 5x5, 9x9 points
 

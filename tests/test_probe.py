@@ -15,8 +15,8 @@ import pytest
 from landscape import probe as probe_module
 from landscape.cli import main
 from landscape.errors import LandscapeError
-from landscape.probe import probe
-from landscape.storage import read_directions
+from landscape.io.probe import probe
+from landscape.io.storage import read_directions
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landscape.checkpoint import build_model, load_checkpoint
 from landscape.cli import main
-from landscape.compute import SurfaceConfig, config_warnings
-from landscape.directions import pca_directions
+from landscape.core.directions import pca_directions
 from landscape.errors import LandscapeError
-from landscape.train import snapshot_dir
+from landscape.io.checkpoint import build_model, load_checkpoint
+from landscape.jobs.compute import SurfaceConfig, config_warnings
+from landscape.jobs.train import snapshot_dir
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

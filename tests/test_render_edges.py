@@ -13,11 +13,12 @@ import torch
 from matplotlib.figure import Figure
 
 from landscape.cli import main
-from landscape.comparison import plot_comparison, save_comparison
-from landscape.directions import Directions
+from landscape.core.directions import Directions
+from landscape.core.grid import Axis, Grid
 from landscape.errors import LandscapeError
-from landscape.grid import Axis, Grid
-from landscape.plotting import (
+from landscape.io.storage import Surface, SurfaceWriter, create_surface, read_surface
+from landscape.render.comparison import plot_comparison, save_comparison
+from landscape.render.plotting import (
     MAX_LEVELS,
     NothingToDraw,
     as_drawable,
@@ -28,8 +29,7 @@ from landscape.plotting import (
     plot_surface3d,
     save_plots,
 )
-from landscape.report import report_figures, report_html
-from landscape.storage import Surface, SurfaceWriter, create_surface, read_surface
+from landscape.render.report import report_figures, report_html
 
 ARRAYS = ["train_loss", "train_acc", "test_loss", "test_acc"]
 Fill = Callable[[str, int], np.ndarray]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from test_plotting import bowl, make_surface, write_paper_surface
 
-from landscape.figure_style import CAMERA_AZIM, CAMERA_ELEV, camera_eye
-from landscape.report import report_figures, report_html
-from landscape.storage import read_surface
+from landscape.io.storage import read_surface
+from landscape.render.figure_style import CAMERA_AZIM, CAMERA_ELEV, camera_eye
+from landscape.render.report import report_figures, report_html
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -12,18 +12,18 @@ import pytest
 import torch
 
 from landscape.cli import main
-from landscape.directions import Directions
+from landscape.core.directions import Directions
+from landscape.core.grid import MAX_GRID_POINTS, Axis, Grid
 from landscape.errors import LandscapeError
-from landscape.grid import MAX_GRID_POINTS, Axis, Grid
-from landscape.info import surface_summary
-from landscape.runner import estimate_line, plan_line
-from landscape.storage import (
+from landscape.io.storage import (
     SurfaceWriter,
     create_surface,
     open_surface,
     read_surface,
 )
-from landscape.text import printable
+from landscape.jobs.info import surface_summary
+from landscape.jobs.runner import estimate_line, plan_line
+from landscape.system.text import printable
 
 ARRAYS = ["train_loss", "train_acc"]
 SETTINGS = {"grid": {"x": "-1:1:4", "y": "0:1:3"}}

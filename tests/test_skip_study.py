@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from conftest import cli_env, mpiexec_command
 
-from landscape.data import write_cifar_like
-from landscape.demo import format_table, table_rows
-from landscape.storage import read_surface
+from landscape.data.sources import write_cifar_like
+from landscape.io.storage import read_surface
+from landscape.studies.demo import format_table, table_rows
 
 STUDY_PY = Path(__file__).resolve().parents[1] / "scripts" / "skip_study.py"
 NETS = ("resnet20", "resnet20_noshort")

@@ -1,4 +1,4 @@
-"""The Hessian's spectral density (landscape.spectral_density, SLQ) against the exact spectrum of
+"""The Hessian's spectral density (landscape.engine.spectral_density, SLQ) against the exact spectrum of
 a full Hessian formed by torch.autograd.functional.hessian, and against PyHessian's density()."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import torch
 from conftest import RunCli
 from torch import nn
 
-from landscape.errors import LandscapeError
-from landscape.hessian import HessianOperator
-from landscape.spectral_density import (
+from landscape.engine.hessian import HessianOperator
+from landscape.engine.spectral_density import (
     DensityConfig,
     SpectralDensity,
     rademacher_probes,
     slq,
     spectral_density,
 )
+from landscape.errors import LandscapeError
 
 PROBES, STEPS = 30, 40
 
@@ -167,10 +167,10 @@ def test_against_pyhessian_density(tiny: tuple[nn.Module, torch.Tensor, torch.Te
 def test_hessian_density_command_stores_plots_and_summarises(run_cli: RunCli, tiny_ckpt: Path,
                                                              tmp_path: Path) -> None:
     """The command's stored density equals the API's on the same model, data and seed."""
-    from landscape.checkpoint import build_model, load_checkpoint
-    from landscape.data import load_dataset
-    from landscape.hessian import hessian_spectrum
-    from landscape.storage import read_surface
+    from landscape.data.sources import load_dataset
+    from landscape.engine.hessian import hessian_spectrum
+    from landscape.io.checkpoint import build_model, load_checkpoint
+    from landscape.io.storage import read_surface
 
     code, _, err = run_cli("surface", "--ckpt", tiny_ckpt, "--x=-1:1:3", "--y=-1:1:3",
                            "--max-samples", "50", "--out", "s.h5")
@@ -204,7 +204,7 @@ def test_hessian_density_command_stores_plots_and_summarises(run_cli: RunCli, ti
 def test_plot_density_draws_log_density_and_support(exact: tuple[HessianOperator, torch.Tensor, np.ndarray]) -> None:
     from matplotlib.figure import Figure
 
-    from landscape.density_plot import FLOOR, plot_density
+    from landscape.render.density_plot import FLOOR, plot_density
 
     op, _, lam = exact
     d = spectral_density(op.matvec, op.dim, 4, 20, seed=3)

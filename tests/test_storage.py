@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.directions import Directions
+from landscape.core.directions import Directions
+from landscape.core.grid import Axis, Grid
 from landscape.errors import LandscapeError
-from landscape.grid import Axis, Grid
-from landscape.info import surface_summary
-from landscape.storage import (
+from landscape.io.storage import (
     SURFACE_FORMAT,
     SURFACE_VERSION,
     SurfaceWriter,
@@ -28,6 +27,7 @@ from landscape.storage import (
     settings_difference,
     update_attrs,
 )
+from landscape.jobs.info import surface_summary
 
 ARRAYS = ["train_loss", "train_acc", "test_loss", "test_acc"]
 SETTINGS = {"grid": {"x": "-1:1:5", "y": "0:0.5:3"}, "directions": {"norm": "filter", "seed": 0}, "bn": "eval"}
@@ -161,7 +161,7 @@ def test_values_without_their_flags_are_still_pending(surface_file: Path) -> Non
 
 _READER = """
 import sys
-from landscape.storage import read_surface
+from landscape.io.storage import read_surface
 s = read_surface(sys.argv[1])
 print(s.done, float(s.arrays["train_loss"][4, 2]))
 """

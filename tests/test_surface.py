@@ -24,14 +24,14 @@ from conftest import (
     run_cli_here,
 )
 
-from landscape.checkpoint import load_checkpoint
-from landscape.compute import SurfaceConfig, compute_surface
-from landscape.data import load_dataset
-from landscape.directions import direction_keys, random_directions
-from landscape.info import describe
+from landscape.core.directions import direction_keys, random_directions
+from landscape.data.sources import load_dataset
+from landscape.io.checkpoint import load_checkpoint
+from landscape.io.storage import read_directions, read_surface
+from landscape.jobs.compute import SurfaceConfig, compute_surface
+from landscape.jobs.info import describe
+from landscape.jobs.train import snapshot_dir
 from landscape.models import create_model
-from landscape.storage import read_directions, read_surface
-from landscape.train import snapshot_dir
 
 ARRAYS = ("train_loss", "train_acc", "test_loss", "test_acc")
 

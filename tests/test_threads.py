@@ -18,8 +18,8 @@ import torch
 from conftest import cli_env, landscape_command
 
 from landscape.cli import thread_settings
-from landscape.mpi_env import rank_threads
-from landscape.threads import (
+from landscape.system.mpi_env import rank_threads
+from landscape.system.threads import (
     CpuLimits,
     cgroup_quota,
     default_threads,
@@ -140,8 +140,8 @@ def test_threads_option_reaches_the_run_record(tiny_ckpt: Path, tmp_path: Path) 
 
 
 def test_info_names_the_usable_cores() -> None:
-    from landscape.info import describe_machine
-    from landscape.threads import machine_cpus
+    from landscape.jobs.info import describe_machine
+    from landscape.system.threads import machine_cpus
 
     info = json.loads(describe_machine(as_json=True))
     assert info["cores"] == machine_cpus().describe() and info["cores"].endswith("usable")

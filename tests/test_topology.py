@@ -1,4 +1,4 @@
-"""Topology of a surface (landscape.topology): minima, persistence pairs, basins, on surfaces
+"""Topology of a surface (landscape.core.topology): minima, persistence pairs, basins, on surfaces
 whose minima and saddles are known exactly; gudhi's cubical persistence as an independent oracle."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 from conftest import RunCli
 from scipy import ndimage
 
+from landscape.core.loss_surface import Surface
+from landscape.core.topology import sublevel_topology, topology_line, topology_metrics
 from landscape.errors import LandscapeError
-from landscape.loss_surface import Surface
-from landscape.storage import read_surface
-from landscape.topology import sublevel_topology, topology_line, topology_metrics
+from landscape.io.storage import read_surface
 
 
 def _grid(n: int = 41, lim: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
@@ -147,8 +147,8 @@ def _double_well_surface() -> Surface:
 def test_plot_minima_marks_every_minimum_where_it_is() -> None:
     from matplotlib.figure import Figure
 
-    from landscape.plotting import plot_contour
-    from landscape.topology_plot import plot_minima
+    from landscape.render.plotting import plot_contour
+    from landscape.render.topology_plot import plot_minima
 
     s = _double_well_surface()
     ax = Figure().add_subplot()

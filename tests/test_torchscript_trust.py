@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 import landscape
-from landscape.checkpoint import load_checkpoint
 from landscape.errors import LandscapeError
+from landscape.io.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 

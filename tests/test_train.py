@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from conftest import TINY_EPOCHS, TINY_MODEL, TINY_MODEL_KWARGS
 from torch import nn
 
-from landscape.checkpoint import build_model, load_checkpoint
-from landscape.data import Dataset, load_dataset
+from landscape.data.sources import Dataset, load_dataset
 from landscape.errors import LandscapeError
+from landscape.io.checkpoint import build_model, load_checkpoint
+from landscape.jobs.train import TrainConfig, lr_at, snapshot_dir, train
 from landscape.models import create_model
-from landscape.train import TrainConfig, lr_at, snapshot_dir, train
 
 MLP = TrainConfig(
     model="mlp", model_kwargs={"hidden": 32}, data="digits", epochs=3, device="cpu", quiet=True

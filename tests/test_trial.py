@@ -10,13 +10,13 @@ import torch
 from conftest import RunCli, digits_splits, plain_evaluate
 
 from landscape import api
-from landscape.checkpoint import Checkpoint, build_model, load_checkpoint
-from landscape.directions import point_state, random_directions
-from landscape.evaluate import PointEvaluator
-from landscape.info import describe, plan_summary
+from landscape.core.directions import point_state, random_directions
+from landscape.engine.evaluate import PointEvaluator
+from landscape.engine.planning import candidate_plans, plan_evaluation
+from landscape.engine.trial import TrialEvaluator, TrialPolicy, trial_points
+from landscape.io.checkpoint import Checkpoint, build_model, load_checkpoint
+from landscape.jobs.info import describe, plan_summary
 from landscape.models import create_model
-from landscape.planning import candidate_plans, plan_evaluation
-from landscape.trial import TrialEvaluator, TrialPolicy, trial_points
 
 CPU = torch.device("cpu")
 COORDS = np.array([[0.0, 0.0], [0.5, -0.25], [-1.0, 1.0], [0.2, 0.9], [-0.7, 0.1]])

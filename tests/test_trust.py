@@ -209,7 +209,7 @@ def test_cifar_pickles_load_only_arrays(tmp_path: Path) -> None:
     """A CIFAR file that pickles a callable is refused before the callable runs."""
     import pickle
 
-    from landscape.data import load_dataset, write_cifar_like
+    from landscape.data.sources import load_dataset, write_cifar_like
     from landscape.errors import LandscapeError
 
     base = write_cifar_like(tmp_path, "cifar10", n_per_file=4)
@@ -230,7 +230,7 @@ def test_cifar_pickles_load_only_arrays(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_info_describes_torchscript_without_loading_it(tmp_path: Path) -> None:
     """A TorchScript archive is a model with its own code: `info` reads its zip directory only."""
-    from landscape.info import describe
+    from landscape.jobs.info import describe
 
     net = torch.nn.Sequential(torch.nn.Linear(4, 3))
     torch.jit.script(net).save(str(tmp_path / "m.pt"))

@@ -20,12 +20,12 @@ import pytest
 from test_plotting import make_surface
 
 from landscape.cli import main
+from landscape.core.grid import Axis
 from landscape.errors import LandscapeError
-from landscape.grid import Axis
-from landscape.lock import SurfaceLock
-from landscape.outputs import atomic_write
-from landscape.report import report_figures, report_html
-from landscape.storage import read_surface
+from landscape.io.lock import SurfaceLock
+from landscape.io.outputs import atomic_write
+from landscape.io.storage import read_surface
+from landscape.render.report import report_figures, report_html
 
 GRID = ["--x=-1:1:3", "--y=-1:1:3"]
 
@@ -129,7 +129,7 @@ def test_force_with_a_colliding_grid_keeps_the_good_file(
 _KILLED_WRITE = """
 import os, sys, time
 from pathlib import Path
-from landscape.outputs import atomic_write
+from landscape.io.outputs import atomic_write
 with atomic_write(Path(sys.argv[1])) as tmp:
     Path(tmp).write_bytes(b"x" * 100_000)
     if sys.argv[2] == "kill":

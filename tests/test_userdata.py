@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.data import Dataset, load_dataset
+from landscape.data.sources import Dataset, load_dataset
+from landscape.data.userdata import load_user_data
 from landscape.errors import LandscapeError
-from landscape.hooks import call_factory, import_object, is_torchscript
-from landscape.userdata import load_user_data
+from landscape.system.hooks import call_factory, import_object, is_torchscript
 
 FACTORIES = """
     import numpy as np
     import torch
 
-    from landscape.data import Dataset
+    from landscape.data.sources import Dataset
 
 
     def pair():

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from .._version import __version__
-from ..seeds import MAX_SEED, valid_seed
+from ..system.seeds import MAX_SEED, valid_seed
 from .edge import leave_failing, lenient_streams, run_command
 
 __all__ = [
@@ -81,7 +81,7 @@ def _number_type(
     return parse
 
 
-MAX_WATCH_INTERVAL = 3600.0  # = landscape.watch.MAX_INTERVAL (not imported: --help stays light)
+MAX_WATCH_INTERVAL = 3600.0  # = landscape.render.watch.MAX_INTERVAL (not imported: --help stays light)
 
 positive_int = _number_type("positive_int", int, lambda v: v >= 1, "a positive integer")
 nonneg_int = _number_type("nonneg_int", int, lambda v: v >= 0, "an integer >= 0")
@@ -101,7 +101,7 @@ watch_interval = _number_type(
 def add_data_source(group: argparse._ActionsContainer) -> None:
     """--data, --data-root, --data-test: the data set around a checkpoint (default: its own).
 
-    Shared by `surface` and `hessian`; `landscape.data.dataset_for_checkpoint` resolves them.
+    Shared by `surface` and `hessian`; `landscape.data.sources.dataset_for_checkpoint` resolves them.
     """
     group.add_argument("--data", default=None, help="data set (default: the checkpoint's own)")
     group.add_argument("--data-root", default=None, help="directory with CIFAR python-pickle files")
@@ -126,19 +126,19 @@ def thread_settings(threads: int | None, warn: Callable[[str], None] | None = No
 
     1. The environment: OMP_WAIT_POLICY=PASSIVE unless the user set it or GOMP_SPINCOUNT (GNU
        OpenMP reads it once, when torch loads it), and `threads` as OMP_NUM_THREADS (so it also
-       holds for MPI ranks and child processes); see `landscape.threads.thread_environment`.
+       holds for MPI ranks and child processes); see `landscape.system.threads.thread_environment`.
     2. torch's intra-op threads: `threads` (--threads), else OMP_NUM_THREADS when set, else the
-       cores this process may use (`landscape.threads.default_threads`). Under MPI, `layout_of`
+       cores this process may use (`landscape.system.threads.default_threads`). Under MPI, `layout_of`
        later gives each rank its share of the node.
 
-    `threads` above `landscape.threads.max_threads` is refused in one line (far too many crash
+    `threads` above `landscape.system.threads.max_threads` is refused in one line (far too many crash
     the OpenMP runtime); an OMP_NUM_THREADS that is not a sane count is dropped for the command,
     and `warn` is told why. Yields the thread count. Both are restored afterwards, as the
     command may run inside a longer-lived process (a test).
     """
     import os
 
-    from ..threads import (
+    from ..system.threads import (
         check_threads,
         default_threads,
         machine_cpus,
@@ -233,18 +233,18 @@ def run_parsed(prog: str, args: argparse.Namespace) -> int:
     threads first, before torch is imported (`thread_settings`, for the commands that take
     --threads), then the host allocator; any failure is one line. `scripts/surface.py` runs
     through here too."""
-    from ..mpi_env import launcher_rank
+    from ..system.mpi_env import launcher_rank
 
     def warn(text: str) -> None:
         if launcher_rank() == 0:  # every rank reads the same environment: one line is enough
-            from ..text import printable
+            from ..system.text import printable
 
             print(f"{prog}: warning: {printable(text)}", file=sys.stderr)
 
     def body() -> int:
         computes = hasattr(args, "threads")  # the commands that compute take --threads
         with thread_settings(args.threads, warn) if computes else contextlib.nullcontext():
-            from ..device import tune_host_allocator
+            from ..system.device import tune_host_allocator
 
             tune_host_allocator()  # process-wide, so here at the edge rather than in the library
             return int(args._run(args) or 0)

@@ -62,7 +62,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         help="training augmentation (auto: the data set's own: shift for digits, crop-flip for CIFAR)",
     )
     p.add_argument("--seed", type=seed_int, default=0, help="initialization and shuffling seed")
-    p.add_argument("--split-seed", type=int,  # its range (0 to 2**32-1) and message: landscape.data
+    p.add_argument("--split-seed", type=int,  # its range (0 to 2**32-1) and message: landscape.data.sources
                    default=0, help="seed of the digits train/test split")
     p.add_argument(
         "--save-every",
@@ -77,7 +77,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ..train import TrainConfig, train
+    from ..jobs.train import TrainConfig, train
 
     out = args.out or f"ckpts/{args.model.replace(':', '_').replace('.', '_')}.pt"
     config = TrainConfig(
@@ -126,7 +126,7 @@ def _add_info(p: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from ..info import describe, describe_machine
+    from ..jobs.info import describe, describe_machine
 
     if args.path is None:
         print(describe_machine(as_json=args.json))

@@ -49,8 +49,8 @@ def _add_connect(p: argparse.ArgumentParser) -> None:
 
 
 def _run_connect(args: argparse.Namespace) -> int:
-    from ..curves import ConnectConfig, connect, load_curve
     from ..errors import LandscapeError
+    from ..jobs.curves import ConnectConfig, connect, load_curve
 
     if args.data_test is not None:
         raise LandscapeError("--data-test has no effect on landscape connect (it trains on the train split); drop it")
@@ -81,9 +81,9 @@ _NOT_WITH_CURVE = {
 
 def run_curve_surface(args: argparse.Namespace) -> int:
     """`landscape surface --curve FILE`: the curve's 1D profile (with the line) or its plane."""
-    from ..curve_surface import CurveSurfaceConfig, compute_curve_surface
     from ..errors import LandscapeError
-    from ..storage import read_surface
+    from ..io.storage import read_surface
+    from ..jobs.curve_surface import CurveSurfaceConfig, compute_curve_surface
 
     given = [k for k, default in _NOT_WITH_CURVE.items() if getattr(args, k, default) not in (default, [])]
     if given:

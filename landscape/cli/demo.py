@@ -33,7 +33,7 @@ examples:
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    from ..demo import DEFAULT_NETS, STUDIES
+    from ..studies.demo import DEFAULT_NETS, STUDIES
 
     p.add_argument("--quick", action="store_true", help="3 nets, 3 epochs, 5x5 grid (what CI runs)")
     p.add_argument("--nets", nargs="+", default=list(DEFAULT_NETS), metavar="MODEL",
@@ -68,8 +68,8 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from ..demo import DemoConfig, run_demo
-    from ..study_inputs import parse_given
+    from ..studies.demo import DemoConfig, run_demo
+    from ..studies.study_inputs import parse_given
 
     cfg = DemoConfig(
         nets=tuple(args.nets), resolution=args.resolution, epochs=args.epochs, quick=args.quick,
@@ -80,8 +80,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
     )
     result = run_demo(cfg)
     if args.quiet:
-        from ..batch_study import format_batch_table
-        from ..demo import format_table
+        from ..studies.batch_study import format_batch_table
+        from ..studies.demo import format_table
 
         if result["rows"]:
             print(format_table(result["rows"]))

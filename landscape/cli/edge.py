@@ -57,7 +57,7 @@ def run_command(prog: str, body: Callable[[], int | None]) -> int:
 
 def _describe(prog: str, e: BaseException) -> tuple[int, str | None]:
     """(exit code, the one line to print or None) for an exception that reached the edge."""
-    from ..text import printable
+    from ..system.text import printable
 
     if isinstance(e, LandscapeError):
         # an MPI worker stopped by rank 0's error stays quiet: rank 0 prints it, once
@@ -68,7 +68,7 @@ def _describe(prog: str, e: BaseException) -> tuple[int, str | None]:
         _silence_stdout()
         return 0, None
     if isinstance(e, OSError):  # a file operation the library did not turn into a LandscapeError
-        from ..outputs import os_reason
+        from ..io.outputs import os_reason
 
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         return 2, f"{prog}: error: {printable(where + os_reason(e))}"
@@ -80,7 +80,7 @@ def _describe(prog: str, e: BaseException) -> tuple[int, str | None]:
 def leave_failing(line: str | None, code: int) -> None:
     """Print the one line of a failure; under a multi-rank MPI launcher, end this process so
     that the launcher ends every rank (never returns there). Elsewhere print and return."""
-    from ..mpi_env import launched_under_mpi, launcher_rank
+    from ..system.mpi_env import launched_under_mpi, launcher_rank
 
     if launched_under_mpi() <= 1:
         if line:
@@ -143,7 +143,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (a batch system's time limit, `kill`) ends a serial run like Ctrl-C, so that its
     `finally` blocks run: the surface file's lock is released and temporary files are removed.
     Under mpiexec SIGTERM is left as it is (an exception inside an MPI transfer could hang)."""
-    from ..mpi_env import launched_under_mpi
+    from ..system.mpi_env import launched_under_mpi
 
     try:
         old = None if launched_under_mpi() > 1 else signal.signal(signal.SIGTERM, _interrupt)

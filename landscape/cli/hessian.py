@@ -112,8 +112,8 @@ def format_result(r: dict) -> str:
 
 
 def _run_hessian(args: argparse.Namespace) -> int:
-    from ..hessian import HessianConfig, compute_hessian, store_hessian
-    from ..spectral_density import DensityConfig
+    from ..engine.hessian import HessianConfig, compute_hessian, store_hessian
+    from ..engine.spectral_density import DensityConfig
 
     cfg = HessianConfig(
         ckpt=args.ckpt,
@@ -143,7 +143,7 @@ def _run_hessian(args: argparse.Namespace) -> int:
         if args.density else None,
     )
     if args.store:  # fail before the long computation when the file is not a surface
-        from ..storage import read_surface
+        from ..io.storage import read_surface
 
         read_surface(args.store)
     result = compute_hessian(cfg)

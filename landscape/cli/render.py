@@ -89,15 +89,15 @@ def _add_plot(p: argparse.ArgumentParser) -> None:
 
 def _note(text: str) -> None:
     """A view skipped (nothing finite to draw): one line, and the command goes on."""
-    from ..text import printable
+    from ..system.text import printable
 
     print(f"note: {printable(text)}")
 
 
 def _run_plot(args: argparse.Namespace) -> int:
-    from ..plotting import save_plots
-    from ..preview import preview, preview_note
-    from ..storage import read_surface
+    from ..core.preview import preview, preview_note
+    from ..io.storage import read_surface
+    from ..render.plotting import save_plots
 
     surface = preview(read_surface(args.file))  # a file still being computed: its finest complete level
     if preview_note(surface):
@@ -108,11 +108,11 @@ def _run_plot(args: argparse.Namespace) -> int:
         trajectory=args.trajectory, on_skip=_note, zscale=args.zscale, minima=args.minima,
     )
     if not args.surf:  # every view: the Hessian's density too, when the file stores one
-        from ..density_plot import save_density_plot
+        from ..render.density_plot import save_density_plot
 
         density_path = save_density_plot(surface, args.out, args.format, args.dpi)
         paths += [density_path] if density_path is not None else []
-        from ..curve_plot import save_curve_plot
+        from ..render.curve_plot import save_curve_plot
 
         curve_path = save_curve_plot(surface, args.out, args.format, args.dpi)  # a curve's surface
         paths += [curve_path] if curve_path is not None else []
@@ -135,8 +135,8 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from ..comparison import save_comparison
-    from ..storage import read_surface
+    from ..io.storage import read_surface
+    from ..render.comparison import save_comparison
 
     surfaces = [read_surface(f) for f in args.files]
     out = args.out or str(Path("plots") / ("_vs_".join(Path(f).stem for f in args.files) + f"_{args.surf}.png"))
@@ -162,8 +162,8 @@ def _add_report(p: argparse.ArgumentParser) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from ..report import write_report
-    from ..storage import read_surface
+    from ..io.storage import read_surface
+    from ..render.report import write_report
 
     default = f"{Path(args.files[0]).stem}_report.html" if len(args.files) == 1 else "report.html"
     out = args.out or Path("plots") / default
@@ -172,7 +172,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
         raise LandscapeError("--interval is for --watch: add --watch, or leave --interval out")
     if args.watch:
-        from ..watch import WatchSettings, watch_report
+        from ..render.watch import WatchSettings, watch_report
 
         interval = 5.0 if args.interval is None else args.interval
         settings = WatchSettings(interval=interval, reload_seconds=max(1, round(interval)))
@@ -195,8 +195,8 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 
 def _run_export(args: argparse.Namespace) -> int:
     from ..errors import LandscapeError
-    from ..export import default_vtp_path, export_vtp
-    from ..storage import read_surface
+    from ..io.storage import read_surface
+    from ..render.export import default_vtp_path, export_vtp
 
     if not args.vtp:
         raise LandscapeError("choose an export format: --vtp (VTK PolyData for ParaView)")

@@ -88,8 +88,8 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, imported lazily)
     """Build the SurfaceConfig from parsed options."""
-    from ..compute import SurfaceConfig
     from ..errors import LandscapeError
+    from ..jobs.compute import SurfaceConfig
 
     if getattr(args, "curve", None) is not None:
         raise LandscapeError("--curve runs serially: use `landscape surface --curve FILE` (not scripts/surface.py)")
@@ -138,7 +138,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
 def run_surface(args: argparse.Namespace) -> int:
     import sys
 
-    from ..compute import compute_surface, config_warnings
+    from ..jobs.compute import compute_surface, config_warnings
 
     if getattr(args, "curve", None) is not None:
         from .curves import run_curve_surface

@@ -136,7 +136,10 @@ def _check_keywords(name: str, builder: ModelBuilder, kwargs: dict[str, Any]) ->
 
 
 def _create_from_import_path(path: str, kwargs: dict[str, Any]) -> nn.Module:
-    from landscape.hooks import call_factory, import_object  # shared with data and loss hooks
+    from landscape.system.hooks import (  # shared with data and loss hooks
+        call_factory,
+        import_object,
+    )
 
     factory = import_object(path, "model factory")
     model = call_factory(factory, f"model factory {path!r}", **kwargs)

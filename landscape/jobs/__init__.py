@@ -1,0 +1,1 @@
+"""Jobs: resolving inputs into a job, running it serially or over MPI, training, curvature maps, `info`."""

@@ -1,0 +1,388 @@
+"""The main job: skips versus no skips versus DenseNet, end to end, on the built-in data.
+
+`run_demo(DemoConfig())` trains (or reuses cached checkpoints of) ResNets with and without skip
+connections and a DenseNet, each to the same convergence criterion (train loss on the whole
+train split, eval mode, at most `target_loss`, checked after each epoch, with a cap of `epochs`;
+a net that cannot reach it stops at the cap and is reported as not converged), computes
+filter-normalized 2D surfaces over [-1, 1]^2 with train and test loss for each, the Hessian's
+extreme eigenvalues at each centre, a comparison figure, an interactive report, and a table of
+metrics read back from the surface files. Then the paper's second experiment, small against
+large batch (`landscape.studies.batch_study`).
+
+Example:
+    >>> result = run_demo(DemoConfig(quick=True))
+    >>> result["rows"][0]["converged"]  # doctest: +SKIP
+    'yes (3)'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import LandscapeError
+from .batch_study import BatchStudyConfig, run_batch_study
+
+__all__ = [
+    "DemoConfig", "DEFAULT_NETS", "QUICK_NETS", "run_demo", "train_net", "net_surface", "net_hessian",
+    "render", "format_table", "table_rows", "criterion_text", "batch_config", "STUDIES",
+]
+
+DEFAULT_NETS = (
+    "resnet20", "resnet20_noshort", "resnet56", "resnet56_noshort", "resnet110", "resnet110_noshort",
+    "densenet_bc40",
+)
+QUICK_NETS = ("resnet20", "resnet20_noshort", "densenet_bc40")
+STUDIES = ("all", "skips", "batch")
+QUICK_TARGET_LOSS = 0.5
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of `landscape demo` (the defaults take about 15 minutes on 2 CPU cores).
+
+    Why train loss <= 0.03 with a 40-epoch cap: measured, ResNet-20/56/110 reach it after 18 /
+    19 / 27 epochs and DenseNet-BC-40 after 10 (each ends at 0.017-0.030; the fixed 20 epochs
+    left ResNet-20/56/110 at 0.008 / 0.028 / 0.134), ResNet-56 without skips does not (1.3 at
+    the cap), and ResNet-110 stays at 0.023-0.03 once its learning rate drops, so 0.01 would
+    leave it "not met". Why 27x27: from the stage costs measured alone on 2 cores (a 25x25 surface takes
+    20 / 61 / 119 s for ResNet-20/56/110, 20 / 58 / 118 s without skips, 81 s for DenseNet),
+    training at the criterion ~160 s, Hessians ~140 s, the batch study ~60 s and figures ~5 s
+    leave ~540 s for surfaces: 27x27 (729 points) costs 477 s x 729/625 = 556 s, ~15 min in
+    all; 29x29 would cost 642 s (~17 min).
+    """
+
+    nets: tuple[str, ...] = DEFAULT_NETS  # on CIFAR: the paper's (`study_inputs.CIFAR_NETS`)
+    resolution: int | None = None  # 27 on digits, the paper's 51 on CIFAR
+    epochs: int = 40  # the cap when `target_loss` is set (the learning-rate schedule spans it)
+    target_loss: float | None = 0.03  # convergence criterion: eval-mode train loss, checked each epoch
+    study: str = "all"  # skips (the skip-connection comparison), batch (small vs large batch), all
+    batch_size: int = 64
+    lr: float = 0.1
+    quick: bool = False
+    data: str = "digits"
+    data_root: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    hessian_samples: int | None = None  # samples for the Hessian (None: the whole train split)
+    curvature: bool = False  # also map |min/max eigenvalue| over the grid (slow)
+    ckpt_dir: str = "ckpts/demo"
+    surface_dir: str = "surfaces/demo"
+    plot_dir: str = "plots"
+    quiet: bool = False
+    max_samples: int | None = None  # a seeded, class-stratified subset per split (CIFAR on a CPU)
+    normalization: str | None = None  # paper, landscape or MEAN,STD (the built-in image sets)
+    given: tuple[tuple[str, str], ...] = ()  # (net, checkpoint file) used instead of training net
+
+    def __post_init__(self) -> None:
+        if self.resolution is not None and (self.resolution < 3 or self.resolution % 2 == 0):
+            raise LandscapeError(
+                f"--resolution must be odd and at least 3 (so the grid has its centre), got {self.resolution}"
+            )
+        if not self.nets:
+            raise LandscapeError("--nets needs at least one model name")
+        if self.study not in STUDIES:
+            raise LandscapeError(f"--study {self.study!r} is not one of {', '.join(STUDIES)}")
+        if self.max_samples is not None and self.max_samples < 10:
+            raise LandscapeError(f"--max-samples must be at least 10 (a sample per class), got {self.max_samples}")
+
+
+def study_config(cfg: DemoConfig) -> DemoConfig:
+    """The defaults that depend on the data: the paper's nets at 51x51 on CIFAR (the nets given
+    with --ckpt are added), 27x27 on digits; on CIFAR-10 with a checkpoint from the paper's code
+    (it records no data set), the paper's normalization for every net, unless --normalization."""
+    from .study_inputs import foreign_given, study_defaults
+
+    nets, resolution = study_defaults(cfg.data)
+    if nets is None or cfg.nets != DEFAULT_NETS:
+        nets = cfg.nets
+    nets = tuple(nets) + tuple(n for n, _ in cfg.given if n not in nets)
+    norm = cfg.normalization
+    if norm is None and cfg.data == "cifar10" and foreign_given(cfg.given):
+        norm = "paper"
+    return replace(cfg, nets=nets, resolution=cfg.resolution or resolution or 27, normalization=norm)
+
+
+def quick_config(cfg: DemoConfig) -> DemoConfig:
+    """`--quick`: three nets, at most 3 epochs (criterion: train loss <= 0.5), a 5x5 grid, a
+    512-sample Hessian, and the batch study's quick variant (what CI runs)."""
+    nets = cfg.nets if cfg.nets != DEFAULT_NETS else QUICK_NETS + tuple(n for n, _ in cfg.given if n not in QUICK_NETS)
+    target = QUICK_TARGET_LOSS if cfg.target_loss is not None else None
+    return replace(
+        cfg, nets=nets, resolution=5, epochs=3, target_loss=target, hessian_samples=cfg.hessian_samples or 512,
+        ckpt_dir=cfg.ckpt_dir + "-quick", surface_dir=cfg.surface_dir + "-quick",
+    )
+
+
+def _stage(cfg: DemoConfig, text: str) -> None:
+    if not cfg.quiet:
+        print(f"\n== {text}", flush=True)
+
+
+def train_net(cfg: DemoConfig, net: str, ds: Any = None) -> tuple[Path, float]:
+    """Train `net` on `ds` (the study's data set), or reuse a cached checkpoint trained with
+    the same recipe on the same samples, or import the checkpoint given for it (`--ckpt`)."""
+    from ..io.checkpoint import load_checkpoint
+    from ..jobs.train import TrainConfig, same_recipe, train
+
+    path = Path(cfg.ckpt_dir) / f"{net}.pt"
+    given = dict(cfg.given).get(net)
+    if given is not None:
+        from .study_inputs import import_checkpoint
+
+        if not cfg.quiet:
+            print(f"using {given} for {net} (given with --ckpt; not trained here)", flush=True)
+        return import_checkpoint(given, net, ds if ds is not None else _dataset(cfg), path), 0.0
+    tcfg = TrainConfig(
+        model=net, data=cfg.data, data_root=cfg.data_root, epochs=cfg.epochs, seed=cfg.seed,
+        batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device, out=str(path), quiet=cfg.quiet,
+        target_loss=cfg.target_loss,
+    )
+    if path.exists():
+        try:  # the same recipe and the same convergence criterion, or it is retrained
+            ckpt = load_checkpoint(path)
+            same = (
+                ckpt.model == net
+                and same_recipe(ckpt.train, tcfg)
+                and ckpt.data.get("name") == cfg.data
+                and ckpt.data.get("max_samples") == cfg.max_samples
+                and (ds is None or ckpt.data.get("normalization") == ds.meta().get("normalization"))
+                and "imported_from" not in ckpt.train
+            )
+        except LandscapeError:
+            same = False
+        if same:
+            if not cfg.quiet:
+                print(f"reusing {path} (trained with the same recipe)", flush=True)
+            return path, 0.0
+    start = time.perf_counter()
+    train(tcfg, dataset=ds)
+    return path, time.perf_counter() - start
+
+
+def _dataset(cfg: DemoConfig) -> Any:
+    """The study's data set: `--max-samples` (stratified, seeded by --seed) and `--normalization`."""
+    from .study_inputs import study_dataset
+
+    return study_dataset(cfg.data, cfg.data_root, cfg.max_samples, cfg.seed, cfg.normalization)
+
+
+def net_surface(cfg: DemoConfig, net: str, ckpt: Path, comm: str = "serial") -> tuple[Path, float]:
+    """The filter-normalized 2D surface of one net over [-1, 1]^2 (resumed if it exists).
+
+    The job is prepared once: a file made with other settings (an older demo) is recomputed.
+    """
+    from ..jobs.compute import SurfaceConfig, run_or_recompute
+    from ..jobs.distributed import executor_for
+
+    out = Path(cfg.surface_dir) / f"{net}.h5"
+    spec = f"-1:1:{cfg.resolution}"
+    scfg = SurfaceConfig(
+        ckpt=str(ckpt), x=spec, y=spec, out=str(out), device=cfg.device, curvature=cfg.curvature,
+        comm=comm, quiet=cfg.quiet, data_root=cfg.data_root,
+    )
+
+    def say(text: str) -> None:
+        if not cfg.quiet:
+            print(text, flush=True)
+
+    start = time.perf_counter()
+    run_or_recompute(scfg, executor_for(comm), say)
+    return out, time.perf_counter() - start
+
+
+def net_hessian(cfg: DemoConfig, ckpt: Path, surface: Path) -> float:
+    """Top and smallest Hessian eigenvalue at the centre, stored into the surface file."""
+    from ..engine.hessian import HessianConfig, compute_hessian, store_hessian
+    from ..io.storage import read_surface
+
+    stored = read_surface(surface).attrs.get("hessian")
+    if isinstance(stored, dict) and stored.get("n_samples") == _hessian_n(cfg, ckpt):
+        return 0.0
+    start = time.perf_counter()
+    hcfg = HessianConfig(
+        ckpt=str(ckpt), top_k=1, smallest=True, max_samples=cfg.hessian_samples,
+        device=cfg.device, data_root=cfg.data_root, tol=1e-3 if not cfg.quick else 1e-2,
+        iters=100 if not cfg.quick else 30,
+    )
+    result = compute_hessian(hcfg)
+    store_hessian(surface, result)
+    if not cfg.quiet:
+        print(
+            f"hessian: lambda_max {result.eigenvalues[0]:.4g}, lambda_min {result.min_eigenvalue:.4g} "
+            f"({result.iterations} Lanczos iterations, {time.perf_counter() - start:.1f}s)",
+            flush=True,
+        )
+    return time.perf_counter() - start
+
+
+def _hessian_n(cfg: DemoConfig, ckpt: Path) -> int:
+    from ..io.checkpoint import load_checkpoint
+
+    n = int(load_checkpoint(ckpt).data.get("n_train", 0))
+    return min(n, cfg.hessian_samples) if cfg.hessian_samples else n
+
+
+COLUMNS = (
+    ("net", "net", "{}"),
+    ("converged", "converged (epochs)", "{}"),
+    ("test_err", "test err %", "{:.2f}"),
+    ("center_train_loss", "centre train loss", "{:.4f}"),
+    ("center_test_loss", "centre test loss", "{:.4f}"),
+    ("top_eigenvalue", "lambda_max", "{:.4g}"),
+    ("eig_ratio", "|lmin/lmax|", "{:.3f}"),
+    ("basin_width_x", "basin width x", "{:.3f}"),
+    ("basin_width_y", "basin width y", "{:.3f}"),
+    ("max_rise_r0.25", "rise r<=0.25", "{:.4g}"),
+    ("max_rise_r0.5", "rise r<=0.5", "{:.4g}"),
+    ("basin_fraction", "basin frac", "{:.3f}"),
+    ("flat_curvature_fraction", "flat curv frac", "{:.3f}"),
+)
+
+
+def table_rows(surfaces: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One row of metrics per surface file, read back from the files (never typed)."""
+    from ..io.storage import read_surface
+
+    rows = []
+    for path in surfaces:
+        s = read_surface(path)
+        m = dict(s.metrics)
+        hess = s.attrs.get("hessian") or {}
+        row: dict[str, Any] = {"net": s.attrs.get("model", Path(path).stem)}
+        trained = s.attrs.get("checkpoint_metrics") or {}
+        if isinstance(trained, dict) and "criterion_met" in trained:
+            met = "yes" if trained["criterion_met"] else "no"
+            row["converged"] = f"{met} ({int(trained['epochs_used'])})"
+        if "center_test_acc" in m:
+            row["test_err"] = 100.0 - m["center_test_acc"]
+        for key, *_ in COLUMNS[3:]:
+            if key in m and m[key] is not None:
+                row[key] = m[key]
+        if isinstance(hess, dict) and hess.get("eig_ratio") is not None:
+            row["eig_ratio"] = hess["eig_ratio"]
+        rows.append(row)
+    return rows
+
+
+def criterion_text(cfg: DemoConfig) -> str:
+    """The convergence criterion in words (printed above the table)."""
+    if cfg.target_loss is None:
+        return f"training: a fixed {cfg.epochs} epochs (no convergence criterion)"
+    return (
+        f"convergence criterion: train loss (whole train split, eval mode, checked after each epoch) "
+        f"<= {cfg.target_loss:g}, at most {cfg.epochs} epochs (the learning-rate schedule spans the cap)"
+    )
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table (columns with no values are left out)."""
+    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)]
+    cells = [[c[1] for c in cols]]
+    for r in rows:
+        cells.append([c[2].format(r[c[0]]) if c[0] in r else "-" for c in cols])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render(cfg: DemoConfig, surfaces: Sequence[Path]) -> tuple[list[Path], Path]:
+    """The comparison figure, a contour and a 3D view per net, and the HTML report."""
+    from ..io.storage import read_surface
+    from ..render.comparison import save_comparison
+    from ..render.plotting import save_plots
+    from ..render.report import write_report
+
+    read = [read_surface(p) for p in surfaces]
+    plot_dir = Path(cfg.plot_dir)
+    suffix = "-quick" if cfg.quick else ""
+    figures = [save_comparison(read, plot_dir / f"demo_compare{suffix}.png", surf="train_loss")]
+    for s in read:
+        for kind in ("contour", "surface"):
+            figures += save_plots(s, out_dir=plot_dir / f"demo{suffix}", surfs=["train_loss"], kind=kind)
+    return figures, write_report(read, plot_dir / f"report{suffix}.html")
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    """Run the whole study; return the table rows, the files written and the time per stage."""
+    cfg = study_config(cfg)
+    if cfg.quick:
+        cfg = quick_config(cfg)
+    from ..models import create_model
+
+    for net in cfg.nets:  # fail on a bad name before training anything
+        create_model(net)
+    result: dict[str, Any] = {"rows": [], "surfaces": [], "figures": [], "report": None, "timings": {}}
+    start = time.perf_counter()
+    if cfg.study in ("all", "skips"):
+        result = _skip_study(cfg)
+    if cfg.study in ("all", "batch"):
+        _stage(cfg, "the paper's second experiment: small against large batch, with and without weight decay")
+        result["batch"] = run_batch_study(batch_config(cfg))
+        result["figures"] = list(result["figures"]) + list(result["batch"]["figures"])
+    result["total_s"] = time.perf_counter() - start
+    if not cfg.quiet:
+        print(f"\ndemo total {result['total_s']:.0f}s", flush=True)
+    return result
+
+
+def batch_config(cfg: DemoConfig) -> BatchStudyConfig:
+    """The batch study's settings under the demo's (its files beside the demo's, in batch/)."""
+    return BatchStudyConfig(
+        data=cfg.data, data_root=cfg.data_root, device=cfg.device, seed=cfg.seed, quick=cfg.quick,
+        ckpt_dir=f"{cfg.ckpt_dir}/batch", surface_dir=f"{cfg.surface_dir}/batch", plot_dir=cfg.plot_dir,
+        quiet=cfg.quiet,
+    )
+
+
+def _say_estimate(cfg: DemoConfig, ds: Any) -> None:
+    """On CIFAR without a GPU: how long the study will take, measured, and how to shorten it."""
+    from ..system.device import resolve_device
+    from .study_inputs import cpu_estimate
+
+    device = resolve_device(cfg.device)
+    if cfg.quiet or cfg.data not in ("cifar10", "cifar100") or device.type == "cuda":
+        return
+    nets = tuple(n for n in cfg.nets if n not in dict(cfg.given))
+    print(cpu_estimate(nets or cfg.nets, ds, cfg.resolution or 51, 0 if not nets else cfg.epochs, device.type), flush=True)
+
+
+def _skip_study(cfg: DemoConfig) -> dict[str, Any]:
+    """Skips against no skips against DenseNet: train, surfaces, Hessians, figures, table."""
+    timings: dict[str, dict[str, float]] = {}
+    surfaces: list[Path] = []
+    total = len(cfg.nets)
+    start = time.perf_counter()
+    ds = _dataset(cfg)
+    _say_estimate(cfg, ds)
+    for i, net in enumerate(cfg.nets, 1):
+        until = f"until train loss <= {cfg.target_loss:g}, at most " if cfg.target_loss is not None else ""
+        _stage(cfg, f"[{i}/{total}] {net}: training ({until}{cfg.epochs} epochs on {cfg.data})")
+        ckpt, t_train = train_net(cfg, net, ds)
+        _stage(cfg, f"[{i}/{total}] {net}: surface {cfg.resolution}x{cfg.resolution} over [-1, 1]^2")
+        surf, t_surf = net_surface(cfg, net, ckpt)
+        _stage(cfg, f"[{i}/{total}] {net}: Hessian eigenvalues at the centre")
+        t_hess = net_hessian(cfg, ckpt, surf)
+        timings[net] = {"train_s": t_train, "surface_s": t_surf, "hessian_s": t_hess}
+        surfaces.append(surf)
+    _stage(cfg, "figures and report")
+    t0 = time.perf_counter()
+    figures, report = render(cfg, surfaces)
+    t_render = time.perf_counter() - t0
+    rows = table_rows(surfaces)
+    if not cfg.quiet:
+        print("\n" + criterion_text(cfg) + "\n" + format_table(rows), flush=True)
+        print("\nseconds per stage: " + ", ".join(
+            f"{net} train {t['train_s']:.0f} surface {t['surface_s']:.0f} hessian {t['hessian_s']:.0f}"
+            for net, t in timings.items()
+        ) + f"; render {t_render:.0f}; total {time.perf_counter() - start:.0f}", flush=True)
+        print(f"wrote {len(surfaces)} surfaces in {cfg.surface_dir}/, {len(figures)} figures in "
+              f"{cfg.plot_dir}/, and {report}", flush=True)
+    return {
+        "rows": rows, "surfaces": surfaces, "figures": figures, "report": report,
+        "timings": timings, "render_s": t_render, "total_s": time.perf_counter() - start,
+    }
