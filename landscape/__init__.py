@@ -40,7 +40,7 @@ _EXPORTS = {
     "write_surface": "api",
     "read_surface": "api",
     "Surface": "api",
-    "plot_surface": "render.plotting",
+    "plot_surface": "render.notebook",
     "write_report": "render.report",
     "Directions": "core.directions",
     "Axis": "core.grid",

@@ -9,8 +9,8 @@ a dict of named splits, or a name / file / import path that `load_dataset` under
 With `out=None` the surface is computed in memory; with `out=path` it is written to an HDF5
 file point by point, and calling again with the same arguments resumes it. Either way the
 result is a `Surface`: coordinates `x`, `y`, arrays `arrays["train_loss"]` ([nx] or [nx, ny]),
-metadata `attrs` (model class, data, directions, loss) and `.plot()`, `.to_html()`;
-`write_surface(path, s)` saves one computed in memory.
+metadata `attrs` (model class, data, directions, loss); `landscape.plot_surface(s)` draws it,
+`landscape.write_report([s], path)` writes its report and `write_surface(path, s)` its file.
 
 The separate steps are `load_model`, `make_directions` (both in `landscape.jobs.resolve`, which
 `landscape surface` uses too), `evaluate_points`, `write_surface` and `read_surface`. The job

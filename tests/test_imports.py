@@ -1,42 +1,38 @@
 """The package's import graph: no cycles, no private names imported across modules, layers kept.
 
-`lint-imports` (import-linter, a test dependency) checks the layers contract in pyproject.toml;
-the other tests build the graph from the source with `ast` (every import, at module level or
-inside a function; imports under `if TYPE_CHECKING:` are for annotations only and do not count)
-and check what the contract does not: no cycles within a layer, no private names imported.
+`lint-imports` (import-linter, a test dependency) checks the contracts in pyproject.toml; the
+other tests read the same contracts and build the graph from the source with `ast` (every import:
+at module level, inside a function, under `if TYPE_CHECKING:`, and the root's importlib table),
+and check what the contract does not: no cycles at all, no private names imported.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 PACKAGE = Path(__file__).resolve().parents[1] / "landscape"
+PYPROJECT = PACKAGE.parent / "pyproject.toml"
 
-# Lower layers never import higher ones (a module may import its own layer and those below).
-# The data path reads top to bottom: entry points -> jobs -> evaluation/storage -> values.
-LAYERS: tuple[tuple[str, ...], ...] = (
-    ("cli", "__main__"),
-    ("demo",),
-    ("batch_study",),
-    ("api", "compute"),
-    ("runner", "distributed"),
-    ("resolve", "curvature", "eigendirections", "train", "trial", "watch"),
-    ("job", "export", "report", "info", "comparison"),
-    ("evaluate", "hessian", "plotting", "plotly_specs"),
-    ("batchnorm", "storage", "checkpoint", "metrics", "executor", "views"),
-    ("planning", "losses", "inputs", "lanczos", "loss_surface", "userdata", "directions", "data",
-     "schema", "probe", "lock", "preview"),
-    ("dataset", "models", "hooks", "grid", "device", "progress", "mpi_env", "cpu", "outputs", "figure_style"),
-    ("errors", "_version", "__init__", "text", "threads", "processes", "seeds"),
-)
 
-# The only imports against the layers: `Surface.plot` / `Surface.to_html` import the figure
-# modules when called (they import `loss_surface` for annotations only: no cycle).
-SHORTCUTS = {("loss_surface", "plotting"), ("loss_surface", "report")}
+def _contracts() -> list[dict]:
+    """The import-linter contracts, as pyproject.toml states them (this test copies none)."""
+    return tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["importlinter"]["contracts"]
+
+
+def _layers() -> list[list[str]]:
+    """The layers contract's layers, top first; each a list of sibling names."""
+    (layers,) = [c for c in _contracts() if c["type"] == "layers"]
+    return [[n.strip() for n in re.split(r"[|:]", layer)] for layer in layers["layers"]]
 
 
 def _module_name(path: Path) -> str:
@@ -45,28 +41,16 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def _imports(path: Path) -> list[tuple[str, list[str]]]:
-    """(imported module within the package, imported names) for every runtime import."""
+    """(imported module within the package, imported names) for every import: at module level,
+    inside a function, or under `if TYPE_CHECKING:` (an annotation is a dependency too)."""
     module = _module_name(path)
     package = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
     if module == "__init__":
         package = []
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            skip.update(id(n) for n in ast.walk(node))
     out = []
     for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
@@ -83,6 +67,15 @@ def _imports(path: Path) -> list[tuple[str, list[str]]]:
     return out
 
 
+def _lazy_exports() -> dict[str, str]:
+    """The root's lazy public names (`landscape.surface`): name -> module, imported by importlib."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_EXPORTS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("landscape/__init__.py has no _EXPORTS table")
+
+
 def _graph() -> dict[str, dict[str, list[str]]]:
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, dict[str, list[str]]] = {m: {} for m in modules}
@@ -92,6 +85,8 @@ def _graph() -> dict[str, dict[str, list[str]]]:
                 target = target.rsplit(".", 1)[0]
             if target in modules and target != name:
                 graph[name].setdefault(target, []).extend(names)
+    for name, target in _lazy_exports().items():  # importlib.import_module in the root
+        graph["__init__"].setdefault(target, []).append(name)
     return graph
 
 
@@ -163,17 +158,41 @@ def test_no_private_names_imported_from_other_modules() -> None:
     assert bad == []
 
 
-def test_layers() -> None:
-    rank = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+def test_no_importlib_for_own_modules() -> None:
+    """An import the graph cannot see would hide a cycle: only the root's `_EXPORTS` table (read
+    above) and the user-code loader (`system.hooks`, which imports the user's modules) use it."""
+    allowed = {PACKAGE / "__init__.py", PACKAGE / "system" / "hooks.py"}
+    users = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+             if p not in allowed and "import_module(" in p.read_text(encoding="utf-8")]
+    assert users == []
+
+
+def test_layers_as_the_contract_states_them() -> None:
+    """The same rule as lint-imports, from the graph above (which also counts importlib and
+    type-checking imports): a top-level part imports only parts of lower layers."""
+    layers = _layers()
+    rank = {m: i for i, layer in enumerate(layers) for m in layer}
     graph = _package_level_graph()
-    assert sorted(set(graph) - set(rank)) == [], "every module belongs to a layer (add new ones to LAYERS)"
+    assert sorted(set(graph) - set(rank) - {"__init__"}) == [], "every part belongs to a layer"
     upward = [
         f"{a} (layer {rank[a]}) imports {b} (layer {rank[b]})"
-        for a, targets in graph.items()
+        for a, targets in graph.items() if a != "__init__"
         for b in targets
-        if rank[b] < rank[a] and (a, b) not in SHORTCUTS
+        if b != "__init__" and rank[b] <= rank[a] and a != b
     ]
     assert upward == []
+
+
+def test_contract_has_meaning() -> None:
+    """The contract is not one layer of everything: the parts the issue names are separate."""
+    layers = _layers()
+    flat = [m for layer in layers for m in layer]
+    for part in ("cli", "studies", "jobs", "engine", "io", "render", "data", "models", "core", "system"):
+        assert part in flat, part
+    rank = {m: i for i, layer in enumerate(layers) for m in layer}
+    assert rank["engine"] == rank["render"] and rank["jobs"] < rank["engine"] < rank["io"]
+    (indep,) = [c for c in _contracts() if c["type"] == "independence"]
+    assert set(indep["modules"]) == {"landscape.engine", "landscape.io"}
 
 
 def test_import_linter_contract() -> None:

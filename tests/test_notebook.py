@@ -1,4 +1,4 @@
-"""What a notebook user meets: a short repr and an HTML summary of a Surface, `Surface.plot()`
+"""What a notebook user meets: a short repr and an HTML summary of a Surface, `landscape.plot_surface`
 shown as its figure and saved by `plt.savefig`, and the warning about spinning OpenMP threads."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_repr_is_one_short_line_and_html_a_small_table(surf: landscape.Surface) 
 
 def test_plot_returns_the_current_open_figure_and_savefig_works(surf: landscape.Surface, tmp_path: Path) -> None:
     plt.close("all")
-    p = surf.plot()
+    p = landscape.plot_surface(surf)
     assert isinstance(p, SurfacePlot) and p.figure is plt.gcf()
     assert len(p.levels) > 3  # the artist's attributes fall through (a QuadContourSet)
     png = p._repr_png_()  # not an inline backend: shown as a PNG
@@ -47,7 +47,7 @@ def test_plot_returns_the_current_open_figure_and_savefig_works(surf: landscape.
     assert image[..., :3].std() > 0.05  # not blank: contours and labels drawn
     assert repr(p).startswith("<SurfacePlot: QuadContourSet of the first loss")
     ax = plt.figure().add_subplot()
-    assert not isinstance(surf.plot(ax=ax), SurfacePlot)  # on a given axes: what was drawn
+    assert not isinstance(landscape.plot_surface(surf, ax=ax), SurfacePlot)  # on a given axes: what was drawn
     plt.close("all")
 
 

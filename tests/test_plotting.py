@@ -15,6 +15,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+import landscape
 from landscape.core.directions import Directions
 from landscape.core.grid import Axis, Grid
 from landscape.core.metrics import surface_metrics
@@ -185,8 +186,8 @@ def test_contour_draws_the_bowl_with_labelled_levels(bowl_file: Path, tmp_path: 
     np.testing.assert_allclose(bowl(seg[:, 0], seg[:, 1]), 1.1, atol=0.03)
     assert len(ax.texts) >= 3  # inline level labels
     assert ax.get_xlabel().startswith("x: random direction")
-    # the notebook hook: Surface.plot() is plot_surface (auto: contour for 2D)
-    again = s.plot("train_loss")
+    # the notebook way: landscape.plot_surface (auto: contour for 2D)
+    again = landscape.plot_surface(s, "train_loss")
     np.testing.assert_allclose(again.levels, cs.levels)
     # a tiny-loss surface (centre 0.001, max 0.03): levels come from the data, lines are drawn
     small = read_surface(make_surface(tmp_path / "small.h5", scale=0.01, offset=0.001))

@@ -1,27 +1,27 @@
 """The surface value: what `landscape.read_surface` returns and `landscape.surface` computes.
 
 One type for a surface read from a file (ours or the paper's) and one computed in memory. It
-only holds values; files are `landscape.io.storage`'s business, figures `landscape.render.plotting`'s and
-`landscape.render.report`'s: `plot` and `to_html` are shortcuts to them, imported when called (those
-modules import this one for annotations only, so there is no cycle).
+only holds values and knows nothing of files or figures: `landscape.read_surface` reads one,
+`landscape.plot_surface(s)` draws it and `landscape.write_report([s], path)` writes its report.
 
 Example:
-    >>> s = read_surface("surfaces/resnet20.h5")
-    >>> s.shape, s.metrics["center_train_loss"], s.title()
+    >>> s = landscape.read_surface("surfaces/resnet20.h5")
+    >>> s.shape, s.metrics["center_train_loss"]
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..io.schema import SURFACE_FORMAT
 from .directions import Directions
 
-__all__ = ["SURFACE_FORMAT", "Surface"]
+__all__ = ["SURFACE_FORMAT", "SURFACE_VERSION", "Surface"]
+
+SURFACE_FORMAT = "landscape-surface"  # the `format` attribute of our surface files
+SURFACE_VERSION = 1
 
 
 @dataclass
@@ -60,28 +60,8 @@ class Surface:
     def metrics(self) -> dict[str, Any]:
         return dict(self.attrs.get("metrics") or {})
 
-    def title(self) -> str:
-        """Short label from the metadata: model, data, directions."""
-        a = self.attrs
-        model = a.get("model") or Path(self.path).stem
-        data = (a.get("dataset") or {}).get("name") if isinstance(a.get("dataset"), dict) else None
-        parts = [str(model)]
-        if data:
-            parts.append(str(data))
-        if a.get("dir_kind"):
-            parts.append(f"{a.get('dir_kind')} {a.get('norm', '')}".strip())
-        return " · ".join(parts)
-
     def surfaces(self) -> list[str]:
         return [k for k in self.arrays if k.endswith(("_loss", "_acc")) or k in ("max_eig", "min_eig")]
-
-    def plot(self, surf: str | None = None, kind: str = "auto", ax: Any = None, **kwargs: Any) -> Any:
-        """Draw with matplotlib (`landscape.render.plotting.plot_surface`): on `ax`, returning what was
-        drawn; without `ax`, on a new current pyplot figure (`plt.savefig` saves it), returning a
-        `landscape.render.notebook.SurfacePlot` that Jupyter shows as the figure."""
-        from ..render.notebook import plot_in_figure
-
-        return plot_in_figure(self, surf, kind, ax, **kwargs)
 
     def __repr__(self) -> str:
         """One line: what, where, how much (the arrays are not printed)."""
@@ -108,14 +88,3 @@ class Surface:
             for k, v in rows if v is not None
         )
         return f"<table><caption>landscape Surface</caption>{body}</table>"
-
-    def to_html(self, path: str | Path | None = None) -> str:
-        """Self-contained interactive report (see `landscape.render.report.write_report`)."""
-        from ..render.report import report_html
-
-        html = report_html([self])
-        if path is not None:
-            from ..render.report import write_html
-
-            write_html(Path(path), html)
-        return html

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..core.grid import MAX_GRID_POINTS
+from ..core.loss_surface import SURFACE_FORMAT, SURFACE_VERSION
 from ..errors import LandscapeError
 from ..system.text import printable
 
@@ -51,8 +52,6 @@ __all__ = [
     "h5_errors",
 ]
 
-SURFACE_FORMAT = "landscape-surface"
-SURFACE_VERSION = 1
 MAX_ATTR_ELEMENTS = 4096  # landscape stores scalars and JSON text; a larger array is not ours
 BOOKKEEPING = ("computed", "point_seconds", "point_rank")
 COORDINATES = ("xcoordinates", "ycoordinates")

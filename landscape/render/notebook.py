@@ -1,13 +1,14 @@
-"""What `Surface.plot()` returns in a notebook: the drawing, shown as its figure.
+"""`landscape.plot_surface` in a notebook: the drawing, shown as its figure.
 
-`Surface.plot()` without `ax` draws on a new pyplot figure, which stays the current figure (so
-`plt.savefig(...)` afterwards saves it) and is not closed. The result, a `SurfacePlot`, holds
+`landscape.plot_surface(s)` without `ax` draws on a new pyplot figure, which stays the current
+figure (so `plt.savefig(...)` afterwards saves it) and is not closed; with `ax` it draws there
+and returns what it drew, as `landscape.render.plotting.plot_surface` does. The result, a `SurfacePlot`, holds
 the figure, the axes and what was drawn (attributes such as `levels` are the artist's), and
 displays as the figure in Jupyter: as a PNG, unless an inline backend already shows the open
 pyplot figure at the end of the cell (then it is not shown twice).
 
 Example:
-    >>> p = surface.plot()                 # doctest: +SKIP
+    >>> p = landscape.plot_surface(surface)   # doctest: +SKIP
     >>> p.figure.savefig("loss.png")       # or plt.savefig("loss.png")
 """
 
@@ -16,12 +17,12 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
-from .plotting import plot_surface
+from . import plotting
 
-if TYPE_CHECKING:  # Surface.plot imports this module when called: no cycle
+if TYPE_CHECKING:
     from ..core.loss_surface import Surface
 
-__all__ = ["SurfacePlot", "plot_in_figure"]
+__all__ = ["SurfacePlot", "plot_surface"]
 
 
 class SurfacePlot:
@@ -53,10 +54,11 @@ class SurfacePlot:
         return buf.getvalue()
 
 
-def plot_in_figure(surface: Surface, surf: str | None, kind: str, ax: Any, **kwargs: Any) -> Any:
-    """`plot_surface` on `ax`, or (no `ax`) on a new current pyplot figure, as a `SurfacePlot`."""
+def plot_surface(surface: Surface, surf: str | None = None, kind: str = "auto", ax: Any = None, **kwargs: Any) -> Any:
+    """`landscape.render.plotting.plot_surface` on `ax` (returning what it drew), or, without `ax`,
+    on a new current pyplot figure, returning a `SurfacePlot` that Jupyter shows as the figure."""
     if ax is not None:
-        return plot_surface(surface, surf=surf, kind=kind, ax=ax, **kwargs)
+        return plotting.plot_surface(surface, surf=surf, kind=kind, ax=ax, **kwargs)
     import matplotlib.pyplot as plt
 
     from .figure_style import SINGLE_FIGSIZE
@@ -64,6 +66,6 @@ def plot_in_figure(surface: Surface, surf: str | None, kind: str, ax: Any, **kwa
     projection = "3d" if kind == "surface" else None
     fig = plt.figure(figsize=SINGLE_FIGSIZE)
     new_ax = fig.add_subplot(projection=projection)
-    artist = plot_surface(surface, surf=surf, kind=kind, ax=new_ax, **kwargs)
+    artist = plotting.plot_surface(surface, surf=surf, kind=kind, ax=new_ax, **kwargs)
     drawn = kind if kind != "auto" else type(artist).__name__
     return SurfacePlot(fig, new_ax, artist, f"{drawn} of {surf or 'the first loss'}")
