@@ -28,14 +28,15 @@ from landscape.cli import Parser, positive_float, positive_int
 from landscape.cli.edge import lenient_streams, run_command
 from landscape.jobs.distributed import import_mpi, launched_under_mpi
 from landscape.studies.demo import (
+    COLUMNS,
     DemoConfig,
-    format_table,
     net_hessian,
     net_surface,
     render,
     table_rows,
     train_net,
 )
+from landscape.studies.steps import format_table
 from landscape.system.device import tune_host_allocator
 
 PROG = "skip_study.py"
@@ -93,7 +94,7 @@ def _study(args: argparse.Namespace) -> int:
         for net, path in zip(cfg.nets, surfaces):
             net_hessian(cfg, Path(cfg.ckpt_dir) / f"{net}.pt", path)
         figures, report = render(cfg, surfaces)
-        print("\n" + format_table(table_rows(surfaces)))
+        print("\n" + format_table(COLUMNS, table_rows(surfaces)))
         print(f"\nwrote {len(figures)} figures in {cfg.plot_dir}/ and {report}")
     return 0
 

@@ -23,10 +23,10 @@ from landscape.studies.demo import (
     QUICK_NETS,
     QUICK_TARGET_LOSS,
     DemoConfig,
-    format_table,
     table_rows,
     train_net,
 )
+from landscape.studies.steps import format_table
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,7 @@ def test_rerun_reuses_checkpoints_and_surfaces(quick_run: tuple[Path, str, str])
 
 
 def test_format_table_leaves_out_empty_columns() -> None:
-    text = format_table([{"net": "a", "test_err": 1.5}, {"net": "bb"}])
+    text = format_table(COLUMNS, [{"net": "a", "test_err": 1.5}, {"net": "bb"}])
     assert text.splitlines()[0].split() == ["net", "test", "err", "%"]
     assert text.splitlines()[-1].split() == ["bb", "-"]
 

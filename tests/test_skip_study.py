@@ -13,7 +13,8 @@ from conftest import cli_env, mpiexec_command
 
 from landscape.data.sources import write_cifar_like
 from landscape.io.storage import read_surface
-from landscape.studies.demo import format_table, table_rows
+from landscape.studies.demo import COLUMNS, table_rows
+from landscape.studies.steps import format_table
 
 STUDY_PY = Path(__file__).resolve().parents[1] / "scripts" / "skip_study.py"
 NETS = ("resnet20", "resnet20_noshort")
@@ -40,7 +41,7 @@ def test_skip_study_under_mpi_writes_complete_surfaces_report_and_table(tmp_path
         assert (work / "ckpts" / "study" / f"{net}.pt").exists()
     assert (work / "plots" / "study" / "report.html").stat().st_size > 100_000
     # the printed table is the one computed from the files
-    assert format_table(table_rows(files)) in proc.stdout
+    assert format_table(COLUMNS, table_rows(files)) in proc.stdout
 
 
 def test_skip_study_help_and_missing_data_root(tmp_path: Path) -> None:

@@ -80,13 +80,14 @@ def run_demo_command(args: argparse.Namespace) -> int:
     )
     result = run_demo(cfg)
     if args.quiet:
-        from ..studies.batch_study import format_batch_table
-        from ..studies.demo import format_table
+        from ..studies.batch_study import BATCH_COLUMNS
+        from ..studies.demo import COLUMNS
+        from ..studies.steps import format_table
 
         if result["rows"]:
-            print(format_table(result["rows"]))
+            print(format_table(COLUMNS, result["rows"]))
         if "batch" in result:
-            print(format_batch_table(result["batch"]["rows"]))
+            print(format_table(BATCH_COLUMNS, result["batch"]["rows"]))
     return 0
 
 

@@ -18,23 +18,23 @@ digits: VGG-9 costs about five times as much per step there, beyond the study's 
 
 Example:
     >>> result = run_batch_study(BatchStudyConfig(quick=True))
-    >>> print(format_batch_table(result["rows"]))  # doctest: +SKIP
+    >>> print(format_table(BATCH_COLUMNS, result["rows"]))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import LandscapeError
+from .steps import format_table, store_centre_hessian, train_or_reuse
 
 __all__ = [
     "BatchStudyConfig", "BatchRun", "quick_batch_config", "batch_runs", "run_batch_study",
-    "weight_norm", "interpolation_widths", "batch_table_rows", "format_batch_table", "BATCH_COLUMNS",
+    "weight_norm", "interpolation_widths", "batch_table_rows", "BATCH_COLUMNS",
 ]
 
 
@@ -125,30 +125,20 @@ def _say(cfg: BatchStudyConfig, text: str) -> None:
 
 def _train(cfg: BatchStudyConfig, run: BatchRun) -> tuple[Path, float]:
     """Train one net, or reuse its checkpoint when it was trained with the same recipe."""
-    from ..io.checkpoint import load_checkpoint
-    from ..jobs.train import TrainConfig, same_recipe, train
+    from ..jobs.train import TrainConfig
 
-    path = Path(cfg.ckpt_dir) / f"{run.name}.pt"
     tcfg = TrainConfig(
         model=cfg.net, data=cfg.data, data_root=cfg.data_root, epochs=cfg.epochs, seed=cfg.seed,
         batch_size=run.batch, lr=cfg.lr, weight_decay=run.weight_decay, target_loss=cfg.target_loss,
-        device=cfg.device, out=str(path), quiet=True,
+        device=cfg.device, out=str(Path(cfg.ckpt_dir) / f"{run.name}.pt"), quiet=True,
     )
-    if path.exists():
-        try:
-            ckpt = load_checkpoint(path)
-            if ckpt.model == cfg.net and same_recipe(ckpt.train, tcfg) and ckpt.data.get("name") == cfg.data:
-                _say(cfg, f"reusing {path} (trained with the same recipe)")
-                return path, 0.0
-        except LandscapeError:
-            pass
-    start = time.perf_counter()
-    ckpt = train(tcfg)
-    met = ckpt.train.get("criterion_met")
-    _say(cfg, f"{run.label}: {ckpt.train['epochs_used']} epochs, train loss {ckpt.metrics['train_loss']:.4f}"
-         + ("" if met is None else f", criterion {'met' if met else 'not met'}")
-         + f" ({time.perf_counter() - start:.1f}s)")
-    return path, time.perf_counter() - start
+
+    def done(ckpt: Any, seconds: float) -> str:
+        met = ckpt.train.get("criterion_met")
+        return (f"{run.label}: {ckpt.train['epochs_used']} epochs, train loss {ckpt.metrics['train_loss']:.4f}"
+                + ("" if met is None else f", criterion {'met' if met else 'not met'}") + f" ({seconds:.1f}s)")
+
+    return train_or_reuse(tcfg, lambda text: _say(cfg, text), done)
 
 
 def _surface(cfg: BatchStudyConfig, out: Path, **settings: Any) -> float:
@@ -165,19 +155,13 @@ def _surface(cfg: BatchStudyConfig, out: Path, **settings: Any) -> float:
 
 def _hessian(cfg: BatchStudyConfig, ckpt: Path, surface: Path) -> float:
     """The top Hessian eigenvalue at the minimum, stored into its 1D surface file."""
-    from ..engine.hessian import HessianConfig, compute_hessian, store_hessian
-    from ..io.storage import read_surface
+    from ..engine.hessian import HessianConfig
 
-    stored = read_surface(surface).attrs.get("hessian")
-    if isinstance(stored, dict) and stored.get("n_samples") == cfg.hessian_samples:
-        return 0.0
-    start = time.perf_counter()
     hcfg = HessianConfig(
         ckpt=str(ckpt), top_k=1, max_samples=cfg.hessian_samples, device=cfg.device,
         data_root=cfg.data_root, tol=1e-2 if cfg.quick else 1e-3, iters=10 if cfg.quick else 100,
     )
-    store_hessian(surface, compute_hessian(hcfg))
-    return time.perf_counter() - start
+    return store_centre_hessian(hcfg, surface, cfg.hessian_samples)
 
 
 def weight_norm(ckpt: str | Path) -> float:
@@ -249,18 +233,6 @@ def batch_table_rows(cfg: BatchStudyConfig) -> list[dict[str, Any]]:
         row["width_interp"] = interp[run.weight_decay][run.kind]
         rows.append(row)
     return rows
-
-
-def format_batch_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table (columns with no values are left out)."""
-    cols = [c for c in BATCH_COLUMNS if any(c[0] in r for r in rows)]
-    cells = [[c[1] for c in cols]] + [
-        [c[2].format(r[c[0]]) if c[0] in r else "-" for c in cols] for r in rows
-    ]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    lines = ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _shared_scale(drawn: dict[str, Any]) -> None:
@@ -360,7 +332,7 @@ def run_batch_study(cfg: BatchStudyConfig) -> dict[str, Any]:
     if not cfg.quiet:
         print(f"\nbatch study: widths are where the train loss first rises {cfg.margin:g} above the "
               f"minimum's (filter-normalized direction in [-1, 1]; raw interpolation in alpha)")
-        print(format_batch_table(rows), flush=True)
+        print(format_table(BATCH_COLUMNS, rows), flush=True)
         print("\nseconds: " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in timings.items())
               + f"; total {time.perf_counter() - start:.0f}", flush=True)
     return {"rows": rows, "surfaces": surfaces, "figures": figures, "checkpoints": list(ckpts.values()),

@@ -25,10 +25,11 @@ from typing import Any
 
 from ..errors import LandscapeError
 from .batch_study import BatchStudyConfig, run_batch_study
+from .steps import format_table, store_centre_hessian, train_or_reuse
 
 __all__ = [
     "DemoConfig", "DEFAULT_NETS", "QUICK_NETS", "run_demo", "train_net", "net_surface", "net_hessian",
-    "render", "format_table", "table_rows", "criterion_text", "batch_config", "STUDIES",
+    "render", "table_rows", "COLUMNS", "criterion_text", "batch_config", "STUDIES",
 ]
 
 DEFAULT_NETS = (
@@ -117,50 +118,42 @@ def quick_config(cfg: DemoConfig) -> DemoConfig:
     )
 
 
-def _stage(cfg: DemoConfig, text: str) -> None:
+def _say(cfg: DemoConfig, text: str) -> None:
     if not cfg.quiet:
-        print(f"\n== {text}", flush=True)
+        print(text, flush=True)
+
+
+def _stage(cfg: DemoConfig, text: str) -> None:
+    _say(cfg, f"\n== {text}")
 
 
 def train_net(cfg: DemoConfig, net: str, ds: Any = None) -> tuple[Path, float]:
     """Train `net` on `ds` (the study's data set), or reuse a cached checkpoint trained with
     the same recipe on the same samples, or import the checkpoint given for it (`--ckpt`)."""
-    from ..io.checkpoint import load_checkpoint
-    from ..jobs.train import TrainConfig, same_recipe, train
+    from ..jobs.train import TrainConfig
 
     path = Path(cfg.ckpt_dir) / f"{net}.pt"
     given = dict(cfg.given).get(net)
     if given is not None:
         from .study_inputs import import_checkpoint
 
-        if not cfg.quiet:
-            print(f"using {given} for {net} (given with --ckpt; not trained here)", flush=True)
+        _say(cfg, f"using {given} for {net} (given with --ckpt; not trained here)")
         return import_checkpoint(given, net, ds if ds is not None else _dataset(cfg), path), 0.0
     tcfg = TrainConfig(
         model=net, data=cfg.data, data_root=cfg.data_root, epochs=cfg.epochs, seed=cfg.seed,
         batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device, out=str(path), quiet=cfg.quiet,
         target_loss=cfg.target_loss,
     )
-    if path.exists():
-        try:  # the same recipe and the same convergence criterion, or it is retrained
-            ckpt = load_checkpoint(path)
-            same = (
-                ckpt.model == net
-                and same_recipe(ckpt.train, tcfg)
-                and ckpt.data.get("name") == cfg.data
-                and ckpt.data.get("max_samples") == cfg.max_samples
-                and (ds is None or ckpt.data.get("normalization") == ds.meta().get("normalization"))
-                and "imported_from" not in ckpt.train
-            )
-        except LandscapeError:
-            same = False
-        if same:
-            if not cfg.quiet:
-                print(f"reusing {path} (trained with the same recipe)", flush=True)
-            return path, 0.0
-    start = time.perf_counter()
-    train(tcfg, dataset=ds)
-    return path, time.perf_counter() - start
+
+    def same_samples(ckpt: Any) -> bool:
+        """Trained here on the same samples, normalized alike (not imported with --ckpt)."""
+        return (
+            ckpt.data.get("max_samples") == cfg.max_samples
+            and (ds is None or ckpt.data.get("normalization") == ds.meta().get("normalization"))
+            and "imported_from" not in ckpt.train
+        )
+
+    return train_or_reuse(tcfg, lambda text: _say(cfg, text), dataset=ds, also_same=same_samples)
 
 
 def _dataset(cfg: DemoConfig) -> Any:
@@ -185,38 +178,21 @@ def net_surface(cfg: DemoConfig, net: str, ckpt: Path, comm: str = "serial") -> 
         comm=comm, quiet=cfg.quiet, data_root=cfg.data_root,
     )
 
-    def say(text: str) -> None:
-        if not cfg.quiet:
-            print(text, flush=True)
-
     start = time.perf_counter()
-    run_or_recompute(scfg, executor_for(comm), say)
+    run_or_recompute(scfg, executor_for(comm), lambda text: _say(cfg, text))
     return out, time.perf_counter() - start
 
 
 def net_hessian(cfg: DemoConfig, ckpt: Path, surface: Path) -> float:
     """Top and smallest Hessian eigenvalue at the centre, stored into the surface file."""
-    from ..engine.hessian import HessianConfig, compute_hessian, store_hessian
-    from ..io.storage import read_surface
+    from ..engine.hessian import HessianConfig
 
-    stored = read_surface(surface).attrs.get("hessian")
-    if isinstance(stored, dict) and stored.get("n_samples") == _hessian_n(cfg, ckpt):
-        return 0.0
-    start = time.perf_counter()
     hcfg = HessianConfig(
         ckpt=str(ckpt), top_k=1, smallest=True, max_samples=cfg.hessian_samples,
         device=cfg.device, data_root=cfg.data_root, tol=1e-3 if not cfg.quick else 1e-2,
         iters=100 if not cfg.quick else 30,
     )
-    result = compute_hessian(hcfg)
-    store_hessian(surface, result)
-    if not cfg.quiet:
-        print(
-            f"hessian: lambda_max {result.eigenvalues[0]:.4g}, lambda_min {result.min_eigenvalue:.4g} "
-            f"({result.iterations} Lanczos iterations, {time.perf_counter() - start:.1f}s)",
-            flush=True,
-        )
-    return time.perf_counter() - start
+    return store_centre_hessian(hcfg, surface, _hessian_n(cfg, ckpt), lambda text: _say(cfg, text))
 
 
 def _hessian_n(cfg: DemoConfig, ckpt: Path) -> int:
@@ -276,18 +252,6 @@ def criterion_text(cfg: DemoConfig) -> str:
         f"convergence criterion: train loss (whole train split, eval mode, checked after each epoch) "
         f"<= {cfg.target_loss:g}, at most {cfg.epochs} epochs (the learning-rate schedule spans the cap)"
     )
-
-
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table (columns with no values are left out)."""
-    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)]
-    cells = [[c[1] for c in cols]]
-    for r in rows:
-        cells.append([c[2].format(r[c[0]]) if c[0] in r else "-" for c in cols])
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    lines = ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def render(cfg: DemoConfig, surfaces: Sequence[Path]) -> tuple[list[Path], Path]:
@@ -375,7 +339,7 @@ def _skip_study(cfg: DemoConfig) -> dict[str, Any]:
     t_render = time.perf_counter() - t0
     rows = table_rows(surfaces)
     if not cfg.quiet:
-        print("\n" + criterion_text(cfg) + "\n" + format_table(rows), flush=True)
+        print("\n" + criterion_text(cfg) + "\n" + format_table(COLUMNS, rows), flush=True)
         print("\nseconds per stage: " + ", ".join(
             f"{net} train {t['train_s']:.0f} surface {t['surface_s']:.0f} hessian {t['hessian_s']:.0f}"
             for net, t in timings.items()
