@@ -271,10 +271,11 @@ def test_one_command_regenerates_every_readme_figure_at_the_readme_size(tmp_path
     for k, net in enumerate(DEFAULT_NETS):
         loss_surface(surfaces / f"{net}.h5", 9, net, sharp=1.0 + k)
     paths = script.readme_figures(surfaces, tmp_path / "r")
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    pages = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     assert len(paths) == 4
     for path in paths:
-        assert f"plots/readme/{path.name}" in readme  # the README shows every figure written
+        assert f"plots/readme/{path.name}" in pages  # the README or a docs page shows every figure written
         width = mpimg.imread(path).shape[1]
         assert width <= (README_COMPARE if path.name == script.COMPARE_NAME else README_SINGLE)["display_px"]
-    assert "python scripts/readme_figures.py" in readme
+    assert "python scripts/readme_figures.py" in pages

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ from .views import (
     metric_summary,
     partial_note,
     refine_grid,
+    shared_log_scale,
     surf_label,
     surface_title,
     surface_values,
@@ -59,7 +59,7 @@ from .views import (
 if TYPE_CHECKING:  # annotations only
     from ..core.loss_surface import Surface
 
-__all__ = ["Comparison", "plot_comparison", "save_comparison", "log_ceiling"]
+__all__ = ["Comparison", "plot_comparison", "save_comparison"]
 
 
 @dataclass
@@ -178,10 +178,7 @@ def plot_comparison(
     to3d = (lambda v: (float(np.log10(v[0])), float(np.log10(v[1])))) if zlog else (lambda v: v)
     log_cap = None
     if zlog and not log:  # one log colour scale over everything drawn: basin and walls
-        log_cap = log_ceiling(values) if zmax is None else None
-        top = max(min(data[1], zmax if zmax is not None else log_cap or data[1]), data[0])
-        log_cap = log_cap if log_cap is not None and log_cap < data[1] else None
-        clim = (data[0], top) if top > data[0] else (data[0] / 1.1, data[0] * 1.1)  # a constant: a band
+        clim, log_cap = shared_log_scale(values, data, zmax)
     cap, drawn_range = display_cap(clim, data, zmax) if not zlog else (log_cap, (data[0], clim[1]))
     comp = Comparison(fig, surf, levels, clim, to3d(drawn_range), mismatch=problem, zcap=cap, notes=notes,
                       zscale="log" if zlog else "linear")
@@ -225,22 +222,6 @@ def plot_comparison(
     fig.suptitle(wrap_text(head, fig.get_figwidth()), fontsize=FONT_PT)
     _mismatch_note(fig, problem)
     return comp
-
-
-def log_ceiling(values: Sequence[np.ndarray | None]) -> float | None:
-    """The top of a shared log scale: a decade above the median panel's highest value, so one
-    diverged net (a loss of 1e15 at its edges) does not flatten every other panel; its faces
-    above are drawn grey and the caption says so. None when there is nothing positive.
-
-    Example:
-        >>> log_ceiling([np.array([0.1, 40.0]), np.array([0.2, 60.0]), np.array([1.0, 1e15])])
-        1000.0
-    """
-    tops = [float(np.nanmax(v[np.isfinite(v) & (v > 0)])) for v in values
-            if v is not None and (np.isfinite(v) & (v > 0)).any()]
-    if not tops:
-        return None
-    return float(10.0 ** (math.ceil(math.log10(float(np.median(tops)))) + 1))
 
 
 def _panel_values(

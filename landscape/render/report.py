@@ -58,6 +58,7 @@ from .views import (
     file_metrics,
     metric_summary,
     partial_note,
+    shared_log_scale,
     surf_label,
     surface_title,
     surface_values,
@@ -217,12 +218,17 @@ def _compare_figures(
     if len(two_d) > 1:
         shared = [values[k] for k in two_d]
         levels, clim, data = shared_scale(shared)
-        cap, data = display_cap(clim, data, zmax) if default_zscale(surf) == "linear" else (None, data)
+        if default_zscale(surf) == "log" and data[0] > 0:  # as the comparison figure: one log scale
+            clim3, cap = shared_log_scale(shared, data, zmax)
+            data = clim3
+        else:
+            cap, data = display_cap(clim, data, zmax)
+            clim3 = clim
         for k in two_d:
             s = surfaces[k]
             title = _short(s, surf, f"z clipped at {cap:.3g}" if cap is not None else "")
             z3 = values[k] if cap is None else np.minimum(values[k], cap)
-            figs.append(("compare", f"cmp{k}-3d", fig_3d(s, surf, z3, _clim3(surf, clim, data), title, data)))
+            figs.append(("compare", f"cmp{k}-3d", fig_3d(s, surf, z3, clim3, title, data)))
         for k in two_d:
             s = surfaces[k]
             figs.append(("compare", f"cmp{k}-contour",

@@ -1,10 +1,11 @@
 """What a figure shows, decided without drawing: values, colour ranges, contour levels, labels.
 
-The pure half of the figures (no matplotlib here): which arrays a surface can show, the values
-a view draws (log, clipping, the curvature ratio), contour levels and colour ranges shared by
-several panels, axis labels and titles from the file's metadata, and the limits on what one
-figure may draw. `landscape.render.plotting` and `landscape.render.report` draw with these, so the matplotlib
-figures and the HTML report agree.
+The pure half of the figures (nothing is drawn here; matplotlib's tick locator only picks round
+contour levels): which arrays a surface can show, the values a view draws (log, clipping, the
+curvature ratio), contour levels and colour ranges shared by several panels (`shared_log_scale`
+for the comparison figure and the report alike), axis labels and titles from the file's
+metadata, and the limits on what one figure may draw. `landscape.render.plotting` and
+`landscape.render.report` draw with these, so the matplotlib figures and the HTML report agree.
 
 Example:
     >>> contour_levels([np.linspace(0.1, 3.0, 50)], 0.1, 10.0, 0.5)[:3]  # doctest: +SKIP
@@ -12,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -471,3 +473,37 @@ def _cubic_along(z: np.ndarray, factor: int, axis: int) -> np.ndarray:
     v = np.clip(v, np.minimum(p1, p2), np.maximum(p1, p2))
     v = np.where(s == 0, p1, np.where(s == 1, p2, v))  # the stored points themselves: exact
     return np.moveaxis(v, 0, axis)
+
+
+def log_ceiling(values: Sequence[np.ndarray | None]) -> float | None:
+    """The top of a shared log scale: a decade above the median panel's highest value, so one
+    diverged net (a loss of 1e15 at its edges) does not flatten every other panel. None when
+    there is nothing positive.
+
+    Example:
+        >>> log_ceiling([np.array([0.1, 40.0]), np.array([0.2, 60.0]), np.array([1.0, 1e15])])
+        1000.0
+    """
+    tops = [float(np.nanmax(v[np.isfinite(v) & (v > 0)])) for v in values
+            if v is not None and (np.isfinite(v) & (v > 0)).any()]
+    if not tops:
+        return None
+    return float(10.0 ** (math.ceil(math.log10(float(np.median(tops)))) + 1))
+
+
+def shared_log_scale(
+    values: Sequence[np.ndarray | None], data: tuple[float, float], zmax: float | None = None
+) -> tuple[tuple[float, float], float | None]:
+    """The colour range of several panels on one log scale, and the cap above which their values
+    are drawn capped (None when nothing is): `zmax` when given, else `log_ceiling`. `data` is the
+    (min, max) of the positive values drawn. Shared by the comparison figure and the report.
+
+    Example:
+        >>> shared_log_scale([np.array([0.1, 40.0]), np.array([0.2, 60.0]), np.array([1.0, 1e15])], (0.1, 1e15))
+        ((0.1, 1000.0), 1000.0)
+    """
+    ceiling = log_ceiling(values) if zmax is None else None
+    top = max(min(data[1], zmax if zmax is not None else ceiling or data[1]), data[0])
+    cap = ceiling if ceiling is not None and ceiling < data[1] else None
+    clim = (data[0], top) if top > data[0] else (data[0] / 1.1, data[0] * 1.1)  # a constant: a band
+    return clim, cap
