@@ -37,7 +37,7 @@ import torch
 
 from .core.directions import Directions
 from .core.grid import Axis, Grid
-from .core.loss_surface import Surface
+from .core.loss_surface import Surface, base_attrs
 from .errors import LandscapeError
 from .io import storage
 from .jobs.distributed import executor_for
@@ -244,7 +244,7 @@ def write_surface(path: str | Path, surface: Any, directions: Directions | None 
     d = directions or getattr(surface, "directions", None) or Directions({}, None, kind="unknown")
     attrs = dict(getattr(surface, "attrs", {}) or {})
     settings = attrs.pop("settings", {}) or {}
-    for key in ("format", "version", "created", "x_spec", "y_spec", "runs"):
+    for key in (*base_attrs(grid, settings), "created", "runs"):  # the new file's own
         attrs.pop(key, None)
     seconds = arrays.pop("point_seconds", None)
     arrays.pop("point_rank", None)

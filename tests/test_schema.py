@@ -19,6 +19,7 @@ from landscape.io.storage import (
     SurfaceWriter,
     create_surface,
     open_surface,
+    planned_size,
     read_surface,
 )
 from landscape.jobs.info import surface_summary
@@ -143,9 +144,10 @@ def test_grids_beyond_the_bound_are_refused_before_allocating(
 
 def test_plan_and_estimate_lines() -> None:
     grid = Grid(Axis.parse("-1:1:1001"), Axis.parse("-1:1:1001", "y"))
-    line = plan_line(grid, 4, direction_floats=1000)
-    # 1002001 points x (4 arrays x 8 + 11 bytes) + 2 directions x 1000 float32
-    assert line == "planned: 1,002,001 points (1001x1001 grid), surface file about 43.1 MB"
+    d = Directions({"w": torch.zeros(1000)}, {"w": torch.zeros(1000)})
+    line = plan_line(grid, planned_size(grid, 4, d))
+    # 1002001 points x (4 arrays x 8 + 11 bytes) + 2 directions x 1000 float32 + 1 MiB of headers
+    assert line == "planned: 1,002,001 points (1001x1001 grid), surface file about 44.1 MB"
     assert estimate_line(99_999_000, 1 / 143).startswith("estimate: about 8.1 days for 99,999,000 points")
 
 

@@ -11,14 +11,16 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .directions import Directions
+from .grid import Grid
 
-__all__ = ["SURFACE_FORMAT", "SURFACE_VERSION", "Surface"]
+__all__ = ["SURFACE_FORMAT", "SURFACE_VERSION", "Surface", "base_attrs"]
 
 SURFACE_FORMAT = "landscape-surface"  # the `format` attribute of our surface files
 SURFACE_VERSION = 1
@@ -88,3 +90,12 @@ class Surface:
             for k, v in rows if v is not None
         )
         return f"<table><caption>landscape Surface</caption>{body}</table>"
+
+def base_attrs(grid: Grid, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes every surface carries, in a file or in memory: its format and version, the
+    grid specs and the settings a resume must match (a file adds `created` and `runs`)."""
+    out: dict[str, Any] = {"format": SURFACE_FORMAT, "version": SURFACE_VERSION, "x_spec": grid.x.spec()}
+    if grid.y is not None:
+        out["y_spec"] = grid.y.spec()
+    out["settings"] = dict(settings)
+    return out

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..core.grid import Grid, axis_anchor, coarse_to_fine
-from ..core.loss_surface import Surface
+from ..core.loss_surface import Surface, base_attrs
 from ..errors import LandscapeError
 from ..system.text import printable
 from .outputs import atomic_write, check_free_space, check_output, os_reason, output_error
@@ -336,16 +336,8 @@ def create_surface(
             for key, value in trajectory.items():
                 if value is not None:
                     t.create_dataset(key, data=np.asarray(value))
-        base = {
-            "format": SURFACE_FORMAT,
-            "version": SURFACE_VERSION,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "x_spec": grid.x.spec(),
-            "settings": dict(settings),
-            "runs": [],
-        }
-        if grid.y is not None:
-            base["y_spec"] = grid.y.spec()
+        created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        base = {**base_attrs(grid, settings), "created": created, "runs": []}
         for key, value in {**base, **attrs}.items():
             f.attrs[key] = _attr_value(value)
         f.flush()

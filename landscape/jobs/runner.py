@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..core.grid import Grid, level_breaks
-from ..core.loss_surface import Surface
+from ..core.loss_surface import Surface, base_attrs
 from ..engine.evaluate import LoaderEvaluator, PointEvaluator
 from ..engine.inputs import is_batched_split
 from ..engine.planning import EvalPlan, candidate_plans
@@ -37,6 +37,7 @@ from ..io.storage import (
     SurfaceWriter,
     create_surface,
     open_surface,
+    planned_size,
     read_directions,
     read_surface,
     update_attrs,
@@ -117,13 +118,9 @@ LONG_RUN_POINTS = 10_000  # a grid this large gets a plan line (points, file siz
 LONG_RUN_SECONDS = 300.0  # a run estimated longer gets a time estimate after its second chunk
 
 
-def plan_line(grid: Grid, n_arrays: int, direction_floats: int) -> str:
-    """'planned: 1,002,001 points (1001x1001 grid), surface file about 45 MB'.
-
-    Per point: `n_arrays` float64 results, `computed` (1 byte), `point_seconds` (8), `point_rank`
-    (2); plus the float32 directions.
-    """
-    size = grid.num_points * (8 * n_arrays + 11) + 4 * direction_floats * grid.ndim
+def plan_line(grid: Grid, size: int) -> str:
+    """'planned: 1,002,001 points (1001x1001 grid), surface file about 45 MB' (`size` in bytes,
+    as `landscape.io.storage.planned_size` counts them)."""
     shape = "x".join(str(n) for n in grid.shape)
     return f"planned: {grid.num_points:,} points ({shape} grid), surface file about {_bytes(size)}"
 
@@ -131,8 +128,8 @@ def plan_line(grid: Grid, n_arrays: int, direction_floats: int) -> str:
 def announce_plan(job: SurfaceJob) -> None:
     """Print `plan_line` before a long run (a grid of `LONG_RUN_POINTS` or more), unless quiet."""
     if not job.engine.quiet and job.grid.num_points >= LONG_RUN_POINTS:
-        floats = sum(t.numel() for t in job.directions.x.values())
-        print(plan_line(job.grid, len(job.array_names), floats), flush=True)
+        size = planned_size(job.grid, len(job.array_names), job.directions, job.directions.trajectory)
+        print(plan_line(job.grid, size), flush=True)
 
 
 def estimate_line(points_left: int, seconds_per_point: float) -> str:
@@ -484,14 +481,9 @@ def compute_in_memory(job: SurfaceJob) -> Surface:
     arrays.update({n: v.reshape(grid.shape) for n, v in sink.values.items() if n not in arrays})
     arrays["point_seconds"] = sink.seconds.reshape(grid.shape)
     from ..core.metrics import surface_metrics
-    from ..io.storage import SURFACE_FORMAT, SURFACE_VERSION
 
     attrs = {
-        "format": SURFACE_FORMAT,
-        "version": SURFACE_VERSION,
-        "x_spec": grid.x.spec(),
-        **({"y_spec": grid.y.spec()} if grid.y is not None else {}),
-        "settings": dict(job.settings),
+        **base_attrs(grid, job.settings),
         **job.record.attrs,
         "plan": found.plan.meta(),
     }
