@@ -173,9 +173,13 @@ def _contour_trace(s: Surface, z: np.ndarray, levels: dict[str, float], name: st
 
 
 def _trajectory_trace(s: Surface, xaxis: str = "x", yaxis: str = "y") -> list[dict[str, Any]]:
+    from .paths_plot import is_multi_run, path_traces
+
     t = s.trajectory
     if not t or "x" not in t or "y" not in t:
         return []
+    if is_multi_run(s):
+        return path_traces(s, xaxis, yaxis)
     epochs = np.asarray(t.get("epochs", np.arange(len(t["x"])))).tolist()
     return [{"type": "scatter", "mode": "lines+markers", "name": "training path",
              "x": _list(t["x"]), "y": _list(t["y"]), "text": [f"epoch {e}" for e in epochs],
@@ -190,7 +194,10 @@ def _fig_contour(s: Surface, surf: str, z: np.ndarray, levels: dict[str, float],
               "xaxis": {"title": {"text": axis_label(s, "x")}, "range": _range(s.x), "zeroline": False},
               "yaxis": {"title": {"text": axis_label(s, "y")}, "range": _range(s.y), "zeroline": False},
               "margin": {"t": 60}, "showlegend": False}
-    return {"data": [trace, *_trajectory_trace(s)], "layout": layout}
+    paths = _trajectory_trace(s)
+    if any(p.get("showlegend") for p in paths):  # several runs: a legend names them
+        layout.update(showlegend=True, legend={"orientation": "h", "y": -0.18})
+    return {"data": [trace, *paths], "layout": layout}
 
 
 def _line_traces(x: np.ndarray, values: dict[str, np.ndarray], xaxis: str, yloss: str, yacc: str,

@@ -12,6 +12,8 @@ examples:
   landscape surface --ckpt ckpts/resnet20.pt --x=-1:1:51 --y=-1:1:51
   landscape surface --ckpt ckpts/resnet20.pt --x=-1:1:51                 (1D curve)
   landscape surface --ckpt a.pt --ckpt2 b.pt --x=-0.5:1.5:401             (interpolation)
+  landscape surface --ckpt sgd.pt --pca sgd_trajectory/*.pt --pca adam_trajectory/*.pt --y=-1:1:51
+                                                      (two runs' paths on one shared PCA plane)
   mpirun -n 4 python scripts/surface.py --ckpt ckpts/resnet56.pt --x=-1:1:51 --y=-1:1:51
 """
 
@@ -35,8 +37,10 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--same-dir", action="store_true", help="y direction equal to x")
     g.add_argument("--ckpt2", default=None, help="x = ckpt2 - ckpt (line through two checkpoints)")
     g.add_argument("--ckpt3", default=None, help="y = ckpt3 - ckpt (plane through three checkpoints)")
-    g.add_argument("--pca", nargs="+", default=(), metavar="SNAPSHOT",
-                   help="PCA directions of a trajectory (landscape train --save-every)")
+    g.add_argument("--pca", nargs="+", action="append", default=None, metavar="SNAPSHOT",
+                   help="PCA directions of a trajectory (landscape train --save-every); repeat "
+                   "--pca once per run (--pca sgd_trajectory/*.pt --pca adam_trajectory/*.pt) "
+                   "for one plane fitted to all runs, every run's path drawn on it")
     g.add_argument("--dirs", default=None,
                    help="'hessian' (top two Hessian eigenvectors), or a surface file or the "
                    "paper's direction file whose directions to reuse")
@@ -88,7 +92,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
         same_dir=args.same_dir,
         ckpt2=args.ckpt2,
         ckpt3=args.ckpt3,
-        pca=tuple(args.pca),
+        pca=tuple(p for run in args.pca or () for p in run),
+        pca_runs=tuple(len(run) for run in args.pca) if args.pca and len(args.pca) > 1 else (),
         dirs=args.dirs,
         data=args.data,
         data_root=args.data_root,
