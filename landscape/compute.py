@@ -70,6 +70,7 @@ class SurfaceConfig:
     ckpt2: str | None = None
     ckpt3: str | None = None
     pca: tuple[str, ...] = ()  # every snapshot, run after run
+    frames: tuple[str, ...] = ()  # one surface per checkpoint, all in one file (landscape.frames)
     pca_runs: tuple[int, ...] = ()  # snapshots per run, for several runs on one plane (empty: one run)
     dirs: str | None = None
     data: str | None = None  # default: the checkpoint's own data set
@@ -360,6 +361,11 @@ def compute_surface(cfg: SurfaceConfig) -> Path:
     """Compute (or resume) the surface a configuration describes; return the file path.
 
     Serially, or on every rank of MPI_COMM_WORLD when `cfg.comm` asks for MPI (every rank
-    calls this with the same configuration; rank 0 writes the file).
+    calls this with the same configuration; rank 0 writes the file). With `cfg.frames`, one
+    surface per checkpoint in one file (`landscape.frames.compute_frames`).
     """
+    if cfg.frames:
+        from .frames import compute_frames
+
+        return compute_frames(cfg, executor_for(cfg.comm))
     return run_config(cfg, executor_for(cfg.comm))

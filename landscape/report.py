@@ -485,6 +485,10 @@ def _surface_figures(
         figs.append((sec, f"s{k}-3d", _fig_3d(s, surf, z3, _clim3(surf, clim, data), title)))
         figs.append((sec, f"s{k}-contour", _fig_contour(s, surf, own, levels, clim, surface_title(s, surf))))
         figs.append((sec, f"s{k}-slices", _fig_slices(s)))
+        if s.n_frames:  # frames through training: animated, one scale for all (frames_plot)
+            from .frames_plot import frames_figure
+
+            figs.append((sec, f"s{k}-frames", frames_figure(s, surf, zmax)))
         names = available_surfs(s)
         both = all(_values_or_none(s, n) is not None for n in ("train_loss", "test_loss") if n in names)
         if "train_loss" in names and "test_loss" in names and both:
@@ -566,7 +570,7 @@ def report_html(
     for sec, fig_id, fig in figs:
         is3d = fig["data"] and fig["data"][0].get("type") == "surface"
         classes = ("ls-3d " if is3d else "") + ("ls-linked" if sec == "compare" and is3d else "")
-        if sec != "compare" and fig_id.endswith(("slices", "traintest", "eigratio", "curve")):
+        if sec != "compare" and fig_id.endswith(("slices", "traintest", "eigratio", "curve", "frames")):
             classes += " wide"
         by_section.setdefault(sec, []).append(_div(fig_id, fig, classes))
     parts = []

@@ -9,6 +9,7 @@ Layout (a superset of the paper code's, so that its readers keep working):
   `point_seconds` float64 (evaluation time per point) and `point_rank` int16 (who computed it);
 - groups `directions/x`, `directions/y`: one float32 dataset per state-dict key;
 - optional group `trajectory` (projected PCA path and the loss along it);
+- optional group `frames` (version 2: every frame through training, `landscape.frames`);
 - root attributes: format, version, provenance, settings, plans, run timings, scalar metrics.
 
 Safety: a file is created whole in a temporary file and renamed into place. Every dataset is
@@ -168,7 +169,8 @@ def _read_ours(f: Any, path: Path) -> Surface:
     traj = None
     if "trajectory" in f:
         traj = {k: f["trajectory"][k][()] for k in f["trajectory"].keys()}
-    return Surface(str(path), x, y, arrays, computed, attrs, traj)
+    frames = {k: f["frames"][k][()] for k in f["frames"].keys()} if "frames" in f else None
+    return Surface(str(path), x, y, arrays, computed, attrs, traj, frames=frames)
 
 
 def _read_paper(f: Any, path: Path) -> Surface:
@@ -497,7 +499,10 @@ def surface_summary(path: str | Path) -> dict[str, Any]:
     if note:  # what plot and report draw of a file still being computed
         info["preview"] = note.removeprefix("preview: ")
     info["arrays"] = ", ".join(s.surfaces())
-    skip = {"settings", "runs", "metrics", "format"}
+    if s.n_frames:  # frames through training (landscape.frames): one line, not the per-frame list
+        epochs = [m.get("epoch") for m in s.attrs.get("frames") or [] if isinstance(m, dict)]
+        info["frames"] = f"{s.n_frames} (epochs {', '.join(map(str, epochs))}); the root is the last frame"
+    skip = {"settings", "runs", "metrics", "format", "frames", "frames_config"}
     for k, v in s.attrs.items():
         if k not in skip:
             info[k] = v

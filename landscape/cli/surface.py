@@ -14,13 +14,19 @@ examples:
   landscape surface --ckpt a.pt --ckpt2 b.pt --x=-0.5:1.5:401             (interpolation)
   landscape surface --ckpt sgd.pt --pca sgd_trajectory/*.pt --pca adam_trajectory/*.pt --y=-1:1:51
                                                       (two runs' paths on one shared PCA plane)
+  landscape surface --ckpt ckpts/mlp_trajectory/*.pt --frames --x=-1:1:11 --y=-1:1:11
+                                                      (one frame per snapshot, one file)
   mpirun -n 4 python scripts/surface.py --ckpt ckpts/resnet56.pt --x=-1:1:51 --y=-1:1:51
 """
 
 
 def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `landscape surface`; shared with `scripts/surface.py`."""
-    p.add_argument("--ckpt", required=True, help="checkpoint at the centre of the surface")
+    p.add_argument("--ckpt", required=True, nargs="+", metavar="CKPT",
+                   help="checkpoint at the centre of the surface (with --frames: one per frame)")
+    p.add_argument("--frames", action="store_true",
+                   help="one surface per --ckpt (snapshots of one run, in order) in ONE file, on one "
+                   "shared plane: directions drawn once (--seed), filter-normalized per frame")
     p.add_argument("--model", default=None, help="architecture, for bare state dicts")
     p.add_argument("--x", default="-1:1:51", help="x grid MIN:MAX:NUM (default -1:1:51)")
     p.add_argument("--y", default=None, help="y grid MIN:MAX:NUM (omit for a 1D curve)")
@@ -76,12 +82,25 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _one_ckpt(args: argparse.Namespace) -> str:
+    """The centre checkpoint (the first frame with --frames); several without --frames: refused."""
+    if len(args.ckpt) > 1 and not args.frames:
+        from ..errors import LandscapeError
+
+        raise LandscapeError(
+            f"--ckpt got {len(args.ckpt)} checkpoints: give one, or add --frames for one surface per "
+            "checkpoint (landscapes through training)"
+        )
+    return args.ckpt[0]
+
+
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, imported lazily)
     """Build the SurfaceConfig from parsed options."""
     from ..compute import SurfaceConfig
 
     return SurfaceConfig(
-        ckpt=args.ckpt,
+        ckpt=_one_ckpt(args),
+        frames=tuple(args.ckpt) if args.frames else (),
         model=args.model,
         x=args.x,
         y=args.y,
@@ -125,6 +144,16 @@ def run_surface(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     for note in config_warnings(cfg):
         print(f"landscape surface: warning: {note}", file=sys.stderr)
+    if cfg.frames:
+        from ..distributed import executor_for
+        from ..frames import compute_frames
+
+        executor = executor_for(cfg.comm)
+        loud = executor.rank == 0 and not cfg.quiet
+        path = compute_frames(cfg, executor, (lambda line: print(line, flush=True)) if loud else None)
+        if loud:
+            print(f"wrote {path}: {len(cfg.frames)} frames")
+        return 0
     compute_surface(cfg)
     return 0
 
