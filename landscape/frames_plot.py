@@ -27,7 +27,7 @@ from .errors import LandscapeError
 from .loss_surface import Surface
 from .views import colour_range, contour_levels, surf_label, surface_values
 
-__all__ = ["frame_values", "frame_scale", "frame_label", "save_frames", "frames_figure", "animation_writer_problem"]
+__all__ = ["frame_values", "frame_scale", "frame_label", "require_writers", "save_frames", "frames_figure", "animation_writer_problem"]
 
 FRAME_SECONDS = 0.5  # how long each frame is shown in the animations
 
@@ -77,6 +77,14 @@ def animation_writer_problem(kind: str) -> str | None:
     raise LandscapeError(f"animation kind {kind!r} is not one of gif, mp4")
 
 
+def require_writers(gif: bool = False, mp4: bool = False) -> None:
+    """Refuse, in one line naming what to install, an animation no writer here can make."""
+    for kind, wanted in (("gif", gif), ("mp4", mp4)):
+        problem = animation_writer_problem(kind) if wanted else None
+        if problem:
+            raise LandscapeError(problem)
+
+
 def _frame_figure(surface: Surface, i: int, surf: str, levels: np.ndarray, clim: tuple[float, float],
                   log: bool, zmax: float | None) -> Any:
     from matplotlib.figure import Figure
@@ -118,10 +126,7 @@ def save_frames(
 
     if surface.ndim != 2:
         raise LandscapeError(f"{surface.path}: frames are drawn as 2D contours; this file is 1D")
-    for kind, wanted in (("gif", gif), ("mp4", mp4)):
-        problem = animation_writer_problem(kind) if wanted else None
-        if problem:
-            raise LandscapeError(problem)
+    require_writers(gif=gif, mp4=mp4)
     from matplotlib.figure import Figure
 
     check_pixels(Figure(figsize=SINGLE_FIGSIZE), dpi)

@@ -113,6 +113,10 @@ def _run_plot(args: argparse.Namespace) -> int:
 
         raise LandscapeError(f"--gif/--mp4 animate frames; {args.file} holds none (make one with "
                              "`landscape surface --ckpt SNAPSHOTS... --frames`)")
+    if args.gif or args.mp4:  # a missing writer is named before anything is drawn
+        from ..frames_plot import require_writers
+
+        require_writers(gif=args.gif, mp4=args.mp4)
     if preview_note(surface):
         _note(f"{preview_note(surface)} (the file is still being computed; plot it again later)")
     paths = save_plots(
