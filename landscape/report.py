@@ -549,7 +549,7 @@ def _div(fig_id: str, fig: dict[str, Any], classes: str) -> str:
 
     inner = pio.to_html(
         fig, config=PLOT_CONFIG, include_plotlyjs=False, include_mathjax=False, full_html=False,
-        div_id=f"ls-{fig_id}", validate=False, default_height=f"{fig['layout'].get('height', 450)}px",
+        div_id=f"ls-{fig_id}", validate=False, auto_play=False, default_height=f"{fig['layout'].get('height', 450)}px",
     )
     return f"<div class='fig {classes}' data-figure='{fig_id}'>{inner}</div>"
 

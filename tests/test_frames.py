@@ -223,7 +223,8 @@ def test_report_animates_the_frames_in_headless_chromium(frames_file: Path, tmp_
                 return Plotly.animate(g, ['epoch 2'], {mode: 'immediate', frame: {duration: 0, redraw: true},
                     transition: {duration: 0}}).then(() => g.data[0].z[2][0]); }""")  # y index 2, x index 0
             page.evaluate("() => Plotly.animate('ls-s0-frames', ['epoch 0'], {mode: 'immediate',"
-                          " frame: {duration: 0, redraw: true}, transition: {duration: 0}})")
+                          " frame: {duration: 0, redraw: true}, transition: {duration: 0}}).then(() => 0)")
+            page.wait_for_timeout(200)
             page.click("#ls-s0-frames .updatemenu-button >> nth=0")  # play
             t0 = time.perf_counter()
             page.wait_for_function("() => document.getElementById('ls-s0-frames').layout.title.text"
