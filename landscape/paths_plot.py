@@ -53,7 +53,7 @@ def run_paths(surface: Surface) -> list[dict[str, Any]]:
 def _label(path: dict[str, Any]) -> str:
     share = path["share"]
     if share and len(share) >= 2:
-        return f"{path['name']} ({100 * (share[0] + share[1]):.0f}% of its variance in the plane)"
+        return f"{path['name']}: {100 * (share[0] + share[1]):.0f}% of its variance in the plane"
     return str(path["name"])
 
 
@@ -69,8 +69,9 @@ def plot_paths(surface: Surface, ax: Any) -> list[Any]:
             ax.annotate(f"{p['epochs'][i]}", (p["x"][i], p["y"][i]), fontsize=FONT_PT, color=colour,
                         xytext=(3, 3), textcoords="offset points")
     if lines:
-        ax.legend(handles=lines, fontsize=FONT_PT, loc="best", title="epoch numbers at the ends",
-                  title_fontsize=FONT_PT)
+        # below the axes: a path may cross any corner of the plane
+        ax.legend(handles=lines, fontsize=FONT_PT, loc="upper center", bbox_to_anchor=(0.5, -0.28),
+                  title="paths (epoch numbers at their ends)", title_fontsize=FONT_PT, frameon=False)
     return lines
 
 
