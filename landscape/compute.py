@@ -367,5 +367,5 @@ def compute_surface(cfg: SurfaceConfig) -> Path:
     if cfg.frames:
         from .frames import compute_frames
 
-        return compute_frames(cfg, executor_for(cfg.comm))
+        return compute_frames(cfg, executor_for(cfg.comm), run_config)
     return run_config(cfg, executor_for(cfg.comm))

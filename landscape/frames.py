@@ -23,7 +23,7 @@ The frames file (schema version 2; `landscape.schema` validates it):
 
 Example:
     >>> cfg = SurfaceConfig(ckpt=snaps[0], frames=tuple(snaps), x="-1:1:11", y="-1:1:11")
-    >>> path = compute_frames(cfg, SerialExecutor())
+    >>> path = compute_frames(cfg, SerialExecutor(), run_config)
 """
 
 from __future__ import annotations
@@ -118,11 +118,13 @@ def _finished(out: Path, cfg: Any, meta: list[dict[str, Any]]) -> bool:
     )
 
 
-def compute_frames(cfg: Any, executor: Executor, say: Callable[[str], None] | None = None) -> Path:
-    """Compute (or resume) one surface per checkpoint of `cfg.frames`; assemble them into one
-    file (see the module docstring); return its path. `say` gets one line per frame."""
-    from .compute import run_config  # compute imports this module lazily: no cycle
-
+def compute_frames(
+    cfg: Any, executor: Executor, run_config: Callable[[Any, Executor], Path],
+    say: Callable[[str], None] | None = None,
+) -> Path:
+    """Compute (or resume) one surface per checkpoint of `cfg.frames` with `run_config`
+    (`landscape.compute.run_config`, passed in: compute sits above this module); assemble them
+    into one file (see the module docstring); return its path. `say` gets one line per frame."""
     out = frames_out(cfg)
     ckpts = check_frames(cfg)
     meta = _frame_meta(cfg.frames, ckpts)

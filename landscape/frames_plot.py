@@ -19,13 +19,15 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import LandscapeError
-from .loss_surface import Surface
 from .views import colour_range, contour_levels, surf_label, surface_values
+
+if TYPE_CHECKING:
+    from .loss_surface import Surface
 
 __all__ = ["frame_values", "frame_scale", "frame_label", "require_writers", "save_frames", "frames_figure", "animation_writer_problem"]
 

@@ -12,12 +12,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .figure_style import FONT_PT
-from .loss_surface import Surface
+
+if TYPE_CHECKING:
+    from .loss_surface import Surface
 
 __all__ = ["PATH_COLOURS", "is_multi_run", "run_paths", "plot_paths", "path_traces"]
 

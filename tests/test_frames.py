@@ -15,7 +15,7 @@ import torch
 from conftest import digits_splits, plain_evaluate
 
 from landscape.checkpoint import load_checkpoint
-from landscape.compute import SurfaceConfig, compute_surface
+from landscape.compute import SurfaceConfig, compute_surface, run_config
 from landscape.distributed import SerialExecutor
 from landscape.errors import LandscapeError
 from landscape.frames import compute_frames, frame_work_dir
@@ -100,20 +100,20 @@ def test_an_interrupted_run_resumes_and_a_finished_one_is_kept(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        compute_frames(cfg, SerialExecutor(), stop_at_third)
+        compute_frames(cfg, SerialExecutor(), run_config, stop_at_third)
     assert not out.exists()  # no half-assembled output
     assert sorted(p.name for p in frame_work_dir(out).glob("*.h5")) == ["frame_0000.h5", "frame_0001.h5"]
     lines: list[str] = []
-    compute_frames(cfg, SerialExecutor(), lines.append)
+    compute_frames(cfg, SerialExecutor(), run_config, lines.append)
     a, b = read_surface(out), read_surface(frames_file)
     for name in ("train_loss", "test_acc"):
         np.testing.assert_allclose(a.frames[name], b.frames[name], rtol=1e-12)
     before = out.stat().st_mtime_ns
     lines.clear()
-    compute_frames(cfg, SerialExecutor(), lines.append)
+    compute_frames(cfg, SerialExecutor(), run_config, lines.append)
     assert out.stat().st_mtime_ns == before and lines == [f"{out}: all 4 frames are already computed"]
     with pytest.raises(LandscapeError, match="holds other frames"):
-        compute_frames(replace(cfg, seed=1), SerialExecutor())
+        compute_frames(replace(cfg, seed=1), SerialExecutor(), run_config)
 
 
 def test_frames_that_cannot_share_a_plane_are_refused(
@@ -187,6 +187,7 @@ def test_plot_writes_frames_on_one_scale_and_a_gif(frames_file: Path, tmp_path: 
         assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.browser
 def test_report_animates_the_frames_in_headless_chromium(frames_file: Path, tmp_path: Path) -> None:
     try:
         from playwright.sync_api import sync_playwright

@@ -139,7 +139,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
 def run_surface(args: argparse.Namespace) -> int:
     import sys
 
-    from ..compute import compute_surface, config_warnings
+    from ..compute import compute_surface, config_warnings, run_config
 
     cfg = config_from_args(args)
     for note in config_warnings(cfg):
@@ -150,7 +150,7 @@ def run_surface(args: argparse.Namespace) -> int:
 
         executor = executor_for(cfg.comm)
         loud = executor.rank == 0 and not cfg.quiet
-        path = compute_frames(cfg, executor, (lambda line: print(line, flush=True)) if loud else None)
+        path = compute_frames(cfg, executor, run_config, (lambda line: print(line, flush=True)) if loud else None)
         if loud:
             print(f"wrote {path}: {len(cfg.frames)} frames")
         return 0
