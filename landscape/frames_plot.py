@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import LandscapeError
-from .views import colour_range, contour_levels, surf_label, surface_values
+from .views import axis_label, colour_range, contour_levels, surf_label, surface_values
 
 if TYPE_CHECKING:
     from .loss_surface import Surface
@@ -214,6 +214,6 @@ def frames_figure(surface: Surface, surf: str, zmax: float | None = None) -> dic
                                  "fromcurrent": True, "transition": {"duration": 0}}]},
                 {"label": "pause", "method": "animate", "args": [[None], step_args]}]}
     layout = {"title": {"text": f"{surf_label(surf)} · {names[0]}", "font": {"size": 14}}, "height": 520,
-              "xaxis": {"title": {"text": "x"}}, "yaxis": {"title": {"text": "y"}},
+              "xaxis": {"title": {"text": axis_label(surface, "x")}}, "yaxis": {"title": {"text": axis_label(surface, "y")}},
               "sliders": [slider], "updatemenus": [play], "margin": {"t": 60, "b": 90}}
     return {"data": [trace(values[0])], "layout": layout, "frames": frames}

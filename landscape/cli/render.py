@@ -133,7 +133,7 @@ def _run_plot(args: argparse.Namespace) -> int:
         from ..frames_plot import save_frames
 
         for surf in args.surf or ["train_loss" if "train_loss" in surface.arrays else surface.surfaces()[0]]:
-            paths += save_frames(surface, args.out, surf, min(args.dpi, 150), gif=args.gif, mp4=args.mp4,
+            paths += save_frames(surface, args.out, surf, args.dpi, gif=args.gif, mp4=args.mp4,
                                  vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log, zmax=args.zmax)
     for path in paths:
         print(path)
