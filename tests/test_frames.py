@@ -246,3 +246,23 @@ def _skip_or_fail(reason: str) -> None:
     if os.environ.get("LANDSCAPE_REQUIRE_BROWSER") == "1":
         pytest.fail(f"{reason} (LANDSCAPE_REQUIRE_BROWSER=1)")
     pytest.skip(reason)
+
+
+def test_frames_from_the_command_line(tiny_traj_ckpt: Path, tmp_path: Path, run_cli) -> None:  # noqa: ANN001
+    snaps = _snaps(tiny_traj_ckpt)
+    out = tmp_path / "cli_frames.h5"
+    code, stdout, err = run_cli("surface", "--ckpt", *snaps, "--frames", "--x=-1:1:3", "--y=-1:1:3",
+                                "--max-samples", "60", "--out", out)
+    assert code == 0, err
+    assert f"wrote {out}: 4 frames" in stdout and "frame 4/4" in stdout
+    assert read_surface(out).n_frames == 4
+    code, stdout, err = run_cli("plot", out, "--surf", "train_loss", "--kind", "contour", "--gif", "--dpi", "60",
+                                "--out", tmp_path / "p")
+    assert code == 0, err
+    assert (tmp_path / "p" / "cli_frames_train_loss_frames.gif").exists()
+    assert len(list((tmp_path / "p").glob("cli_frames_train_loss_frame_*.png"))) == 4
+    plain = tmp_path / "plain.h5"
+    assert run_cli("surface", "--ckpt", snaps[-1], "--x=-1:1:3", "--y=-1:1:3", "--max-samples", "30",
+                   "--quiet", "--out", plain)[0] == 0
+    code, _, err = run_cli("plot", plain, "--gif", "--out", tmp_path / "q")
+    assert code != 0 and "holds none" in err and len(err.strip().splitlines()) == 1
