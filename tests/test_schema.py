@@ -81,7 +81,7 @@ CASES = [
     ("bad-json", _attr("settings", "{oops"), "'settings' is not valid JSON"),
     ("json-wrong-type", _attr("runs", '{"a": 1}'), "'runs' should be a JSON list"),
     ("version-text", _attr("version", "one"), "schema version 'one' is not a number"),
-    ("version-newer", _attr("version", 7), "schema version 7; this landscape reads up to 1"),
+    ("version-newer", _attr("version", 7), "schema version 7; this landscape reads up to 2"),
     ("shape-mismatch", _swap("train_loss", data=np.zeros((3, 4))), "shape (3, 4) but the coordinates give (4, 3)"),
     ("string-array", _swap("train_acc", data=np.array([[b"x"] * 3] * 4)), "must hold real numbers"),
     ("3d-array", _swap("train_acc", data=np.zeros((4, 3, 2))), "is 3-D; surface arrays are 1-D or 2-D"),

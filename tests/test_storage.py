@@ -16,6 +16,8 @@ import torch
 from landscape.core.directions import Directions
 from landscape.core.grid import Axis, Grid
 from landscape.errors import LandscapeError
+from landscape.core.grid import Axis, Grid
+from landscape.io.schema import READ_VERSION
 from landscape.io.storage import (
     SURFACE_FORMAT,
     SURFACE_VERSION,
@@ -311,8 +313,8 @@ def test_unreadable_files_give_one_line(tmp_path: Path, surface_file: Path) -> N
     newer = tmp_path / "newer.h5"
     newer.write_bytes(surface_file.read_bytes())
     with h5py.File(newer, "r+") as f:
-        f.attrs["version"] = SURFACE_VERSION + 1
-    cases.append((newer, "schema version 2"))
+        f.attrs["version"] = READ_VERSION + 1
+    cases.append((newer, f"schema version {READ_VERSION + 1}"))
     for path, fragment in cases:
         with pytest.raises(LandscapeError) as e:
             read_surface(path)

@@ -214,9 +214,24 @@ def test_training_on_synthetic_data_records_how_to_rebuild_it(tmp_path: Path) ->
         ({"weight_decay": -1e-4}, "--wd"),
         ({"save_every": -1}, "--save-every"),
         ({"augment": "mixup"}, "--augment"),
+        ({"optimizer": "rmsprop"}, "--optimizer"),
     ],
 )
 def test_bad_config_is_refused(change: dict[str, object], option: str) -> None:
     with pytest.raises(LandscapeError) as excinfo:
         TrainConfig(**change)  # type: ignore[arg-type]
     assert option in str(excinfo.value)
+
+
+def test_adam_starts_where_sgd_starts_and_is_recorded(tmp_path: Path, digits: Dataset) -> None:
+    """--optimizer adam: the same epoch-0 snapshot as SGD (same seed), other weights after, the
+    optimizer in the training record; an SGD record has no optimizer key (older checkpoints match)."""
+    sgd = train(replace(MLP, epochs=1, save_every=1, out=str(tmp_path / "sgd.pt")), digits)
+    adam = train(replace(MLP, epochs=1, save_every=1, lr=1e-2, warmup_epochs=0.0, optimizer="adam", out=str(tmp_path / "adam.pt")), digits)
+    start_sgd = load_checkpoint(snapshot_dir(tmp_path / "sgd.pt") / "epoch_0000.pt").state_dict
+    start_adam = load_checkpoint(snapshot_dir(tmp_path / "adam.pt") / "epoch_0000.pt").state_dict
+    _assert_same_state(start_sgd, start_adam)
+    assert any(not torch.equal(sgd.state_dict[k], adam.state_dict[k]) for k in sgd.state_dict)
+    assert load_checkpoint(tmp_path / "adam.pt").train["optimizer"] == "adam"
+    assert "optimizer" not in load_checkpoint(tmp_path / "sgd.pt").train
+    assert adam.metrics["train_loss"] < 2.0  # it learned (ln 10 = 2.30 at chance)

@@ -53,7 +53,10 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size (default 64)")
     p.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate (default 0.1)")
     p.add_argument("--wd", type=nonneg_float, default=5e-4, help="weight decay (default 5e-4)")
-    p.add_argument("--momentum", type=unit_interval, default=0.9, help="Nesterov momentum, 0 to below 1 (default 0.9)")
+    p.add_argument("--momentum", type=unit_interval, default=0.9,
+                   help="Nesterov momentum of SGD, 0 to below 1 (default 0.9)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                   help="sgd (Nesterov momentum, the paper's; default) or adam (try --lr 0.001)")
     p.add_argument("--warmup", type=nonneg_float, default=1.0, help="linear warm-up epochs (default 1)")
     p.add_argument(
         "--augment",
@@ -90,6 +93,7 @@ def _run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         weight_decay=args.wd,
         momentum=args.momentum,
+        optimizer=args.optimizer,
         warmup_epochs=args.warmup,
         augment=args.augment,
         seed=args.seed,

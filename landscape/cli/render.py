@@ -20,6 +20,10 @@ examples:
   landscape plot surfaces/resnet20_pca.h5 --kind contour --trajectory
   landscape plot surfaces/resnet20.h5 --surf eig_ratio                 (|min/max| curvature map)
   landscape plot surfaces/resnet20.h5 --kind contour --minima          (local minima, basin depths)
+  landscape plot surfaces/mlp_trajectory_frames.h5 --gif               (a PNG per frame, and a GIF)
+
+A file of frames through training (`landscape surface --ckpt snaps/*.pt --frames`) also gets
+plots/<file stem>_<surf>_frame_NNN.png, every frame on one colour scale (train_loss unless --surf).
 """
 
 COMPARE_HELP = """one figure comparing surfaces on a shared scale (contours on top, 3D below)
@@ -81,6 +85,10 @@ def _add_plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minima", action="store_true",
                    help="mark the local minima of each loss on the 2D views (star: the deepest; "
                    "the others labelled with their depth below the saddle where they merge)")
+    p.add_argument("--gif", action="store_true",
+                   help="frames files (surface --frames): also an animated GIF of the frames (needs Pillow)")
+    p.add_argument("--mp4", action="store_true",
+                   help="frames files: also an MP4 of the frames (needs ffmpeg on the PATH)")
     p.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="file format (default png)")
     p.add_argument("--dpi", type=positive_int, default=150,
                    help="resolution of PNGs (default 150; at most 50 million pixels per figure)")
@@ -100,6 +108,15 @@ def _run_plot(args: argparse.Namespace) -> int:
     from ..render.plotting import save_plots
 
     surface = preview(read_surface(args.file))  # a file still being computed: its finest complete level
+    if (args.gif or args.mp4) and not surface.n_frames:
+        from ..errors import LandscapeError
+
+        raise LandscapeError(f"--gif/--mp4 animate frames; {args.file} holds none (make one with "
+                             "`landscape surface --ckpt SNAPSHOTS... --frames`)")
+    if args.gif or args.mp4:  # a missing writer is named before anything is drawn
+        from ..frames_plot import require_writers
+
+        require_writers(gif=args.gif, mp4=args.mp4)
     if preview_note(surface):
         _note(f"{preview_note(surface)} (the file is still being computed; plot it again later)")
     paths = save_plots(
@@ -116,6 +133,12 @@ def _run_plot(args: argparse.Namespace) -> int:
 
         curve_path = save_curve_plot(surface, args.out, args.format, args.dpi)  # a curve's surface
         paths += [curve_path] if curve_path is not None else []
+    if surface.n_frames:
+        from ..frames_plot import save_frames
+
+        for surf in args.surf or ["train_loss" if "train_loss" in surface.arrays else surface.surfaces()[0]]:
+            paths += save_frames(surface, args.out, surf, args.dpi, gif=args.gif, mp4=args.mp4,
+                                 vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log, zmax=args.zmax)
     for path in paths:
         print(path)
     return 0

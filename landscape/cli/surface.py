@@ -13,13 +13,22 @@ examples:
   landscape surface --ckpt ckpts/resnet20.pt --x=-1:1:51                 (1D curve)
   landscape surface --ckpt a.pt --ckpt2 b.pt --x=-0.5:1.5:401             (interpolation)
   landscape surface --curve curve.pt --x=0:1:21             (along a curve of landscape connect)
+  landscape surface --ckpt sgd.pt --pca sgd_trajectory/*.pt --pca adam_trajectory/*.pt --y=-1:1:51
+                                                      (two runs' paths on one shared PCA plane)
+  landscape surface --ckpt ckpts/mlp_trajectory/*.pt --frames --x=-1:1:11 --y=-1:1:11
+                                                      (one frame per snapshot, one file)
   mpirun -n 4 python scripts/surface.py --ckpt ckpts/resnet56.pt --x=-1:1:51 --y=-1:1:51
 """
 
 
 def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `landscape surface`; shared with `scripts/surface.py`."""
-    p.add_argument("--ckpt", default=None, help="checkpoint at the centre of the surface (required unless --curve)")
+    p.add_argument("--ckpt", default=None, nargs="+", metavar="CKPT",
+                   help="checkpoint at the centre of the surface (with --frames: one per frame; "
+                   "required unless --curve)")
+    p.add_argument("--frames", action="store_true",
+                   help="one surface per --ckpt (snapshots of one run, in order) in ONE file, on one "
+                   "shared plane: directions drawn once (--seed), filter-normalized per frame")
     p.add_argument("--curve", default=None,
                    help="a curve file of `landscape connect`: 1D along it (x = t, with the line beside "
                    "it) or, with --y, on the plane through its ends and bend (docs/curves.md)")
@@ -41,8 +50,10 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--same-dir", action="store_true", help="y direction equal to x")
     g.add_argument("--ckpt2", default=None, help="x = ckpt2 - ckpt (line through two checkpoints)")
     g.add_argument("--ckpt3", default=None, help="y = ckpt3 - ckpt (plane through three checkpoints)")
-    g.add_argument("--pca", nargs="+", default=(), metavar="SNAPSHOT",
-                   help="PCA directions of a trajectory (landscape train --save-every)")
+    g.add_argument("--pca", nargs="+", action="append", default=None, metavar="SNAPSHOT",
+                   help="PCA directions of a trajectory (landscape train --save-every); repeat "
+                   "--pca once per run (--pca sgd_trajectory/*.pt --pca adam_trajectory/*.pt) "
+                   "for one plane fitted to all runs, every run's path drawn on it")
     g.add_argument("--dirs", default=None,
                    help="'hessian' (top two Hessian eigenvectors), or a surface file or the "
                    "paper's direction file whose directions to reuse")
@@ -86,6 +97,18 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _one_ckpt(args: argparse.Namespace) -> str:
+    """The centre checkpoint (the first frame with --frames); several without --frames: refused."""
+    if len(args.ckpt) > 1 and not args.frames:
+        from ..errors import LandscapeError
+
+        raise LandscapeError(
+            f"--ckpt got {len(args.ckpt)} checkpoints: give one, or add --frames for one surface per "
+            "checkpoint (landscapes through training)"
+        )
+    return args.ckpt[0]
+
+
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, imported lazily)
     """Build the SurfaceConfig from parsed options."""
     from ..errors import LandscapeError
@@ -96,7 +119,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
     if args.ckpt is None:
         raise LandscapeError("give --ckpt (the checkpoint at the centre), or --curve for a curve of landscape connect")
     return SurfaceConfig(
-        ckpt=args.ckpt,
+        ckpt=_one_ckpt(args),
+        frames=tuple(args.ckpt) if args.frames else (),
         model=args.model,
         x=args.x or "-1:1:51",
         y=args.y,
@@ -107,7 +131,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
         same_dir=args.same_dir,
         ckpt2=args.ckpt2,
         ckpt3=args.ckpt3,
-        pca=tuple(args.pca),
+        pca=tuple(p for run in args.pca or () for p in run),
+        pca_runs=tuple(len(run) for run in args.pca) if args.pca and len(args.pca) > 1 else (),
         dirs=args.dirs,
         data=args.data,
         data_root=args.data_root,
@@ -138,7 +163,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (SurfaceConfig, 
 def run_surface(args: argparse.Namespace) -> int:
     import sys
 
-    from ..jobs.compute import compute_surface, config_warnings
+    from ..jobs.compute import compute_surface, config_warnings, run_config
 
     if getattr(args, "curve", None) is not None:
         from .curves import run_curve_surface
@@ -147,6 +172,16 @@ def run_surface(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     for note in config_warnings(cfg):
         print(f"landscape surface: warning: {note}", file=sys.stderr)
+    if cfg.frames:
+        from ..frames import compute_frames
+        from ..jobs.distributed import executor_for
+
+        executor = executor_for(cfg.comm)
+        loud = executor.rank == 0 and not cfg.quiet
+        path = compute_frames(cfg, executor, run_config, (lambda line: print(line, flush=True)) if loud else None)
+        if loud:
+            print(f"wrote {path}: {len(cfg.frames)} frames")
+        return 0
     compute_surface(cfg)
     return 0
 

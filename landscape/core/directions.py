@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +45,7 @@ __all__ = [
     "random_directions",
     "interpolation_directions",
     "pca_directions",
+    "run_variance_ratios",
     "directions_from_tensors",
     "point_state",
     "point_weights",
@@ -250,6 +252,7 @@ def pca_directions(
     ignore: str = "biasbn",
     epochs: Sequence[int] | None = None,
     components: int = 2,
+    runs: Mapping[str, int] | None = None,
 ) -> Directions:
     """Top two principal components of (snapshot - final), and the projected trajectory.
 
@@ -257,6 +260,11 @@ def pca_directions(
     paper; explained variance ratios and the snapshots' coordinates are recorded. The first
     `components` (1 or 2) must have variance: snapshots that do not vary along one are refused,
     since SVD would return an arbitrary direction there.
+
+    `runs` (name -> number of snapshots, in order) splits `snapshots` into several training
+    runs: ONE plane is fitted to all their deltas together (pooled PCA), every run's path is
+    projected onto it (`trajectory["run"]` numbers each snapshot's run), and each run's share of
+    its own variance captured per component is recorded (`run_explained_variance_ratio`).
     """
     _check_choice(ignore, IGNORES, "--ignore")
     if len(snapshots) < 2:
@@ -293,7 +301,38 @@ def pca_directions(
         "y": coords[:, 1] if coords.shape[1] > 1 else None,
         "epochs": list(epochs) if epochs is not None else list(range(len(snapshots))),
     }
+    if runs is not None and len(runs) > 1:
+        run_index = _run_index(runs, len(rows))
+        extra["runs"] = list(runs)
+        extra["run_explained_variance_ratio"] = run_variance_ratios(m, comps, run_index)
+        trajectory["run"] = run_index
     return Directions(x, y, "pca", dir_type, "none", ignore, None, _with_ties(model, extra), trajectory)
+
+
+def _run_index(runs: Mapping[str, int], n: int) -> np.ndarray:
+    """The run number of each snapshot; a run of fewer than 2 snapshots has no path: refused."""
+    short = [name for name, k in runs.items() if k < 2]
+    if short:
+        raise LandscapeError(
+            f"--pca run {short[0]!r} has {runs[short[0]]} snapshot; a path needs at least 2 per run "
+            "(give each run's snapshots after its own --pca)"
+        )
+    if sum(runs.values()) != n:
+        raise LandscapeError(f"--pca runs hold {sum(runs.values())} snapshots, {n} were given")
+    return np.repeat(np.arange(len(runs)), list(runs.values()))
+
+
+def run_variance_ratios(m: torch.Tensor, comps: torch.Tensor, run_index: np.ndarray) -> list[list[float]]:
+    """Per run: the fraction of the run's own variance (about its own mean) that lies along
+    each shared component. `m`: [n_snapshots, D] deltas, `comps`: [k, D] unit rows."""
+    out = []
+    for r in range(int(run_index.max()) + 1):
+        rows = m[torch.from_numpy(run_index == r)]
+        c = rows - rows.mean(0, keepdim=True)
+        total = float((c**2).sum())
+        along = ((c @ comps.T) ** 2).sum(0)
+        out.append([float(a) / total if total > 0 else 0.0 for a in along])
+    return out
 
 
 def _check_variance(sing: torch.Tensor, m: torch.Tensor, components: int) -> None:

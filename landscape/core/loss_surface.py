@@ -45,6 +45,22 @@ class Surface:
     source: str = SURFACE_FORMAT  # or "paper"
     curve_axis: str = "x"  # the axis a 1D view runs along ("y" for a 1xN grid drawn as a curve)
     directions: Directions | None = None  # when read with them, or computed in memory
+    # frames through training (landscape.jobs.frames): array name -> [n_frames, *grid], with "computed"
+    frames: dict[str, np.ndarray] | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return 0 if self.frames is None else int(self.frames["computed"].shape[0])
+
+    def frame(self, i: int) -> Surface:
+        """Frame `i` as a surface of its own (its arrays and metrics; title names its epoch)."""
+        if self.frames is None or not 0 <= i < self.n_frames:
+            raise IndexError(f"frame {i} of {self.n_frames}")
+        meta = (self.attrs.get("frames") or [{}] * self.n_frames)[i]
+        arrays = {k: v[i] for k, v in self.frames.items() if k != "computed"}
+        attrs = {**self.attrs, "metrics": meta.get("metrics") or {}, "frame": i, "frame_epoch": meta.get("epoch")}
+        return Surface(self.path, self.x, self.y, arrays, self.frames["computed"][i].astype(bool), attrs,
+                       None, self.source, self.curve_axis, None, None)
 
     @property
     def ndim(self) -> int:

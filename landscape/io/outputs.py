@@ -63,6 +63,8 @@ _NAMES = {
     "svg": "an SVG image",
     "html": "an HTML page",
     "vtp": "a VTK file",
+    "gif": "a GIF animation",
+    "mp4": "an MP4 video",
     "other": "a file landscape does not write",
 }
 _MAX_TEMP_STEM = 180  # temporary names add ~55 characters; keep them under NAME_MAX (255)
@@ -70,7 +72,7 @@ _MAX_TEMP_STEM = 180  # temporary names add ~55 characters; keep them under NAME
 
 def file_kind(path: Path) -> str | None:
     """What `path` holds, judged by content: None (nothing there), "folder", "empty", "hdf5",
-    "checkpoint", "zip", "png", "pdf", "svg", "html", "vtp" or "other"."""
+    "checkpoint", "zip", "png", "pdf", "svg", "html", "vtp", "gif", "mp4" or "other"."""
     try:
         if path.is_dir():
             return "folder"
@@ -99,6 +101,10 @@ def file_kind(path: Path) -> str | None:
         return "png"
     if head.startswith(b"%PDF-"):
         return "pdf"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[4:8] == b"ftyp":
+        return "mp4"
     text = head.decode("utf-8", "replace").lower()
     markers = {"<vtkfile": "vtp", "<svg": "svg", "<!doctype html": "html", "<html": "html"}
     found = [(text.find(m), kind) for m, kind in markers.items() if m in text]

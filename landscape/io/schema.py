@@ -11,7 +11,10 @@ reader checks its structure from the HDF5 metadata alone, before reading or allo
   files): no soft or external link, no virtual dataset, no external storage, no filter plugin;
 - landscape's own files (`format` = landscape-surface): a numeric `version` this code reads,
   a `computed` dataset, and JSON attributes (`settings`, `runs`, `metrics`, ...) that parse
-  to the expected type.
+  to the expected type;
+- a file of frames through training (version 2, `landscape.frames`): a `frames` group whose
+  datasets are real arrays [n_frames, *grid] stored in this file, `n_frames` the length of
+  the `frames` attribute, `frames/computed` among them. Files of version 1 read as before.
 
 Each problem raises one `LandscapeError` naming the file, what is wrong and what to do.
 
@@ -42,6 +45,8 @@ __all__ = [
     "MAX_ATTR_ELEMENTS",
     "SURFACE_FORMAT",
     "SURFACE_VERSION",
+    "FRAMES_VERSION",
+    "READ_VERSION",
     "BOOKKEEPING",
     "JSON_ATTRS",
     "validate_surface",
@@ -52,6 +57,8 @@ __all__ = [
     "h5_errors",
 ]
 
+FRAMES_VERSION = 2  # a file holding frames through training (landscape.jobs.frames); also read: 1
+READ_VERSION = FRAMES_VERSION  # the newest version this code reads
 MAX_ATTR_ELEMENTS = 4096  # landscape stores scalars and JSON text; a larger array is not ours
 BOOKKEEPING = ("computed", "point_seconds", "point_rank")
 COORDINATES = ("xcoordinates", "ycoordinates")
@@ -67,6 +74,8 @@ JSON_ATTRS: dict[str, type] = {
     "plan": dict,
     "splits": list,
     "hessian": dict,
+    "frames": list,
+    "frames_config": dict,
 }
 _FIX = "the file is damaged or was not written by landscape; recompute it (landscape surface --force) or restore a copy"
 
@@ -121,6 +130,8 @@ def validate_surface(f: Any, path: str | Path) -> str:
                 _check_array(obj, name, shape, path, strict=ours or name in BOOKKEEPING)
             elif ours and name == "trajectory":
                 _check_trajectory(obj, path)
+            elif ours and name == "frames":
+                _check_frames(f, obj, shape, path)
         return "landscape" if ours else "paper"
 
 
@@ -280,10 +291,10 @@ def _check_version(f: Any, path: str | Path) -> None:
         raise damaged(path, f"schema version {number!r} is not a number")
     if not math.isfinite(number) or number != int(number) or number < 1:
         raise damaged(path, f"schema version {number!r} is not a positive whole number")
-    if number > SURFACE_VERSION:
+    if number > READ_VERSION:
         raise LandscapeError(
             f"{printable(str(path))} has surface schema version {int(number)}; this landscape reads "
-            f"up to {SURFACE_VERSION} (upgrade: pip install -U nn-landscape)"
+            f"up to {READ_VERSION} (upgrade: pip install -U nn-landscape)"
         )
 
 
@@ -347,3 +358,24 @@ def _check_trajectory(group: Any, path: str | Path) -> None:
             raise damaged(path, f"trajectory/{key} must be a 1-D array of numbers")
         if ds.shape[0] > MAX_GRID_POINTS:
             raise damaged(path, f"trajectory/{key} declares {ds.shape[0]} values")
+
+
+def _check_frames(f: Any, group: Any, shape: tuple[int, ...], path: str | Path) -> None:
+    """The `frames` group: [n_frames, *grid] arrays of this file, n_frames from the attribute."""
+    if not hasattr(group, "keys"):
+        raise damaged(path, "'frames' must be a group")
+    meta = json.loads(f.attrs["frames"]) if "frames" in f.attrs else None
+    if not isinstance(meta, list) or len(meta) < 1 or not all(isinstance(m, dict) for m in meta):
+        raise damaged(path, "has a 'frames' group but no 'frames' attribute (a JSON list, one object per frame)")
+    if "computed" not in group:
+        raise damaged(path, "has no 'frames/computed' dataset (which points of each frame are done)")
+    if len(meta) * math.prod(shape) > MAX_GRID_POINTS:
+        raise damaged(path, f"declares {len(meta)} frames of {math.prod(shape)} points, over {MAX_GRID_POINTS}")
+    _refuse_links(group, path)
+    for key in group:
+        ds = group[key]
+        if not _is_dataset(ds) or ds.dtype.kind not in "fiub":
+            raise damaged(path, f"frames/{key} must be an array of numbers")
+        if tuple(ds.shape or ()) != (len(meta), *shape):
+            raise damaged(path, f"frames/{key} has shape {tuple(ds.shape or ())}; {len(meta)} frames of "
+                                f"the coordinates' grid give {(len(meta), *shape)}")

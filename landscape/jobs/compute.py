@@ -56,6 +56,7 @@ __all__ = [
     "select_splits",
     "default_out",
     "config_warnings",
+    "pca_run_names",
 ]
 
 
@@ -75,7 +76,9 @@ class SurfaceConfig:
     same_dir: bool = False
     ckpt2: str | None = None
     ckpt3: str | None = None
-    pca: tuple[str, ...] = ()
+    pca: tuple[str, ...] = ()  # every snapshot, run after run
+    frames: tuple[str, ...] = ()  # one surface per checkpoint, all in one file (landscape.frames)
+    pca_runs: tuple[int, ...] = ()  # snapshots per run, for several runs on one plane (empty: one run)
     dirs: str | None = None
     data: str | None = None  # default: the checkpoint's own data set
     data_root: str | None = None
@@ -240,11 +243,25 @@ def _directions(cfg: SurfaceConfig, inputs: SurfaceInputs) -> Directions:
             model, "pca", two_d=two_d, dir_type=cfg.dir_type or "weights", ignore=ignore,
             snapshots=[s.state_dict for s in snaps],
             epochs=[s.epoch if s.epoch is not None else i for i, s in enumerate(snaps)],
+            runs=pca_run_names(cfg.pca, cfg.pca_runs) if cfg.pca_runs else None,
         )
     return make_directions(
         model, "random", two_d=two_d, seed=cfg.seed, norm=norm, ignore=ignore,
         dir_type=cfg.dir_type or "weights", same_dir=cfg.same_dir,
     )
+
+
+def pca_run_names(paths: Sequence[str], counts: Sequence[int]) -> dict[str, int]:
+    """Run name -> snapshot count: each run is named after its snapshots' folder (`sgd` for
+    `sgd_trajectory/`, as `landscape train --save-every` names it), else `run N`."""
+    if sum(counts) != len(paths):
+        raise LandscapeError(f"--pca runs hold {sum(counts)} snapshots, {len(paths)} were given")
+    starts = np.cumsum([0, *counts[:-1]])
+    names = [Path(paths[i]).resolve().parent.name.removesuffix("_trajectory") or f"run {k + 1}"
+             for k, i in enumerate(starts)]
+    if len(set(names)) < len(names):
+        names = [f"run {k + 1}" for k in range(len(counts))]
+    return dict(zip(names, counts))
 
 
 def _trajectory_losses(
@@ -369,6 +386,11 @@ def compute_surface(cfg: SurfaceConfig) -> Path:
     """Compute (or resume) the surface a configuration describes; return the file path.
 
     Serially, or on every rank of MPI_COMM_WORLD when `cfg.comm` asks for MPI (every rank
-    calls this with the same configuration; rank 0 writes the file).
+    calls this with the same configuration; rank 0 writes the file). With `cfg.frames`, one
+    surface per checkpoint in one file (`landscape.frames.compute_frames`).
     """
+    if cfg.frames:
+        from .frames import compute_frames
+
+        return compute_frames(cfg, executor_for(cfg.comm), run_config)
     return run_config(cfg, executor_for(cfg.comm))

@@ -83,7 +83,10 @@ def surface_summary(path: str | Path) -> dict[str, Any]:
     if note:  # what plot and report draw of a file still being computed
         info["preview"] = note.removeprefix("preview: ")
     info["arrays"] = ", ".join(s.surfaces())
-    skip = {"settings", "runs", "metrics", "format"}
+    if s.n_frames:  # frames through training (landscape.jobs.frames): one line, not the per-frame list
+        epochs = [m.get("epoch") for m in s.attrs.get("frames") or [] if isinstance(m, dict)]
+        info["frames"] = f"{s.n_frames} (epochs {', '.join(map(str, epochs))}); the root is the last frame"
+    skip = {"settings", "runs", "metrics", "format", "frames", "frames_config"}
     for k, v in s.attrs.items():
         if k not in skip:
             info[k] = v

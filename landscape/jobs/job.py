@@ -57,6 +57,7 @@ __all__ = [
 # long lists, and `source` (--dirs as typed; `dirs_file` holds the resolved path)
 _NOT_SETTINGS = (
     "explained_variance", "singular_values", "source", "eigenvalues", "residuals", "lanczos_iterations",
+    "run_explained_variance_ratio",
 )
 
 

@@ -317,6 +317,7 @@ def make_directions(
     target2: Any = None,
     snapshots: Sequence[Any] = (),
     epochs: Sequence[int] | None = None,
+    runs: Mapping[str, int] | None = None,
     path: str | Path | None = None,
     ckpt: str | Path | Mapping[str, torch.Tensor] | None = None,
     data: Mapping[str, Any] | None = None,
@@ -330,7 +331,8 @@ def make_directions(
     - `interpolate`: x = `target` - model (and y = `target2` - model), where targets are
       modules, state dicts or checkpoint files (use `dir_type="states"` with BatchNorm);
     - `pca`: the top two principal components of `snapshots` - model (a training trajectory;
-      `epochs` label the snapshots, default 0, 1, ...);
+      `epochs` label the snapshots, default 0, 1, ...; `runs`, name -> count, splits them into
+      several runs projected onto one shared plane);
     - `file`: the directions stored in a surface file or the paper's direction file `path`;
     - `hessian`: the top Hessian eigenvectors of the `loss` on the splits `data`, on `device`
       (`norm` and `ignore` default to `none`).
@@ -352,7 +354,8 @@ def make_directions(
         return d if two_d else replace(d, y=None)
     if kind == "pca":
         states = [state_dict_of(s) for s in snapshots]
-        d = pca_directions(net, states, dir_type, ignore or "biasbn", epochs, components=2 if two_d else 1)
+        d = pca_directions(net, states, dir_type, ignore or "biasbn", epochs, components=2 if two_d else 1,
+                           runs=runs)
         return d if two_d else replace(d, y=None)
     if kind == "file":
         if path is None:

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 MILESTONES = (0.5, 0.75, 275 / 300)
+OPTIMIZERS = ("sgd", "adam")
 OUTCOME_KEYS = ("epochs_used", "criterion_met")  # what a run did, beside the recipe it was given
 
 
@@ -60,7 +61,8 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     lr: float = 0.1
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD's Nesterov momentum (Adam keeps its default betas)
+    optimizer: str = "sgd"  # sgd (the paper's) or adam
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     augment: str = "auto"  # auto (the dataset's own), none, shift, crop-flip
@@ -89,6 +91,8 @@ class TrainConfig:
             raise LandscapeError(f"--target-loss must be a positive number, got {self.target_loss}")
         if self.save_every < 0:
             raise LandscapeError(f"--save-every must be >= 0, got {self.save_every}")
+        if self.optimizer not in OPTIMIZERS:
+            raise LandscapeError(f"--optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.augment not in ("auto", "none", "shift", "crop-flip"):
             raise LandscapeError(
                 f"--augment {self.augment!r} is not one of auto, none, shift, crop-flip"
@@ -171,6 +175,8 @@ def training_record(config: TrainConfig) -> dict[str, Any]:
     record = {k: getattr(config, k) for k in keep}
     if config.target_loss is not None:
         record["target_loss"] = config.target_loss
+    if config.optimizer != "sgd":  # recorded when not the default, so older SGD records still match
+        record["optimizer"] = config.optimizer
     return record
 
 
@@ -184,6 +190,16 @@ def same_recipe(stored: dict[str, Any], config: TrainConfig) -> bool:
     False
     """
     return {k: v for k, v in stored.items() if k not in OUTCOME_KEYS} == training_record(config)
+
+
+def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum (the paper's), or Adam (weight decay added to the gradient)."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+        momentum=config.momentum, nesterov=config.momentum > 0,
+    )
 
 
 def train(
@@ -206,13 +222,7 @@ def train(
     x_test = ds.x_test.to(device) if ds.x_test is not None else None
     y_test = ds.y_test.to(device) if ds.y_test is not None else None
     augment = ds.augment if config.augment == "auto" else config.augment
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        momentum=config.momentum,
-        nesterov=config.momentum > 0,
-    )
+    opt = _optimizer(config, model)
     g = torch.Generator().manual_seed(config.seed)
     n = len(x_train)
     steps = math.ceil(n / config.batch_size)

@@ -159,9 +159,16 @@ def _contour_trace(s: Surface, z: np.ndarray, levels: dict[str, float], name: st
 
 
 def _trajectory_trace(s: Surface, xaxis: str = "x", yaxis: str = "y") -> list[dict[str, Any]]:
+    from .paths_plot import is_multi_run, path_traces
+
     t = s.trajectory
     if not t or "x" not in t or "y" not in t:
         return []
+    if is_multi_run(s):  # several runs on one plane: one trace each, named after the run (from the file)
+        paths = path_traces(s, xaxis, yaxis)
+        for p in paths:
+            p["name"], p["text"] = esc(p["name"]), [esc(t) for t in p["text"]]
+        return paths
     epochs = np.asarray(t.get("epochs", np.arange(len(t["x"])))).tolist()
     return [{"type": "scatter", "mode": "lines+markers", "name": "training path",
              "x": as_list(t["x"]), "y": as_list(t["y"]), "text": [f"epoch {e}" for e in epochs],
@@ -177,7 +184,10 @@ def fig_contour(s: Surface, surf: str, z: np.ndarray, levels: dict[str, float],
               "xaxis": {"title": {"text": axis_title(s, "x")}, "range": _range(s.x), "zeroline": False},
               "yaxis": {"title": {"text": axis_title(s, "y")}, "range": _range(s.y), "zeroline": False},
               "margin": {"t": 60}, "showlegend": False}
-    return {"data": [trace, *_trajectory_trace(s)], "layout": layout}
+    paths = _trajectory_trace(s)
+    if any(p.get("showlegend") for p in paths):  # several runs: a legend names them
+        layout.update(showlegend=True, legend={"orientation": "h", "y": -0.18})
+    return {"data": [trace, *paths], "layout": layout}
 
 
 def _line_traces(x: np.ndarray, values: dict[str, np.ndarray], xaxis: str, yloss: str, yacc: str,

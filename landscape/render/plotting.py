@@ -526,6 +526,10 @@ def plot_trajectory(surface: Surface, ax: Any) -> list[Any]:
             f"{surface.path} holds no training trajectory; make the surface with "
             "`landscape surface --pca SNAPSHOTS...` (or drop --trajectory)"
         )
+    from .paths_plot import is_multi_run, plot_paths
+
+    if is_multi_run(surface):  # several runs on one plane: a colour and a legend entry each
+        return plot_paths(surface, ax)
     tx, ty = np.asarray(t["x"]), np.asarray(t["y"])
     lines = ax.plot(tx, ty, "-o", color="tab:red", ms=3, lw=1.2, label="training path")
     epochs = np.asarray(t.get("epochs", np.arange(len(tx))))

@@ -261,6 +261,10 @@ def _surface_figures(
         figs.append((sec, f"s{k}-3d", fig_3d(s, surf, z3, _clim3(surf, clim, data), title)))
         figs.append((sec, f"s{k}-contour", fig_contour(s, surf, own, levels, clim, esc(surface_title(s, surf)))))
         figs.append((sec, f"s{k}-slices", fig_slices(s)))
+        if s.n_frames:  # frames through training: animated, one scale for all (frames_plot)
+            from .frames_plot import frames_figure
+
+            figs.append((sec, f"s{k}-frames", frames_figure(s, surf, zmax)))
         names = available_surfs(s)
         both = all(values_or_none(s, n) is not None for n in ("train_loss", "test_loss") if n in names)
         if "train_loss" in names and "test_loss" in names and both:
@@ -321,7 +325,7 @@ def _div(fig_id: str, fig: dict[str, Any], classes: str) -> str:
 
     inner = pio.to_html(
         fig, config=PLOT_CONFIG, include_plotlyjs=False, include_mathjax=False, full_html=False,
-        div_id=f"ls-{fig_id}", validate=False, default_height=f"{fig['layout'].get('height', 450)}px",
+        div_id=f"ls-{fig_id}", validate=False, auto_play=False, default_height=f"{fig['layout'].get('height', 450)}px",
     )
     return f"<div class='fig {classes}' data-figure='{fig_id}'>{inner}</div>"
 
@@ -343,7 +347,7 @@ def report_html(
     for sec, fig_id, fig in figs:
         is3d = fig["data"] and fig["data"][0].get("type") == "surface"
         classes = ("ls-3d " if is3d else "") + ("ls-linked" if sec == "compare" and is3d else "")
-        if sec != "compare" and fig_id.endswith(("slices", "traintest", "eigratio", "curve")):
+        if sec != "compare" and fig_id.endswith(("slices", "traintest", "eigratio", "curve", "frames")):
             classes += " wide"
         by_section.setdefault(sec, []).append(_div(fig_id, fig, classes))
     parts = []
