@@ -14,15 +14,15 @@ import pytest
 import torch
 from conftest import digits_splits, plain_evaluate
 
-from landscape.checkpoint import load_checkpoint
-from landscape.compute import SurfaceConfig, compute_surface, run_config
-from landscape.distributed import SerialExecutor
 from landscape.errors import LandscapeError
-from landscape.frames import compute_frames, frame_work_dir
-from landscape.frames_plot import frames_figure, save_frames
-from landscape.report import report_html
-from landscape.storage import read_surface
-from landscape.train import snapshot_dir
+from landscape.io.checkpoint import load_checkpoint
+from landscape.io.storage import read_surface
+from landscape.jobs.compute import SurfaceConfig, compute_surface, run_config
+from landscape.jobs.distributed import SerialExecutor
+from landscape.jobs.frames import compute_frames, frame_work_dir
+from landscape.jobs.train import snapshot_dir
+from landscape.render.frames_plot import frames_figure, save_frames
+from landscape.render.report import report_html
 
 SAMPLES = 120
 
@@ -64,7 +64,7 @@ def test_every_frame_is_exact_and_in_one_file(frames_file: Path, tiny_traj_ckpt:
     assert s.n_frames == len(snaps) == 4
     assert s.attrs["version"] == 2 and [m["epoch"] for m in s.attrs["frames"]] == [0, 1, 2, 3]
     assert not frame_work_dir(frames_file).exists()  # the work files are gone once assembled
-    from landscape.storage import surface_summary
+    from landscape.io.storage import surface_summary
 
     assert surface_summary(frames_file)["frames"].startswith("4 (epochs 0, 1, 2, 3)")
     assert s.frames["train_loss"].shape == (4, 3, 3) and s.frames["computed"].all()
@@ -163,7 +163,7 @@ def test_plot_writes_frames_on_one_scale_and_a_gif(frames_file: Path, tmp_path: 
     with Image.open(next(p for p in paths if p.suffix == ".gif")) as gif:
         assert gif.n_frames == 4
     # one scale: every frame's contours have the same levels and colour limits
-    from landscape.frames_plot import _frame_figure, frame_scale, frame_values
+    from landscape.render.frames_plot import _frame_figure, frame_scale, frame_values
 
     levels, clim = frame_scale(frame_values(s, "train_loss"))
     for i in (0, 3):
@@ -171,7 +171,7 @@ def test_plot_writes_frames_on_one_scale_and_a_gif(frames_file: Path, tmp_path: 
         cs = next(c for c in fig.axes[0].collections if hasattr(c, "levels"))
         np.testing.assert_array_equal(cs.levels, levels)
         assert (cs.norm.vmin, cs.norm.vmax) == pytest.approx(clim)
-    from landscape.views import colour_range, contour_levels
+    from landscape.render.views import colour_range, contour_levels
 
     values = frame_values(s, "train_loss")
     np.testing.assert_array_equal(levels, contour_levels(values))  # from all frames together

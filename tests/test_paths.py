@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from conftest import TINY_MODEL, TINY_MODEL_KWARGS, digits_splits, plain_evaluate
 
-from landscape.checkpoint import load_checkpoint
-from landscape.compute import SurfaceConfig, compute_surface
 from landscape.errors import LandscapeError
-from landscape.report import report_figures
-from landscape.storage import read_directions, read_surface
-from landscape.train import TrainConfig, snapshot_dir, train
+from landscape.io.checkpoint import load_checkpoint
+from landscape.io.storage import read_directions, read_surface
+from landscape.jobs.compute import SurfaceConfig, compute_surface
+from landscape.jobs.train import TrainConfig, snapshot_dir, train
+from landscape.render.report import report_figures
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_two_runs_projected_on_one_pooled_plane(two_runs, tmp_path: Path) -> Non
     # drawn: one line per run with a legend naming it, and two named plotly traces
     from matplotlib.figure import Figure
 
-    from landscape.plotting import plot_contour
+    from landscape.render.plotting import plot_contour
 
     ax = Figure().add_subplot()
     plot_contour(s, "train_loss", ax, trajectory=True)

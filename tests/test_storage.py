@@ -16,7 +16,6 @@ import torch
 from landscape.core.directions import Directions
 from landscape.core.grid import Axis, Grid
 from landscape.errors import LandscapeError
-from landscape.core.grid import Axis, Grid
 from landscape.io.schema import READ_VERSION
 from landscape.io.storage import (
     SURFACE_FORMAT,

@@ -114,7 +114,7 @@ def _run_plot(args: argparse.Namespace) -> int:
         raise LandscapeError(f"--gif/--mp4 animate frames; {args.file} holds none (make one with "
                              "`landscape surface --ckpt SNAPSHOTS... --frames`)")
     if args.gif or args.mp4:  # a missing writer is named before anything is drawn
-        from ..frames_plot import require_writers
+        from ..render.frames_plot import require_writers
 
         require_writers(gif=args.gif, mp4=args.mp4)
     if preview_note(surface):
@@ -134,7 +134,7 @@ def _run_plot(args: argparse.Namespace) -> int:
         curve_path = save_curve_plot(surface, args.out, args.format, args.dpi)  # a curve's surface
         paths += [curve_path] if curve_path is not None else []
     if surface.n_frames:
-        from ..frames_plot import save_frames
+        from ..render.frames_plot import save_frames
 
         for surf in args.surf or ["train_loss" if "train_loss" in surface.arrays else surface.surfaces()[0]]:
             paths += save_frames(surface, args.out, surf, args.dpi, gif=args.gif, mp4=args.mp4,

@@ -173,8 +173,8 @@ def run_surface(args: argparse.Namespace) -> int:
     for note in config_warnings(cfg):
         print(f"landscape surface: warning: {note}", file=sys.stderr)
     if cfg.frames:
-        from ..frames import compute_frames
         from ..jobs.distributed import executor_for
+        from ..jobs.frames import compute_frames
 
         executor = executor_for(cfg.comm)
         loud = executor.rank == 0 and not cfg.quiet

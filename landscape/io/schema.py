@@ -12,7 +12,7 @@ reader checks its structure from the HDF5 metadata alone, before reading or allo
 - landscape's own files (`format` = landscape-surface): a numeric `version` this code reads,
   a `computed` dataset, and JSON attributes (`settings`, `runs`, `metrics`, ...) that parse
   to the expected type;
-- a file of frames through training (version 2, `landscape.frames`): a `frames` group whose
+- a file of frames through training (version 2, `landscape.jobs.frames`): a `frames` group whose
   datasets are real arrays [n_frames, *grid] stored in this file, `n_frames` the length of
   the `frames` attribute, `frames/computed` among them. Files of version 1 read as before.
 
@@ -371,7 +371,6 @@ def _check_frames(f: Any, group: Any, shape: tuple[int, ...], path: str | Path) 
         raise damaged(path, "has no 'frames/computed' dataset (which points of each frame are done)")
     if len(meta) * math.prod(shape) > MAX_GRID_POINTS:
         raise damaged(path, f"declares {len(meta)} frames of {math.prod(shape)} points, over {MAX_GRID_POINTS}")
-    _refuse_links(group, path)
     for key in group:
         ds = group[key]
         if not _is_dataset(ds) or ds.dtype.kind not in "fiub":

@@ -9,7 +9,7 @@ Layout (a superset of the paper code's, so that its readers keep working):
   `point_seconds` float64 (evaluation time per point) and `point_rank` int16 (who computed it);
 - groups `directions/x`, `directions/y`: one float32 dataset per state-dict key;
 - optional group `trajectory` (projected PCA path and the loss along it);
-- optional group `frames` (version 2: every frame through training, `landscape.frames`);
+- optional group `frames` (version 2: every frame through training, `landscape.jobs.frames`);
 - root attributes: format, version, provenance, settings, plans, run timings, scalar metrics.
 
 Safety: a file is created whole in a temporary file and renamed into place. Every dataset is

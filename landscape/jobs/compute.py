@@ -77,7 +77,7 @@ class SurfaceConfig:
     ckpt2: str | None = None
     ckpt3: str | None = None
     pca: tuple[str, ...] = ()  # every snapshot, run after run
-    frames: tuple[str, ...] = ()  # one surface per checkpoint, all in one file (landscape.frames)
+    frames: tuple[str, ...] = ()  # one surface per checkpoint, all in one file (landscape.jobs.frames)
     pca_runs: tuple[int, ...] = ()  # snapshots per run, for several runs on one plane (empty: one run)
     dirs: str | None = None
     data: str | None = None  # default: the checkpoint's own data set
@@ -387,7 +387,7 @@ def compute_surface(cfg: SurfaceConfig) -> Path:
 
     Serially, or on every rank of MPI_COMM_WORLD when `cfg.comm` asks for MPI (every rank
     calls this with the same configuration; rank 0 writes the file). With `cfg.frames`, one
-    surface per checkpoint in one file (`landscape.frames.compute_frames`).
+    surface per checkpoint in one file (`landscape.jobs.frames.compute_frames`).
     """
     if cfg.frames:
         from .frames import compute_frames

@@ -19,7 +19,7 @@ import numpy as np
 from .figure_style import FONT_PT
 
 if TYPE_CHECKING:
-    from .loss_surface import Surface
+    from ..core.loss_surface import Surface
 
 __all__ = ["PATH_COLOURS", "is_multi_run", "run_paths", "plot_paths", "path_traces"]
 

@@ -1,6 +1,6 @@
 """Frames through training drawn on ONE scale: PNGs and a GIF/MP4 (matplotlib), plotly frames.
 
-A frames file (`landscape surface --ckpt snaps/*.pt --frames`, see `landscape.frames`) holds
+A frames file (`landscape surface --ckpt snaps/*.pt --frames`, see `landscape.jobs.frames`) holds
 one surface per snapshot. Every frame is drawn with the same contour levels and colour range,
 taken from all frames together (`frame_scale`), so a colour means the same loss in every frame.
 
@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import LandscapeError
+from ..errors import LandscapeError
 from .views import axis_label, colour_range, contour_levels, surf_label, surface_values
 
 if TYPE_CHECKING:
-    from .loss_surface import Surface
+    from ..core.loss_surface import Surface
 
 __all__ = ["frame_values", "frame_scale", "frame_label", "require_writers", "save_frames", "frames_figure", "animation_writer_problem"]
 
@@ -121,8 +121,8 @@ def save_frames(
     A missing animation writer is refused (one line naming what to install) before anything
     is written.
     """
+    from ..io.outputs import atomic_write, check_output
     from .figure_style import SINGLE_FIGSIZE
-    from .outputs import atomic_write, check_output
     from .plotting import save_figure
     from .views import check_pixels
 
@@ -168,7 +168,7 @@ def _save_mp4(images: Sequence[np.ndarray], path: Path, dpi: int) -> Path:
     from matplotlib import animation
     from matplotlib.figure import Figure
 
-    from .outputs import atomic_write, check_output
+    from ..io.outputs import atomic_write, check_output
 
     check_output(path, "mp4", "plot")
     h, w = images[0].shape[:2]

@@ -13,7 +13,7 @@ Each frame is an ordinary surface job (resumable, MPI-sharded, exact) written to
 into ONE file, written atomically, and the work files are removed. A killed run resumes from the
 work files; a finished file made with the same settings is left as it is.
 
-The frames file (schema version 2; `landscape.schema` validates it):
+The frames file (schema version 2; `landscape.io.schema` validates it):
 - its root is the LAST frame's surface, exactly as `landscape surface` writes one (so `info`,
   `compare`, `--dirs` and the paper's readers see the trained net's surface);
 - group `frames`: every result array of every frame, `frames/<array>` float64 [n_frames, *grid],
@@ -39,12 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import file_sha256, load_checkpoint
-from .errors import LandscapeError
+from ..errors import LandscapeError
+from ..io.checkpoint import file_sha256, load_checkpoint
+from ..io.outputs import atomic_write, check_output
+from ..io.schema import FRAMES_VERSION
+from ..system.text import printable
 from .executor import Executor
-from .outputs import atomic_write, check_output
-from .schema import FRAMES_VERSION
-from .text import printable
 
 __all__ = ["FRAMES_VERSION", "compute_frames", "frames_out", "check_frames", "frame_work_dir"]
 
@@ -104,7 +104,7 @@ def _frame_meta(paths: Sequence[str], ckpts: Sequence[Any]) -> list[dict[str, An
 
 def _finished(out: Path, cfg: Any, meta: list[dict[str, Any]]) -> bool:
     """Whether `out` is a frames file of these checkpoints and settings (else refused unless --force)."""
-    from .storage import read_surface
+    from ..io.storage import read_surface
 
     s = read_surface(out)
     stored = s.attrs.get("frames") or []
@@ -123,7 +123,7 @@ def compute_frames(
     say: Callable[[str], None] | None = None,
 ) -> Path:
     """Compute (or resume) one surface per checkpoint of `cfg.frames` with `run_config`
-    (`landscape.compute.run_config`, passed in: compute sits above this module); assemble them
+    (`landscape.jobs.compute.run_config`, passed in: compute sits above this module); assemble them
     into one file (see the module docstring); return its path. `say` gets one line per frame."""
     out = frames_out(cfg)
     ckpts = check_frames(cfg)
@@ -156,7 +156,7 @@ def _assemble(out: Path, parts: Sequence[Path], meta: list[dict[str, Any]], conf
     """The frames file: the last frame's file, plus the `frames` group and attributes."""
     import h5py
 
-    from .storage import read_surface
+    from ..io.storage import read_surface
 
     surfaces = [read_surface(p) for p in parts]
     names = surfaces[-1].surfaces()
