@@ -22,7 +22,6 @@ from torch.func import functional_call
 
 from landscape.data.sources import load_dataset
 from landscape.engine.hessian import (
-    HessianConfig,
     HessianOperator,
     exact_trace,
     hessian_spectrum,
@@ -34,6 +33,7 @@ from landscape.errors import LandscapeError
 from landscape.io.checkpoint import build_model, load_checkpoint
 from landscape.io.storage import read_surface
 from landscape.jobs.compute import SurfaceConfig, compute_surface
+from landscape.jobs.hessian_job import HessianConfig
 from landscape.jobs.train import TrainConfig, train
 
 N = 48  # samples

@@ -13,10 +13,10 @@ import torch
 from conftest import RunCli
 from torch import nn
 
+from landscape.core.spectrum import SpectralDensity
 from landscape.engine.hessian import HessianOperator
 from landscape.engine.spectral_density import (
     DensityConfig,
-    SpectralDensity,
     rademacher_probes,
     slq,
     spectral_density,

@@ -112,8 +112,8 @@ def format_result(r: dict) -> str:
 
 
 def _run_hessian(args: argparse.Namespace) -> int:
-    from ..engine.hessian import HessianConfig, compute_hessian, store_hessian
     from ..engine.spectral_density import DensityConfig
+    from ..jobs.hessian_job import HessianConfig, compute_hessian, store_hessian
 
     cfg = HessianConfig(
         ckpt=args.ckpt,

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 
 from ..errors import LandscapeError
 
-__all__ = ["Dataset", "Normalization", "stratified_indices"]
+__all__ = ["Dataset", "Normalization", "stratified_indices", "num_samples"]
 
 
 @dataclass(frozen=True)
@@ -138,3 +139,12 @@ def stratified_indices(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Ten
     rng = np.random.default_rng(seed)
     chosen = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take)]
     return torch.from_numpy(np.sort(np.concatenate(chosen)))
+
+
+def num_samples(inputs: Any) -> int:
+    """Samples in a split's inputs: a tensor, or a dict / tuple of tensors (their first entry)."""
+    if isinstance(inputs, Mapping):
+        return num_samples(next(iter(inputs.values())))
+    if isinstance(inputs, (tuple, list)):
+        return num_samples(inputs[0])
+    return len(inputs)

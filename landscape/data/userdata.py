@@ -33,10 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.inputs import num_samples
 from ..errors import LandscapeError
 from ..system.hooks import call_factory, import_object, one_line
-from .dataset import Dataset
+from .dataset import Dataset, num_samples
 
 __all__ = ["load_user_data", "to_tensor", "stack_dataset", "dataset_from_arrays", "NamedInputsDataset"]
 

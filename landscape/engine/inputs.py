@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.dataset import num_samples
 from ..errors import LandscapeError
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "move_to",
     "describe_inputs",
     "slice_inputs",
-    "num_samples",
     "take_row",
     "TensorBatches",
     "unpack_batch",
@@ -96,14 +96,6 @@ def take_row(out: Any, j: int) -> Any:
     if isinstance(out, (tuple, list)):
         return type(out)(take_row(v, j) for v in out)
     return out
-
-
-def num_samples(inputs: Any) -> int:
-    if isinstance(inputs, Mapping):
-        return num_samples(next(iter(inputs.values())))
-    if isinstance(inputs, (tuple, list)):
-        return num_samples(inputs[0])
-    return len(inputs)
 
 
 class TensorBatches:

@@ -10,7 +10,7 @@ of the discrete measures sum_i w_i delta(t - theta_i) (Lin, Saad & Yang 2016; Gh
 if the Krylov space of a probe is invariant before m steps, that probe stops there (its
 quadrature is then exact).
 
-What is stored (`SpectralDensity.to_dict`): the nodes and weights of every probe, the probe
+What is stored (`landscape.core.spectrum.SpectralDensity.to_dict`): the nodes and weights of every probe, the probe
 count, the steps, the seed, and a density on a grid, smoothed by a Gaussian of standard
 deviation `sigma` (default 1 % of the nodes' range), integrating to 1.
 
@@ -29,10 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..core.spectrum import SpectralDensity, smooth_density
 from ..errors import LandscapeError
 from .lanczos import Matvec, lanczos_step, tridiagonal
 
-__all__ = ["DensityConfig", "SpectralDensity", "spectral_density", "slq", "rademacher_probes", "smooth_density"]
+__all__ = ["DensityConfig", "spectral_density", "slq", "rademacher_probes"]
 
 _SEED_OFFSET = 2_000_003  # probes differ from the Lanczos start and the Hutchinson vectors of one seed
 
@@ -58,69 +59,6 @@ class DensityConfig:
             raise LandscapeError(f"--density-sigma must be a positive number, got {self.sigma}")
         if self.points < 2:
             raise LandscapeError(f"the density grid needs at least 2 points, got {self.points}")
-
-
-@dataclass(frozen=True)
-class SpectralDensity:
-    """SLQ nodes and weights per probe, and the smoothed density on `grid` (see module docstring)."""
-
-    nodes: tuple[np.ndarray, ...]  # per probe, ascending, [m_p] (m_p <= steps)
-    weights: tuple[np.ndarray, ...]  # per probe, [m_p], each summing to 1
-    dim: int
-    steps: int
-    seed: int
-    sigma: float
-    grid: np.ndarray  # [points]
-    density: np.ndarray  # [points]
-
-    @property
-    def probes(self) -> int:
-        return len(self.nodes)
-
-    def moment(self, k: int) -> float:
-        """Estimate of tr(H^k) / dim: the mean over probes of sum_i w_i theta_i^k."""
-        return float(np.mean([np.sum(w * t**k) for t, w in zip(self.nodes, self.weights)]))
-
-    @property
-    def support(self) -> tuple[float, float]:
-        """The smallest and the largest node over all probes (Ritz values: inside the spectrum)."""
-        return float(min(t.min() for t in self.nodes)), float(max(t.max() for t in self.nodes))
-
-    def to_dict(self) -> dict[str, object]:
-        lo, hi = self.support
-        return {
-            "method": "stochastic Lanczos quadrature (Rademacher probes, full reorthogonalization)",
-            "probes": self.probes,
-            "steps": self.steps,
-            "seed": self.seed,
-            "dim": self.dim,
-            "nodes": [t.tolist() for t in self.nodes],
-            "weights": [w.tolist() for w in self.weights],
-            "sigma": self.sigma,
-            "grid": self.grid.tolist(),
-            "density": self.density.tolist(),
-            "trace_estimate": self.moment(1) * self.dim,
-            "frobenius_sq_estimate": self.moment(2) * self.dim,
-            "support": [lo, hi],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, object]) -> SpectralDensity:
-        """Read back `to_dict` (from a JSON attribute): numbers only, checked."""
-        try:
-            nodes = tuple(np.asarray(t, dtype=np.float64) for t in d["nodes"])  # type: ignore[union-attr]
-            weights = tuple(np.asarray(w, dtype=np.float64) for w in d["weights"])  # type: ignore[union-attr]
-            grid = np.asarray(d["grid"], dtype=np.float64)
-            dens = np.asarray(d["density"], dtype=np.float64)
-            out = cls(nodes, weights, int(d["dim"]), int(d["steps"]), int(d["seed"]),  # type: ignore[arg-type]
-                      float(d["sigma"]), grid, dens)  # type: ignore[arg-type]
-        except (KeyError, TypeError, ValueError) as e:
-            raise LandscapeError(f"the stored spectral density is damaged ({e}); recompute it with "
-                                 "`landscape hessian --density`") from None
-        if not nodes or grid.shape != dens.shape or any(t.shape != w.shape for t, w in zip(nodes, weights)):
-            raise LandscapeError("the stored spectral density is damaged (shapes do not match); recompute "
-                                 "it with `landscape hessian --density`")
-        return out
 
 
 def rademacher_probes(dim: int, probes: int, seed: int = 0) -> torch.Tensor:
@@ -155,22 +93,6 @@ def slq(matvec: Matvec, probes: torch.Tensor, steps: int, device: torch.device |
         all_nodes.append(theta)
         all_weights.append(s[0, :] ** 2)  # squared first components of the eigenvectors of T
     return all_nodes, all_weights
-
-
-def smooth_density(nodes: list[np.ndarray], weights: list[np.ndarray], sigma: float,
-                   points: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """(grid, density): the mean over probes of sum_i w_i N(t; theta_i, sigma^2) on a grid
-    from 4 sigma below the smallest node to 4 sigma above the largest."""
-    lo = min(float(t.min()) for t in nodes) - 4 * sigma
-    hi = max(float(t.max()) for t in nodes) + 4 * sigma
-    grid = np.linspace(lo, hi, points)
-    t = np.concatenate(nodes)
-    w = np.concatenate(weights) / len(nodes)
-    dens = np.zeros_like(grid)
-    for start in range(0, len(t), 256):  # [points, 256] at a time
-        d = (grid[:, None] - t[None, start : start + 256]) / sigma
-        dens += (np.exp(-0.5 * d**2) * w[None, start : start + 256]).sum(axis=1)
-    return grid, dens / (sigma * math.sqrt(2 * math.pi))
 
 
 def spectral_density(matvec: Matvec, dim: int, probes: int = 10, steps: int = 80, seed: int = 0,

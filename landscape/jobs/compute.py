@@ -25,8 +25,9 @@ from torch import nn
 
 from ..core.directions import DIR_TYPES, IGNORES, NORMS, Directions
 from ..core.grid import Axis, Grid
+from ..data.dataset import num_samples
 from ..data.sources import Dataset, dataset_for_checkpoint
-from ..engine.inputs import num_samples, slice_inputs
+from ..engine.inputs import slice_inputs
 from ..engine.losses import check_loss, resolve_loss
 from ..engine.planning import BN_MODES, PRECISIONS
 from ..errors import LandscapeError

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine.spectral_density import SpectralDensity
+from ..core.spectrum import SpectralDensity
 from ..errors import LandscapeError
 from ..io.outputs import check_output
 from .figure_style import FONT_PT, SINGLE_FIGSIZE

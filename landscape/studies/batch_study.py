@@ -155,7 +155,7 @@ def _surface(cfg: BatchStudyConfig, out: Path, **settings: Any) -> float:
 
 def _hessian(cfg: BatchStudyConfig, ckpt: Path, surface: Path) -> float:
     """The top Hessian eigenvalue at the minimum, stored into its 1D surface file."""
-    from ..engine.hessian import HessianConfig
+    from ..jobs.hessian_job import HessianConfig
 
     hcfg = HessianConfig(
         ckpt=str(ckpt), top_k=1, max_samples=cfg.hessian_samples, device=cfg.device,

@@ -185,7 +185,7 @@ def net_surface(cfg: DemoConfig, net: str, ckpt: Path, comm: str = "serial") -> 
 
 def net_hessian(cfg: DemoConfig, ckpt: Path, surface: Path) -> float:
     """Top and smallest Hessian eigenvalue at the centre, stored into the surface file."""
-    from ..engine.hessian import HessianConfig
+    from ..jobs.hessian_job import HessianConfig
 
     hcfg = HessianConfig(
         ckpt=str(ckpt), top_k=1, smallest=True, max_samples=cfg.hessian_samples,

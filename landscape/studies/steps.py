@@ -73,8 +73,8 @@ def train_or_reuse(
 def store_centre_hessian(hcfg: Any, surface: Path, n_samples: int, say: Say | None = None) -> float:
     """Compute the Hessian of `hcfg` (a `HessianConfig`) and store it into `surface`'s metrics,
     unless the file already holds one computed on `n_samples` samples. Returns the seconds taken."""
-    from ..engine.hessian import compute_hessian, store_hessian
     from ..io.storage import read_surface
+    from ..jobs.hessian_job import compute_hessian, store_hessian
 
     stored = read_surface(surface).attrs.get("hessian")
     if isinstance(stored, dict) and stored.get("n_samples") == n_samples:
