@@ -19,8 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from landscape.cli import Parser, positive_int
 from landscape.cli.edge import lenient_streams, run_command
+from landscape.cli.options import Parser, positive_int
 from landscape.errors import LandscapeError
 from landscape.io.storage import read_surface
 from landscape.render.comparison import save_comparison

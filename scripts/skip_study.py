@@ -24,8 +24,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from landscape.cli import Parser, positive_float, positive_int
 from landscape.cli.edge import lenient_streams, run_command
+from landscape.cli.options import Parser, positive_float, positive_int
 from landscape.jobs.distributed import import_mpi, launched_under_mpi
 from landscape.studies.demo import (
     COLUMNS,

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 
 # Parser reports a bad option in one line and exits 2, like `landscape`; run_parsed is the
 # command's edge: threads, then any failure as one line (and under mpiexec, every rank ends)
-from landscape.cli import Parser, run_parsed
+from landscape.cli import run_parsed
 from landscape.cli.edge import lenient_streams
+from landscape.cli.options import Parser
 from landscape.cli.surface import HELP, add_surface_arguments, run_surface
 
 PROG = "surface.py"

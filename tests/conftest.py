@@ -23,7 +23,7 @@ import torch
 # The test machine has two cores shared with other jobs: more than one intra-op thread per
 # process makes tiny models much slower (threads wait for each other), never faster.
 torch.set_num_threads(1)
-# ... also for commands run in this process: their thread settings (landscape.cli.thread_settings)
+# ... also for commands run in this process: their thread settings (landscape.cli.options.thread_settings)
 # keep the user's OMP_NUM_THREADS, and otherwise take every core the process may use
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # An unexpected exception reaching a command's edge is one line for a user; in the tests it also

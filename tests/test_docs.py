@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from landscape.cli import Parser, build_parser
+from landscape.cli import build_parser
+from landscape.cli.options import Parser
 from landscape.cli.surface import add_surface_arguments
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -156,7 +156,7 @@ def test_out_of_range_numbers_are_refused(args: list[str], capsys: pytest.Captur
 
 
 def test_watch_settings_are_bounded_like_the_option() -> None:
-    from landscape.cli import MAX_WATCH_INTERVAL
+    from landscape.cli.options import MAX_WATCH_INTERVAL
     from landscape.render.watch import MAX_INTERVAL, WatchSettings
 
     assert MAX_WATCH_INTERVAL == MAX_INTERVAL

@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import cli_env, landscape_command
 
-from landscape.cli import thread_settings
+from landscape.cli.options import thread_settings
 from landscape.system.mpi_env import rank_threads
 from landscape.system.threads import (
     CpuLimits,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import LandscapeError
-from . import (
+from .options import (
     add_threads,
     json_dict,
     nonneg_float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_data_source, add_threads, nonneg_int, positive_int
+from .options import add_data_source, add_threads, nonneg_int, positive_int
 
 HELP = """train a curve of low loss between two checkpoints (Garipov et al. 2018)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_threads, nonneg_float, positive_int, seed_int
+from .options import add_threads, nonneg_float, positive_int, seed_int
 
 HELP = """reproduce the paper's comparison: ResNets with and without skips, and a DenseNet
 

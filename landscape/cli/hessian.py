@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import add_data_source, add_threads, nonneg_int, positive_float, positive_int, seed_int
+from .options import (
+    add_data_source,
+    add_threads,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
 HELP = """top Hessian eigenvalues (Lanczos), the smallest one, the trace (Hutchinson), the density (SLQ)
 

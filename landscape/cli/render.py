@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import finite_float, positive_float, positive_int, watch_interval
+from .options import finite_float, positive_float, positive_int, watch_interval
 
 PLOT_HELP = """draw a surface file (1D or 2D, auto-detected) into plots/
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_data_source, add_threads, positive_int, seed_int
+from .options import add_data_source, add_threads, positive_int, seed_int
 
 HELP = """compute (or resume) a loss surface around a checkpoint
 

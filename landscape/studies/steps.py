@@ -18,10 +18,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LandscapeError
-from ..jobs.train import TrainConfig
+
+if TYPE_CHECKING:  # the study modules load at `landscape demo --help`: no torch there
+    from ..jobs.train import TrainConfig
 
 __all__ = ["Column", "format_table", "train_or_reuse", "store_centre_hessian"]
 
