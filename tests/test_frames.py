@@ -64,7 +64,7 @@ def test_every_frame_is_exact_and_in_one_file(frames_file: Path, tiny_traj_ckpt:
     assert s.n_frames == len(snaps) == 4
     assert s.attrs["version"] == 2 and [m["epoch"] for m in s.attrs["frames"]] == [0, 1, 2, 3]
     assert not frame_work_dir(frames_file).exists()  # the work files are gone once assembled
-    from landscape.io.storage import surface_summary
+    from landscape.jobs.info import surface_summary
 
     assert surface_summary(frames_file)["frames"].startswith("4 (epochs 0, 1, 2, 3)")
     assert s.frames["train_loss"].shape == (4, 3, 3) and s.frames["computed"].all()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from landscape import probe as probe_module
+from landscape.io import probe as probe_module
 from landscape.cli import main
 from landscape.errors import LandscapeError
 from landscape.io.probe import probe

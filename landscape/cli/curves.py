@@ -72,7 +72,7 @@ COMMANDS = [("connect", HELP, _add_connect, _run_connect)]
 
 # options of `landscape surface` that a curve's surface does not take, and their defaults
 _NOT_WITH_CURVE = {
-    "ckpt": None, "ckpt2": None, "ckpt3": None, "pca": (), "dirs": None, "same_dir": False,
+    "ckpt": None, "frames": False, "ckpt2": None, "ckpt3": None, "pca": None, "dirs": None, "same_dir": False,
     "dir_type": None, "norm": None, "ignore": None, "curvature": False, "precision": "fp32",
     "bn": "eval", "loss": "cross_entropy", "strategy": None, "points_per_pass": None,
     "data_test": None, "comm": "auto", "seed": 0, "compile": "auto", "trial": "auto",
