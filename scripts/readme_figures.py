@@ -24,8 +24,8 @@ from landscape.cli.options import Parser, positive_int
 from landscape.errors import LandscapeError
 from landscape.io.storage import read_surface
 from landscape.render.comparison import save_comparison
+from landscape.render.figure_files import save_plots
 from landscape.render.figure_style import README_DPI
-from landscape.render.plotting import save_plots
 from landscape.studies.batch_study import BatchStudyConfig, render_batch
 from landscape.studies.demo import DEFAULT_NETS
 

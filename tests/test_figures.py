@@ -25,6 +25,7 @@ from landscape.core.grid import Axis, Grid
 from landscape.core.metrics import surface_metrics
 from landscape.io.storage import Surface, SurfaceWriter, create_surface, read_surface, update_attrs
 from landscape.render.comparison import plot_comparison, save_comparison
+from landscape.render.figure_files import save_plots, view_figure
 from landscape.render.figure_style import (
     CAMERA_AZIM,
     CAMERA_ELEV,
@@ -32,7 +33,6 @@ from landscape.render.figure_style import (
     PAD_INCHES,
     README_DPI,
 )
-from landscape.render.plotting import save_plots, view_figure
 from landscape.render.views import refine_grid
 
 MIN_FONT_PX = 9.0  # the smallest text a reader of the README can read comfortably

@@ -22,17 +22,16 @@ from landscape.core.metrics import surface_metrics
 from landscape.errors import LandscapeError
 from landscape.io.storage import SurfaceWriter, create_surface, read_surface, update_attrs
 from landscape.render.comparison import plot_comparison
+from landscape.render.figure_files import save_plots
+from landscape.render.labels import axis_label, surface_title
 from landscape.render.plotting import (
-    axis_label,
-    contour_levels,
     plot_contour,
     plot_heatmap,
     plot_line,
     plot_surface,
     plot_surface3d,
-    save_plots,
-    surface_title,
 )
+from landscape.render.views import contour_levels
 
 # ---------------------------------------------------------------------------------------------
 # test surfaces (shared with test_report.py and test_export.py)

@@ -25,9 +25,9 @@ from landscape.io.storage import read_surface
 from landscape.jobs.compute import SurfaceConfig, run_config
 from landscape.jobs.executor import SerialExecutor, Work
 from landscape.jobs.info import describe
+from landscape.render.labels import partial_note
 from landscape.render.plotting import plot_surface
 from landscape.render.report import report_html
-from landscape.render.views import partial_note
 from landscape.render.watch import WatchSettings, watch_report
 
 GRID = {"x": "-1:1:9", "y": "-1:1:9", "max_samples": 64}  # levels: 2x2, 3x3, 5x5, 9x9 points

@@ -18,18 +18,10 @@ from landscape.core.grid import Axis, Grid
 from landscape.errors import LandscapeError
 from landscape.io.storage import Surface, SurfaceWriter, create_surface, read_surface
 from landscape.render.comparison import plot_comparison, save_comparison
-from landscape.render.plotting import (
-    MAX_LEVELS,
-    NothingToDraw,
-    as_drawable,
-    contour_levels,
-    plot_contour,
-    plot_line,
-    plot_surface,
-    plot_surface3d,
-    save_plots,
-)
+from landscape.render.figure_files import save_plots
+from landscape.render.plotting import plot_contour, plot_line, plot_surface, plot_surface3d
 from landscape.render.report import report_figures, report_html
+from landscape.render.views import MAX_LEVELS, NothingToDraw, as_drawable, contour_levels
 
 ARRAYS = ["train_loss", "train_acc", "test_loss", "test_acc"]
 Fill = Callable[[str, int], np.ndarray]

@@ -55,7 +55,7 @@ example:
   landscape export surfaces/resnet20.h5 --vtp --zmax 10 --log
 """
 
-KINDS = ("auto", "line", "contour", "contourf", "heatmap", "surface", "all")  # = plotting.KINDS
+KINDS = ("auto", "line", "contour", "contourf", "heatmap", "surface", "all")  # = views.KINDS
 SURF_HELP = "train_loss, train_acc, test_loss, test_acc, or eig_ratio/max_eig/min_eig with curvature maps"
 
 
@@ -105,7 +105,7 @@ def _note(text: str) -> None:
 def _run_plot(args: argparse.Namespace) -> int:
     from ..core.preview import preview, preview_note
     from ..io.storage import read_surface
-    from ..render.plotting import save_plots
+    from ..render.figure_files import save_plots
 
     surface = preview(read_surface(args.file))  # a file still being computed: its finest complete level
     if (args.gif or args.mp4) and not surface.n_frames:

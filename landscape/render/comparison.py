@@ -25,18 +25,19 @@ import numpy as np
 from ..errors import LandscapeError
 from ..io.outputs import check_output
 from ..system.text import printable
+from .decorations import add_colorbar, axes_note
+from .figure_files import save_figure
 from .figure_style import FONT_PT, PANEL_WIDTH, tidy_ticks, wrap_text
-from .plotting import (
-    add_colorbar,
-    axes_note,
-    plot_contour,
-    plot_line,
-    plot_surface3d,
-    save_figure,
-    smooth_note,
-)
-from .views import (
+from .labels import (
     SURF_LABELS,
+    metric_summary,
+    partial_note,
+    smooth_note,
+    surf_label,
+    surface_title,
+)
+from .plotting import plot_contour, plot_line, plot_surface3d
+from .views import (
     ZSCALES,
     NothingToDraw,
     as_drawable,
@@ -47,12 +48,8 @@ from .views import (
     default_zscale,
     display_cap,
     finite_values,
-    metric_summary,
-    partial_note,
     refine_grid,
     shared_log_scale,
-    surf_label,
-    surface_title,
     surface_values,
 )
 

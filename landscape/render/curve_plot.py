@@ -17,8 +17,9 @@ import numpy as np
 
 from ..errors import LandscapeError
 from ..io.outputs import check_output
+from .figure_files import save_figure
 from .figure_style import FONT_PT, SINGLE_FIGSIZE
-from .plotting import plot_contour, save_figure
+from .plotting import plot_contour
 
 if TYPE_CHECKING:
     from ..core.loss_surface import Surface

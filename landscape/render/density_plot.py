@@ -16,8 +16,8 @@ import numpy as np
 from ..core.spectrum import SpectralDensity
 from ..errors import LandscapeError
 from ..io.outputs import check_output
+from .figure_files import save_figure
 from .figure_style import FONT_PT, SINGLE_FIGSIZE
-from .plotting import save_figure
 
 if TYPE_CHECKING:
     from ..core.loss_surface import Surface

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import LandscapeError
-from .views import axis_label, colour_range, contour_levels, surf_label, surface_values
+from .labels import axis_label, surf_label
+from .views import colour_range, contour_levels, surface_values
 
 if TYPE_CHECKING:
     from ..core.loss_surface import Surface
@@ -91,8 +92,9 @@ def _frame_figure(surface: Surface, i: int, surf: str, levels: np.ndarray, clim:
                   log: bool, zmax: float | None) -> Any:
     from matplotlib.figure import Figure
 
+    from .decorations import add_colorbar
     from .figure_style import SINGLE_FIGSIZE
-    from .plotting import add_colorbar, plot_contour
+    from .plotting import plot_contour
 
     fig = Figure(figsize=SINGLE_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
@@ -122,8 +124,8 @@ def save_frames(
     is written.
     """
     from ..io.outputs import atomic_write, check_output
+    from .figure_files import save_figure
     from .figure_style import SINGLE_FIGSIZE
-    from .plotting import save_figure
     from .views import check_pixels
 
     if surface.ndim != 2:

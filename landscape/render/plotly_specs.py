@@ -16,16 +16,14 @@ import numpy as np
 
 from ..system.text import printable
 from .figure_style import camera_eye
+from .labels import axis_label, partial_note, surf_label
 from .views import (
     EIG_RATIO_MAX,
     SPLIT_COLORS,
     NothingToDraw,
     available_surfs,
-    axis_label,
     colour_range,
     contour_levels,
-    partial_note,
-    surf_label,
     surface_values,
 )
 

@@ -1,4 +1,4 @@
-"""Matplotlib figures of a surface: 1D curves, contours, heatmaps, 3D surfaces, and their files.
+"""Matplotlib figures of a surface on one axes: 1D curves, contours, heatmaps, 3D surfaces.
 
 Every plot function takes an `ax` (a new figure is made when it is None) and returns what it
 drew, so a notebook gets the same figures as `landscape plot` and tests can check the artists.
@@ -12,69 +12,46 @@ Example:
     >>> cs = plot_contour(s, "train_loss", ax=fig.add_subplot())
     >>> fig.savefig("contour.png")
 
-What each view shows (values, levels, labels) is decided in `landscape.render.views`; sizes, ticks,
-camera and light in `landscape.render.figure_style`; several nets side by side are
-`landscape.render.comparison`. `view_figure` makes the figure `landscape plot` writes for one view
-(a loss's 3D view in log10 z by default, contours drawn on an interpolated grid that the title
-mentions), and `save_figure` writes any figure with text kept as text in PDF and SVG. Arrays are stored as [nx, ny] with value [i, j] at
-(x[i], y[j]) (see `landscape.io.storage`).
+What each view shows (values, levels) is decided in `landscape.render.views` and the words on
+it in `landscape.render.labels`; titles, notes and colour bars are put on an axes by
+`landscape.render.decorations`; sizes, ticks, camera and light are `landscape.render.figure_style`;
+the figures `landscape plot` writes, and writing them to files, are
+`landscape.render.figure_files`; several nets side by side are `landscape.render.comparison`.
+Arrays are stored as [nx, ny] with value [i, j] at (x[i], y[j]) (see `landscape.io.storage`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import LandscapeError
-from ..io.outputs import atomic_write, check_output, output_error
+from .decorations import axes_note, axes_width, decorate_axes, new_axes, set_surface_title
 from .figure_style import (
     CAMERA_AZIM,
     CAMERA_ELEV,
     CLIPPED_COLOR,
     FONT_PT,
-    PAD_INCHES,
-    SINGLE_FIGSIZE,
     shade_faces,
     tick_text,
     tidy_ticks,
-    vector_rc,
     wrap_text,
 )
+from .labels import SURF_LABELS, axis_label, smooth_note, surface_title
 from .views import (
     EIG_RATIO_MAX,
     KINDS,
-    KINDS_2D,
-    MAX_LEVELS,
-    MAX_PIXELS,
-    PAPER_LEVELS,
     SPLIT_COLORS,
-    SURF_LABELS,
-    SURFS,
-    ZSCALES,
-    NothingToDraw,
     as_drawable,
-    auto_zmax,
     available_surfs,
-    axis_label,
-    check_pixels,
     colour_range,
-    comparison_problem,
     contour_levels,
     default_surfs,
-    default_zscale,
-    display_cap,
-    eig_ratio,
-    file_metrics,
     finite_values,
-    metric_summary,
     padded_range,
-    partial_note,
     refine_grid,
-    surf_label,
-    surface_title,
     surface_values,
 )
 
@@ -82,29 +59,6 @@ if TYPE_CHECKING:  # the value type draws itself through these modules: no impor
     from ..core.loss_surface import Surface
 
 __all__ = [
-    "KINDS",
-    "SURFS",
-    "MAX_LEVELS",
-    "MAX_PIXELS",
-    "NothingToDraw",
-    "as_drawable",
-    "check_pixels",
-    "PAPER_LEVELS",
-    "EIG_RATIO_MAX",
-    "available_surfs",
-    "surface_values",
-    "eig_ratio",
-    "contour_levels",
-    "colour_range",
-    "display_cap",
-    "auto_zmax",
-    "axis_label",
-    "surface_title",
-    "surf_label",
-    "partial_note",
-    "file_metrics",
-    "metric_summary",
-    "comparison_problem",
     "plot_surface",
     "plot_line",
     "plot_slices",
@@ -114,54 +68,8 @@ __all__ = [
     "plot_surface3d",
     "plot_eig_ratio",
     "plot_trajectory",
-    "axes_note",
-    "add_colorbar",
-    "view_figure",
-    "save_figure",
-    "save_plots",
+    "needs_2d",
 ]
-
-
-def axes_note(ax: Any, text: str) -> Any:
-    """A note in the middle of an axes (a view with nothing to draw says why)."""
-    return ax.text(0.5, 0.5, wrap_text(text, _axes_width(ax) * 0.9), transform=ax.transAxes,
-                   ha="center", va="center", fontsize=FONT_PT, color="0.3")
-
-
-def _axes_width(ax: Any) -> float:
-    """The axes' width in inches (before layout: its subplot box)."""
-    return float(ax.get_position().width * ax.figure.get_figwidth())
-
-
-def add_colorbar(fig: Any, mappable: Any, ax: Any, label: str = "", log10_ticks: bool = False, **kwargs: Any) -> Any:
-    """A colour bar with few rounded ticks at `FONT_PT`; `log10_ticks`: the bar is in log10 units
-    and its ticks are labelled with the values (0.01, 0.1, 1, 10), as the 3D log z axis."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-    cb = fig.colorbar(mappable, ax=ax, **kwargs)
-    if cb.orientation == "vertical" and cb.ax.get_yscale() == "linear":
-        cb.locator = MaxNLocator(nbins=5, integer=log10_ticks and _decades(cb) >= 2)
-        cb.formatter = FuncFormatter((lambda v, _p: tick_text(10.0**v)) if log10_ticks else tick_text)
-        cb.update_ticks()
-    cb.ax.tick_params(labelsize=FONT_PT)
-    if label:
-        cb.set_label(label, fontsize=FONT_PT)
-    return cb
-
-
-def _decades(cb: Any) -> float:
-    return float(cb.norm.vmax - cb.norm.vmin) if cb.norm.vmax is not None and cb.norm.vmin is not None else 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# drawing
-
-
-def _new_axes(projection: str | None = None, figsize: tuple[float, float] = SINGLE_FIGSIZE) -> Any:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    return fig.add_subplot(projection=projection)
 
 
 def _mesh(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
@@ -189,24 +97,6 @@ def _norm(clim: tuple[float, float] | None, values: np.ndarray, log: bool) -> An
     if log:
         return LogNorm(vmin=max(clim[0], 1e-300), vmax=clim[1])
     return Normalize(vmin=clim[0], vmax=clim[1])
-
-
-def _decorate(ax: Any, surface: Surface, surf: str, title: bool = True, note: str | None = None) -> None:
-    width = _axes_width(ax)
-    ax.set_xlabel(wrap_text(axis_label(surface, "x"), width), fontsize=FONT_PT)
-    if surface.y is not None:
-        ax.set_ylabel(wrap_text(axis_label(surface, "y"), ax.get_position().height * ax.figure.get_figheight()),
-                      fontsize=FONT_PT)
-    tidy_ticks(ax)
-    if title:
-        _set_title(ax, surface, surface_title(surface, surf) + (f"\n{note}" if note else ""))
-
-
-def _set_title(ax: Any, surface: Surface, text: str) -> None:
-    """`text` as the axes title, wrapped to the figure; a partial surface's note on its own line."""
-    note = partial_note(surface)
-    width = max(_axes_width(ax), 0.8 * ax.figure.get_figwidth())
-    ax.set_title(wrap_text(text + (f"\n{note}" if note else ""), width), fontsize=FONT_PT)
 
 
 def _default_cmap(surf: str) -> str:
@@ -248,7 +138,7 @@ def plot_contour(
         lv = np.linspace(0.0, EIG_RATIO_MAX, 11)[1:-1] if not filled else np.linspace(0.0, EIG_RATIO_MAX, 11)
         clim = clim or (0.0, EIG_RATIO_MAX)
     if ax is None:
-        ax = _new_axes()
+        ax = new_axes()
     finite = finite_values(z)
     constant = float(finite.min()) == float(finite.max())
     if filled and len(lv) < 2:  # a constant: one band around its value fills the plane
@@ -282,7 +172,7 @@ def plot_contour(
             ax.text(0.5, 0.5, f"above the top level ({lv[-1]:.3g}) everywhere\nlowest value {lowest:.3g}",
                     transform=ax.transAxes, ha="center", va="center", fontsize=FONT_PT, color="0.3")
     ax.set_aspect("auto")
-    _decorate(ax, surface, surf, title, smooth_note(factor))
+    decorate_axes(ax, surface, surf, title, smooth_note(factor))
     if trajectory:
         plot_trajectory(surface, ax)
     return cs
@@ -311,12 +201,12 @@ def plot_heatmap(
     if surf == "eig_ratio":
         clim = clim or (0.0, EIG_RATIO_MAX)
     if ax is None:
-        ax = _new_axes()
+        ax = new_axes()
     mesh = ax.pcolormesh(
         surface.x, surface.y, np.ma.masked_invalid(z).T,  # pcolormesh wants [ny, nx]
         shading="nearest", cmap=cmap or _default_cmap(surf), norm=_norm(clim, z, log),
     )
-    _decorate(ax, surface, surf, title)
+    decorate_axes(ax, surface, surf, title)
     if trajectory:
         plot_trajectory(surface, ax)
     return mesh
@@ -364,7 +254,7 @@ def plot_surface3d(
     if surf == "eig_ratio":
         clim = clim or (0.0, EIG_RATIO_MAX)
     if ax is None:
-        ax = _new_axes("3d")
+        ax = new_axes("3d")
     if not hasattr(ax, "zaxis"):
         raise LandscapeError("a 3D surface needs a 3D axes: fig.add_subplot(projection='3d')")
     norm = _norm(clim, z, False)
@@ -373,14 +263,14 @@ def plot_surface3d(
     ax.set_zlim(*padded_range(*(zlim if zlim is not None else (float(finite.min()), float(finite.max())))))
     ax.view_init(elev=CAMERA_ELEV, azim=CAMERA_AZIM)
     xl, yl = ("x step", "y step") if short_labels else (axis_label(surface, "x"), axis_label(surface, "y"))
-    ax.set_xlabel(wrap_text(xl.split(" (")[0], 0.6 * _axes_width(ax)), fontsize=FONT_PT, labelpad=-2)
-    ax.set_ylabel(wrap_text(yl.split(" (")[0], 0.6 * _axes_width(ax)), fontsize=FONT_PT, labelpad=-2)
+    ax.set_xlabel(wrap_text(xl.split(" (")[0], 0.6 * axes_width(ax)), fontsize=FONT_PT, labelpad=-2)
+    ax.set_ylabel(wrap_text(yl.split(" (")[0], 0.6 * axes_width(ax)), fontsize=FONT_PT, labelpad=-2)
     ax.set_zlabel(SURF_LABELS.get(surf, surf) + (" (log scale)" if log else ""), fontsize=FONT_PT, labelpad=0)
     tidy_ticks(ax)
     if log:
         _log_ticks(ax.zaxis, ax.get_zlim())
     if title:
-        _set_title(ax, surface, surface_title(surface, surf))
+        set_surface_title(ax, surface, surface_title(surface, surf))
     return art
 
 
@@ -417,11 +307,6 @@ def _lit_surface(ax: Any, X: np.ndarray, Y: np.ndarray, z: np.ndarray, above: np
     return art
 
 
-def smooth_note(factor: int) -> str | None:
-    """The caption of contours drawn on an interpolated grid (None when drawn on the stored one)."""
-    return f"contours drawn on a grid interpolated {factor}x finer (stored values unchanged)" if factor > 1 else None
-
-
 def _split_of(name: str) -> str:
     return name.split("_", 1)[0]
 
@@ -447,13 +332,13 @@ def plot_line(
     names = list(surfs) if surfs else default_surfs(surface)
     values = {n: surface_values(surface, n, zmax if not n.endswith("_acc") else None) for n in names}
     if ax is None:
-        ax = _new_axes()
+        ax = new_axes()
     drawn = _draw_lines(ax, {n: (surface.x, v, "-") for n, v in values.items()}, log)
     if ylim is not None:
         ax.set_ylim(*padded_range(*ylim))
-    ax.set_xlabel(wrap_text(axis_label(surface, surface.curve_axis), _axes_width(ax)), fontsize=FONT_PT)
+    ax.set_xlabel(wrap_text(axis_label(surface, surface.curve_axis), axes_width(ax)), fontsize=FONT_PT)
     if title:
-        _set_title(ax, surface, surface_title(surface))
+        set_surface_title(ax, surface, surface_title(surface))
     return drawn
 
 
@@ -510,11 +395,11 @@ def plot_slices(
         lines[f"{n} (along x, y={surface.y[iy]:g})"] = (surface.x, z[:, iy], "-")
         lines[f"{n} (along y, x={surface.x[ix]:g})"] = (surface.y, z[ix, :], ":")
     if ax is None:
-        ax = _new_axes()
+        ax = new_axes()
     drawn = _draw_lines(ax, lines, log)
     ax.set_xlabel("step along the direction", fontsize=FONT_PT)
     if title:
-        _set_title(ax, surface, surface_title(surface) + " · slices")
+        set_surface_title(ax, surface, surface_title(surface) + " · slices")
     return drawn
 
 
@@ -553,14 +438,15 @@ def plot_surface(surface: Surface, surf: str | None = None, kind: str = "auto", 
     if kind == "line":
         return plot_line(surface, [surf] if surf else None, ax, **kwargs)
     if surface.ndim == 1:
-        raise _needs_2d(surface, kind)
+        raise needs_2d(surface, kind)
     surf = surf or _first_loss(surface)
     func = {"contour": plot_contour, "contourf": plot_contourf, "heatmap": plot_heatmap,
             "surface": plot_surface3d}[kind]
     return func(surface, surf, ax, **kwargs)
 
 
-def _needs_2d(surface: Surface, kind: str) -> LandscapeError:
+def needs_2d(surface: Surface, kind: str) -> LandscapeError:
+    """The error for a 2D view (`kind`) asked of a 1D curve."""
     return LandscapeError(f"{surface.path} is a 1D curve; --kind {kind} needs a 2D surface (use --kind line)")
 
 
@@ -572,171 +458,3 @@ def _first_loss(surface: Surface) -> str:
     if not (loss or names):
         raise LandscapeError(f"{surface.path} holds no arrays to draw")
     return (loss or names)[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# files
-
-
-def _kinds(surface: Surface, kind: str, surf: str) -> list[str]:
-    if kind not in KINDS:
-        raise LandscapeError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
-    if surface.ndim == 1:
-        if kind not in ("auto", "all", "line"):
-            raise _needs_2d(surface, kind)
-        return ["line"]
-    if kind == "auto":
-        return ["heatmap"] if surf == "eig_ratio" else list(KINDS_2D)
-    if kind == "all":
-        return [*KINDS_2D, "line"]
-    return [kind]
-
-
-def save_plots(
-    surface: Surface,
-    out_dir: str | Path = "plots",
-    surfs: Sequence[str] | None = None,
-    kind: str = "auto",
-    fmt: str = "png",
-    dpi: int = 150,
-    *,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    vlevel: float | None = None,
-    log: bool = False,
-    zmax: float | None = None,
-    trajectory: bool = False,
-    on_skip: Callable[[str], None] | None = None,
-    zscale: str | None = None,
-    minima: bool = False,
-) -> list[Path]:
-    """Write every requested view to `out_dir/<file stem>_<surf>_<kind>.<fmt>`; return the paths.
-
-    A 1D file gets one figure with all its curves (`<stem>_line.<fmt>`) unless `surfs` is given;
-    a 1xN or Nx1 grid is drawn as a curve (see `as_drawable`). An array with no finite value
-    (the net diverged everywhere) is skipped: `on_skip` gets a one-line note; without
-    `on_skip`, `NothingToDraw` is raised. `zscale` (linear | log) is the 3D view's z; None: log
-    for losses, linear otherwise (`views.default_zscale`); `log` forces log everywhere.
-    `minima`: mark the local minima on the 2D flat views of each loss (`topology_plot`).
-    """
-    from matplotlib.figure import Figure
-
-    if fmt not in ("png", "pdf", "svg"):
-        raise LandscapeError(f"--format {fmt!r} is not one of png, pdf, svg")
-    if zscale is not None and zscale not in ZSCALES:
-        raise LandscapeError(f"--zscale {zscale!r} is not one of {', '.join(ZSCALES)}")
-    check_pixels(Figure(figsize=SINGLE_FIGSIZE), dpi, fmt)
-    surface = as_drawable(surface)
-    if surface.ndim == 1:
-        _kinds(surface, kind, "")  # a 2D view of a curve: refused in one line
-    names = list(surfs) if surfs else default_surfs(surface)
-    if not names:
-        raise LandscapeError(f"{surface.path} holds no loss or accuracy arrays to draw")
-    drawable = []
-    for n in names:  # fail on a bad name before writing anything
-        try:
-            surface_values(surface, n)
-            drawable.append(n)
-        except NothingToDraw as e:
-            if on_skip is None:
-                raise
-            on_skip(f"skipped {n}: {str(e).split(': ', 1)[-1]}")
-    if trajectory and not surface.trajectory:
-        plot_trajectory(surface, None)  # raises the one-line error
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise LandscapeError(f"--out {out} is a file; plot writes into a folder: give a folder name")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise output_error(e, "create folder", out) from None
-    stem = Path(surface.path).stem
-    written: list[Path] = []
-    levels = {"vmin": vmin, "vmax": vmax, "vlevel": vlevel, "log": log, "zmax": zmax}
-
-    def save(fig: Any, name: str) -> None:
-        path = out / f"{name}.{fmt}"
-        check_output(path, fmt, "plot")
-        save_figure(fig, path, fmt, dpi, "write plot")
-        written.append(path)
-
-    names = drawable
-    if not names:
-        return written
-    if surface.ndim == 1:
-        if surfs:
-            groups = [[n] for n in names]
-        else:  # curves share one figure; the curvature ratio (0..0.5) gets its own
-            groups = [[n for n in names if n != "eig_ratio"], ["eig_ratio"] if "eig_ratio" in names else []]
-            groups = [g for g in groups if g]
-        for group in groups:
-            fig = Figure(figsize=SINGLE_FIGSIZE)
-            plot_line(surface, group, fig.add_subplot(), log=log, zmax=zmax)
-            single = surfs or group == ["eig_ratio"]
-            save(fig, f"{stem}_{group[0]}_line" if single else f"{stem}_line")
-        return written
-    for n in names:
-        for k in _kinds(surface, kind, n):
-            fig = view_figure(surface, n, k, trajectory=trajectory, zscale=zscale,
-                              minima=minima and n.endswith("_loss"), **levels)
-            save(fig, f"{stem}_{n}_{k}")
-    return written
-
-
-def save_figure(fig: Any, path: str | Path, fmt: str, dpi: int, what: str = "write figure", **kwargs: Any) -> None:
-    """Write `fig` atomically; PDF and SVG keep text as text, and a 3D mesh of more than
-    `RASTER_FACES` faces is embedded as an image in them (the rest stays vector)."""
-    import matplotlib
-
-    if fmt in ("pdf", "svg"):
-        for ax in fig.axes:
-            for art in getattr(ax, "collections", []):
-                if hasattr(ax, "zaxis") and len(art.get_paths()) > RASTER_FACES:
-                    art.set_rasterized(True)
-    with matplotlib.rc_context(vector_rc(fmt)), atomic_write(Path(path), what, **kwargs) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight", pad_inches=PAD_INCHES)
-
-
-RASTER_FACES = 2500  # a 51x51 3D mesh: rasterized in vector files (thousands of paths otherwise)
-
-
-def view_figure(
-    surface: Surface, surf: str, kind: str, *, vmin: float | None = None, vmax: float | None = None,
-    vlevel: float | None = None, log: bool = False, zmax: float | None = None, trajectory: bool = False,
-    zscale: str | None = None, minima: bool = False,
-) -> Any:
-    """One figure of `landscape plot`: view `kind` of array `surf` of a 2D surface (a Figure);
-    `minima` marks the local minima on the flat views (contour, contourf, heatmap)."""
-    from matplotlib.figure import Figure
-
-    levels = {"vmin": vmin, "vmax": vmax, "vlevel": vlevel, "log": log, "zmax": zmax}
-    fig = Figure(figsize=SINGLE_FIGSIZE, layout="constrained")
-    if kind == "line":
-        plot_slices(surface, [surf], fig.add_subplot(), log=log, zmax=zmax)
-    elif kind == "surface":
-        ax = fig.add_subplot(projection="3d")
-        zlog = log or (zscale or default_zscale(surf)) == "log"
-        if zlog and not (finite_values(surface_values(surface, surf)) > 0).any():
-            zlog = False  # nothing positive to take a log of (e.g. a zero accuracy): linear
-        cap = None if zlog or surf == "eig_ratio" else auto_zmax(surface, surf, zmax, vmin, vmax, vlevel)
-        art = plot_surface3d(surface, surf, ax, log=zlog, zmax=zmax if cap is None else cap)
-        ax.set_zlabel("")  # the colour bar names the value (a z label beside it overlaps its ticks)
-        clip = zmax if cap is None else cap
-        if clip is not None and (surface_values(surface, surf) > clip).any():
-            _set_title(ax, surface, surface_title(surface, surf) + f"\ngrey: above {clip:.3g}"
-                       + ("" if cap is None else " (--zmax to choose)"))
-        add_colorbar(fig, art, ax, SURF_LABELS.get(surf, surf) + (" (log scale)" if zlog else ""),
-                     log10_ticks=zlog, shrink=0.6, pad=0.12)
-    else:
-        ax = fig.add_subplot()
-        if kind == "heatmap":
-            art = plot_heatmap(surface, surf, ax, log=log, zmax=zmax, trajectory=trajectory)
-        else:
-            art = plot_contour(surface, surf, ax, filled=kind == "contourf", trajectory=trajectory, **levels)
-        if kind != "contour":
-            add_colorbar(fig, art, ax)
-        if minima:
-            from .topology_plot import plot_minima
-
-            plot_minima(surface, surf, ax)
-    return fig

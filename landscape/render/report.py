@@ -31,6 +31,7 @@ from ..core.preview import preview, preview_note, thin, thinned_note
 from ..errors import LandscapeError
 from ..io.outputs import atomic_write, check_output
 from ..system.text import printable
+from .labels import file_metrics, metric_summary, partial_note, surf_label, surface_title
 from .plotly_specs import (
     MAX_TEXT,
     REPORT_MAX_AXIS,
@@ -55,12 +56,7 @@ from .views import (
     comparison_problem,
     default_zscale,
     display_cap,
-    file_metrics,
-    metric_summary,
-    partial_note,
     shared_log_scale,
-    surf_label,
-    surface_title,
     surface_values,
 )
 

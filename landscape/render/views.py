@@ -1,11 +1,12 @@
-"""What a figure shows, decided without drawing: values, colour ranges, contour levels, labels.
+"""What a figure shows, decided without drawing: values, contour levels, colour ranges, limits.
 
 The pure half of the figures (nothing is drawn here; matplotlib's tick locator only picks round
 contour levels): which arrays a surface can show, the values a view draws (log, clipping, the
 curvature ratio), contour levels and colour ranges shared by several panels (`shared_log_scale`
-for the comparison figure and the report alike), axis labels and titles from the file's
-metadata, and the limits on what one figure may draw. `landscape.render.plotting` and
-`landscape.render.report` draw with these, so the matplotlib figures and the HTML report agree.
+for the comparison figure and the report alike), whether several surfaces can share one scale,
+and the limits on what one figure may draw. The words on a figure (labels, titles, captions) are
+`landscape.render.labels`. `landscape.render.plotting` and `landscape.render.report` draw with
+these, so the matplotlib figures and the HTML report agree.
 
 Example:
     >>> contour_levels([np.linspace(0.1, 3.0, 50)], 0.1, 10.0, 0.5)[:3]  # doctest: +SKIP
@@ -14,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.preview import preview_note
 from ..errors import LandscapeError
-from ..system.text import printable
 
 if TYPE_CHECKING:  # annotations only
     from ..core.loss_surface import Surface
@@ -39,12 +37,6 @@ __all__ = [
     "finite_values",
     "contour_levels",
     "colour_range",
-    "axis_label",
-    "surface_title",
-    "partial_note",
-    "surf_label",
-    "file_metrics",
-    "metric_summary",
     "comparison_problem",
     "as_drawable",
     "check_pixels",
@@ -61,7 +53,6 @@ __all__ = [
     "MIN_LEVELS_DRAWN",
     "MAX_LEVELS",
     "MAX_PIXELS",
-    "SURF_LABELS",
     "SPLIT_COLORS",
 ]
 
@@ -79,23 +70,9 @@ MAX_PIXELS = 50_000_000  # pixels one raster figure may have (about 200 MB of RG
 class NothingToDraw(LandscapeError):
     """An array whose computed points are all NaN or infinite: its views are skipped with a note."""
 
-SURF_LABELS = {
-    "train_loss": "train loss",
-    "test_loss": "test loss",
-    "train_acc": "train accuracy (%)",
-    "test_acc": "test accuracy (%)",
-    "eig_ratio": "|λmin / λmax|",
-    "max_eig": "largest Hessian eigenvalue",
-    "min_eig": "smallest Hessian eigenvalue",
-}
+
 # one colour per split in the figures and the report (matplotlib's tab:blue and tab:orange)
 SPLIT_COLORS = {"train": "#1f77b4", "test": "#ff7f0e"}
-_NORM_WORDS = {
-    "filter": "filter-normalized",
-    "layer": "layer-normalized",
-    "weight": "weight-scaled",
-    "none": "not normalized",
-}
 
 
 def available_surfs(surface: Surface) -> list[str]:
@@ -263,103 +240,6 @@ def colour_range(levels: Sequence[float], values: np.ndarray | Sequence[np.ndarr
     clim = (max(lo, float(finite.min())), min(hi, float(finite.max())))
     return clim if clim[1] > clim[0] else (lo, hi)
 
-
-def _directions_meta(surface: Surface) -> dict[str, Any]:
-    d = surface.attrs.get("directions")
-    return d if isinstance(d, dict) else {}
-
-
-def axis_label(surface: Surface, axis: str = "x") -> str:
-    """'x: random direction (filter-normalized) step', 'y: PC2 (12.5% of variance) step', ..."""
-    return printable(_axis_label(surface, axis))
-
-
-def _axis_label(surface: Surface, axis: str) -> str:
-    a = surface.attrs
-    kind = a.get("dir_kind")
-    norm = _NORM_WORDS.get(str(a.get("norm")), str(a.get("norm") or ""))
-    k = 0 if axis == "x" else 1
-    if surface.source == "paper" or kind is None:
-        return f"{axis}: direction step (from a file of the paper's code)"
-    if kind == "pca":
-        ratio = _directions_meta(surface).get("explained_variance_ratio") or []
-        known = isinstance(ratio, list) and len(ratio) > k and isinstance(ratio[k], (int, float))
-        var = f" ({100 * float(ratio[k]):.1f}% of variance)" if known else ""
-        return f"{axis}: PCA component {k + 1}{var} step"
-    if kind == "interpolate":
-        return f"{axis}: interpolation α (0 = checkpoint, 1 = checkpoint 2)"
-    if kind == "plane":
-        return f"{axis}: step towards checkpoint {k + 2} (0 = checkpoint, 1 = checkpoint {k + 2})"
-    if kind == "hessian":
-        return f"{axis}: Hessian eigenvector {k + 1} ({norm}) step"
-    if kind == "file":
-        return f"{axis}: direction from file ({norm}) step"
-    return f"{axis}: {kind} direction ({norm}) step"
-
-
-def surface_title(surface: Surface, surf: str | None = None) -> str:
-    """'resnet20 on digits · random directions, filter-normalized · train loss'."""
-    return printable(_surface_title(surface, surf))
-
-
-def _surface_title(surface: Surface, surf: str | None) -> str:
-    a = surface.attrs
-    if surface.source == "paper":
-        head = f"{Path(surface.path).stem} (paper's file layout)"
-    else:
-        model = a.get("model") or Path(surface.path).stem
-        ds = a.get("dataset")
-        data = ds.get("name") if isinstance(ds, dict) else None
-        kind = a.get("dir_kind")
-        dirs = ""
-        if kind:
-            norm = _NORM_WORDS.get(str(a.get("norm")), str(a.get("norm") or ""))
-            dirs = f"{kind} directions, {norm}" if kind in ("random", "hessian", "file") else f"{kind} directions"
-        head = " · ".join(p for p in (f"{model} on {data}" if data else str(model), dirs) if p)
-    return head if surf is None else f"{head} · {SURF_LABELS.get(surf, surf)}"
-
-
-def partial_note(surface: Surface) -> str | None:
-    """'partial: 120 of 315 points computed' for a surface still being computed, 'preview: 13x13
-    of 51x51, every 4th point; 700/2601 computed' for a preview of one (`landscape.core.preview`),
-    else None."""
-    if surface.done == surface.computed.size:
-        return preview_note(surface)
-    return f"partial: {surface.done} of {surface.computed.size} points computed"
-
-
-def surf_label(surf: str) -> str:
-    """'train loss', 'test accuracy (%)', '|λmin / λmax|', ... for an array name."""
-    return SURF_LABELS.get(surf, surf)
-
-
-def file_metrics(surface: Surface) -> dict[str, Any]:
-    """The scalar metrics the file stores, else computed now (`landscape.core.metrics`); {} on failure."""
-    m = surface.metrics
-    if not m:
-        from ..core.metrics import surface_metrics
-
-        try:
-            with warnings.catch_warnings():  # all-NaN slices of a diverged net: no caption, no noise
-                warnings.simplefilter("ignore", RuntimeWarning)
-                m = surface_metrics(surface)
-        except Exception:  # metrics are a caption; never let them stop a plot
-            m = {}
-    return m
-
-
-def metric_summary(surface: Surface, surf: str = "train_loss") -> str:
-    """Key scalar metrics for a caption: centre value, basin widths, top eigenvalue."""
-    m = file_metrics(surface)
-    parts = []
-    if isinstance(m.get(f"center_{surf}"), (int, float)):
-        parts.append(f"centre {m[f'center_{surf}']:.3g}")
-    widths = [f"{ax} {m[f'basin_width_{ax}']:.2f}" for ax in "xy" if isinstance(m.get(f"basin_width_{ax}"), (int, float))]
-    if widths:
-        parts.append("basin width " + ", ".join(widths) + ("+" if m.get("basin_width_capped") else ""))
-    if isinstance(m.get("top_eigenvalue"), (int, float)):
-        parts.append(f"λmax {m['top_eigenvalue']:.3g}")
-    return " · ".join(parts)
 
 
 def _coords_text(s: Surface) -> str:

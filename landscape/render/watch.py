@@ -25,8 +25,8 @@ from ..core.loss_surface import Surface
 from ..core.preview import level_key, preview, preview_note
 from ..errors import LandscapeError
 from ..io.storage import read_surface
+from .labels import partial_note
 from .report import write_report
-from .views import partial_note
 
 __all__ = ["MAX_INTERVAL", "WatchSettings", "watch_report"]
 

@@ -258,7 +258,7 @@ def render(cfg: DemoConfig, surfaces: Sequence[Path]) -> tuple[list[Path], Path]
     """The comparison figure, a contour and a 3D view per net, and the HTML report."""
     from ..io.storage import read_surface
     from ..render.comparison import save_comparison
-    from ..render.plotting import save_plots
+    from ..render.figure_files import save_plots
     from ..render.report import write_report
 
     read = [read_surface(p) for p in surfaces]
