@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from landscape.io import probe as probe_module
 from landscape.cli import main
 from landscape.errors import LandscapeError
+from landscape.io import probe as probe_module
 from landscape.io.probe import probe
 from landscape.io.storage import read_directions
 
