@@ -316,7 +316,7 @@ def test_report_markup_from_a_file_is_text_in_chromium(tmp_path: Path) -> None:
                                    ".every(d => d._fullLayout)", timeout=60_000)
             found = page.evaluate("""() => ({
                 links: document.querySelectorAll('.js-plotly-plot a').length,
-                big: Array.from(document.querySelectorAll('.js-plotly-plot [style*="80px"]')).length,
+                big: Array.from(document.querySelectorAll('.js-plotly-plot [style]')).filter(e => e.style.fontSize === '80px').length,
                 titles: Array.from(document.querySelectorAll('.js-plotly-plot .gtitle')).map(t => t.textContent)})""")
         finally:
             browser.close()

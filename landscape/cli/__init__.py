@@ -80,7 +80,9 @@ def run_parsed(prog: str, args: argparse.Namespace) -> int:
             tune_host_allocator()  # process-wide, so here at the edge rather than in the library
             return int(args._run(args) or 0)
 
-    return run_command(prog, body)
+    # only commands whose ranks work together start MPI on a failure (landscape.cli.edge)
+    together = getattr(args, "comm", "serial") != "serial"
+    return run_command(prog, body, mpi=together)
 
 
 def entry() -> NoReturn:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data_source, add_threads, nonneg_int, positive_int
+from .options import (
+    add_data_source,
+    add_threads,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    unit_interval,
+)
 
 HELP = """train a curve of low loss between two checkpoints (Garipov et al. 2018)
 
@@ -33,9 +41,9 @@ def _add_connect(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive_int, default=10, help="passes over the training data (default 10)")
     t.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size (default 64)")
-    t.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
-    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    t.add_argument("--weight-decay", type=float, default=0.0, help="weight decay on the bends (default 0)")
+    t.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05)")
+    t.add_argument("--momentum", type=unit_interval, default=0.9, help="SGD momentum, 0 to below 1 (default 0.9)")
+    t.add_argument("--weight-decay", type=nonneg_float, default=0.0, help="weight decay on the bends (default 0)")
     t.add_argument("--seed", type=nonneg_int, default=0, help="seed of the shuffles and the t's (default 0)")
     d = p.add_argument_group("data and barrier")
     add_data_source(d)

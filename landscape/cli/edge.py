@@ -36,22 +36,30 @@ DEBUG_ENV = "LANDSCAPE_DEBUG"  # =1: also print the traceback of an unexpected e
 _GRACE = 2.0  # seconds a rank other than 0 waits before it speaks for itself
 
 
-def run_command(prog: str, body: Callable[[], int | None]) -> int:
+def run_command(prog: str, body: Callable[[], int | None], mpi: bool = True) -> int:
     """Run `body` (a command) at the process edge; return its exit code (see the module).
+    `mpi`: whether the command's ranks may start MPI (False for `--comm serial` and commands
+    that never use it: a failing rank then must not start MPI, whose start waits for every rank).
 
     Example:
         >>> run_command("landscape info", lambda: 0)
         0
     """
     with lenient_streams(), _terminate_as_interrupt():
+        together = False
         try:
             code, line = int(body() or 0), None
         except BaseException as e:  # noqa: BLE001 (the edge: everything becomes one line)
             if isinstance(e, SystemExit):
                 raise
             code, line = _describe(prog, e)
-        if code:
-            leave_failing(line, code)
+            # rank 0 told every rank (landscape.jobs.distributed): all leave the usual way, together
+            together = bool(getattr(e, "ranks_told", False)) or getattr(e, "echo", True) is False
+        if code and together:
+            if line:
+                print(line, file=sys.stderr, flush=True)
+        elif code:
+            leave_failing(line, code, mpi)
     return code
 
 
@@ -77,16 +85,25 @@ def _describe(prog: str, e: BaseException) -> tuple[int, str | None]:
     return 2, f"{prog}: error: {printable(describe_error(e))} (rerun with {DEBUG_ENV}=1 for the traceback)"
 
 
-def leave_failing(line: str | None, code: int) -> None:
+def leave_failing(line: str | None, code: int, start_mpi: bool = True) -> None:
     """Print the one line of a failure; under a multi-rank MPI launcher, end this process so
-    that the launcher ends every rank (never returns there). Elsewhere print and return."""
+    that the launcher ends every rank (never returns there). Elsewhere print and return.
+
+    Ranks that run on their own (`--comm serial`, `start_mpi` False) each print their own line
+    and return: MPI is not started, since its start waits for ranks that never start it."""
     from ..system.mpi_env import launched_under_mpi, launcher_rank
 
     if launched_under_mpi() <= 1:
         if line:
             print(line, file=sys.stderr, flush=True)
         return
-    rank, mpi = launcher_rank(), _started_mpi()
+    rank = launcher_rank()
+    mpi = _mpi_running() or (start_mpi and _started_mpi())
+    if not mpi:  # this rank ran on its own: its line is its own
+        if line:
+            prog, _, rest = line.partition(": ")
+            print(line if rank == 0 else f"{prog}: rank {rank}: {rest}", file=sys.stderr, flush=True)
+        return
     if line and rank == 0:
         print(line, file=sys.stderr, flush=True)
     elif line and mpi:
@@ -99,6 +116,15 @@ def leave_failing(line: str | None, code: int) -> None:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)  # without MPI_Finalize: the launcher sees a failed rank and ends the others
+
+
+def _mpi_running() -> bool:
+    """Whether this process has started MPI already (without starting it)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    try:
+        return bool(mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized())
+    except Exception:  # noqa: BLE001 (a broken MPI library: nothing to end)
+        return False
 
 
 def _started_mpi() -> bool:

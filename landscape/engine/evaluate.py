@@ -390,6 +390,9 @@ class PointEvaluator(_GridEvaluator):
         except LandscapeError:
             raise
         except Exception as error:
+            text = str(error).lower()
+            if not any(w in text for w in ("vmap", "batching rule", "batched tensor", "data-dependent")):
+                raise  # the model's own error, not one of running it under vmap
             raise LandscapeError(
                 f"the vmap strategy cannot run model {model_name(self.model)} "
                 f"({type(error).__name__}: {' '.join(str(error).split())[:160]}); its outputs must "

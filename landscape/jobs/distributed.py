@@ -35,6 +35,7 @@ Launch lines (the options are those of `landscape surface`):
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import signal
 import sys
@@ -390,6 +391,8 @@ def _serve_and_store(
         close_bar()
         computer.close()
         _stop_workers(chan, workers, describe_error(e))
+        with contextlib.suppress(AttributeError, TypeError):
+            e.ranks_told = True  # every rank knows: they leave together (landscape.cli.edge)
         raise
     computer.close()
     seconds = time.perf_counter() - t_start
