@@ -15,6 +15,7 @@ import landscape
 from landscape.errors import LandscapeError
 from landscape.io.storage import read_surface
 from landscape.jobs.info import describe
+from landscape.system.messages import to_console
 
 
 def _paper_direction_file(path: Path, model: nn.Module, two_d: bool = True) -> Path:
@@ -77,8 +78,9 @@ def test_the_time_estimate_uses_a_chunk_past_the_warm_up(tmp_path: Path, capsys:
     landscape.surface(net, (torch.randn(8, 4), torch.randint(0, 3, (8,))), x="-1:1:5", out=tmp_path / "s.h5")
     sink = FileSink(tmp_path / "s.h5", pending=1000, quiet=False)
     values = {"train_loss": np.ones(2), "train_acc": np.ones(2)}
-    sink.write(np.array([0, 1]), values, seconds=200.0, rank=0)
-    assert capsys.readouterr().out == ""
-    sink.write(np.array([2, 3]), values, seconds=2.0, rank=0)
+    with to_console():
+        sink.write(np.array([0, 1]), values, seconds=200.0, rank=0)
+        assert capsys.readouterr().out == ""
+        sink.write(np.array([2, 3]), values, seconds=2.0, rank=0)
     line = capsys.readouterr().out
     assert line.startswith("estimate: about 16.6 minutes for 996 points at 1 points/s"), line

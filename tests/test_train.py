@@ -16,6 +16,7 @@ from landscape.errors import LandscapeError
 from landscape.io.checkpoint import build_model, load_checkpoint
 from landscape.jobs.train import TrainConfig, lr_at, snapshot_dir, train
 from landscape.models import create_model
+from landscape.system.messages import LOGGER, to_console
 
 MLP = TrainConfig(
     model="mlp", model_kwargs={"hidden": 32}, data="digits", epochs=3, device="cpu", quiet=True
@@ -94,13 +95,25 @@ def test_on_epoch_sees_every_epoch(digits: Dataset) -> None:
 def test_quiet_prints_nothing_and_loud_prints_each_epoch(
     digits: Dataset, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    train(replace(MLP, epochs=1), dataset=digits)
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == ""
+    with to_console():  # as under the `landscape` command
+        train(replace(MLP, epochs=1), dataset=digits)
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err == ""
 
-    train(replace(MLP, epochs=2, quiet=False), dataset=digits)
+        train(replace(MLP, epochs=2, quiet=False), dataset=digits)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
     assert len(lines) == 2 and "1/2" in lines[0] and "2/2" in lines[1]
+
+
+def test_the_library_alone_prints_nothing_and_logs_each_epoch(
+    digits: Dataset, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Outside `to_console` the lines go to the `landscape` logger only: stdout stays clean."""
+    with caplog.at_level("INFO", logger=LOGGER):
+        train(replace(MLP, epochs=2, quiet=False), dataset=digits)
+    assert capsys.readouterr().out == ""
+    epochs = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.getMessage().startswith("epoch")]
+    assert len(epochs) == 2 and "2/2" in epochs[1]
 
 
 # ----------------------------------------------------------------------------- snapshots

@@ -8,6 +8,8 @@
   remove temporary files and locks) prints `interrupted` and exits 130; a broken pipe (output
   piped into `head`) is quiet; any other exception is one line naming its type and message,
   with the hint to rerun with LANDSCAPE_DEBUG=1, which prints the traceback as well;
+- what the library says (`landscape.system.messages`: progress and result lines on stdout,
+  notes and warnings on stderr) is printed, as bare text, while the command runs;
 - text the terminal cannot encode (PYTHONIOENCODING=ascii and a file named `λ.pt`) is written
   as backslash escapes instead of failing;
 - under an MPI launcher with several ranks (`mpiexec -n 2 ...`) a failing rank never leaves the
@@ -45,7 +47,9 @@ def run_command(prog: str, body: Callable[[], int | None], mpi: bool = True) -> 
         >>> run_command("landscape info", lambda: 0)
         0
     """
-    with lenient_streams(), _terminate_as_interrupt():
+    from ..system.messages import to_console
+
+    with lenient_streams(), _terminate_as_interrupt(), to_console():
         together = False
         try:
             code, line = int(body() or 0), None

@@ -28,13 +28,13 @@ import datetime as _dt
 import json
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import LandscapeError
+from ..system.messages import warn
 from ..system.processes import is_dead, process_start
 from .outputs import check_not_link, os_reason, remove_stale_temps
 
@@ -88,10 +88,6 @@ def is_stale(owner: Owner, host: str | None = None) -> bool:
     return is_dead(socket.gethostname(), owner.pid, owner.start)
 
 
-def _note(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 class SurfaceLock:
     """Ownership of one output file; release it with `release()` or by leaving the `with` block."""
 
@@ -101,7 +97,7 @@ class SurfaceLock:
         self.owner = owner
 
     @classmethod
-    def acquire(cls, path: Path, note: Callable[[str], None] | None = _note) -> SurfaceLock:
+    def acquire(cls, path: Path, note: Callable[[str], None] | None = warn) -> SurfaceLock:
         """Take the lock of `path`, taking over a stale one (with a `note`); refuse a live one.
 
         Raises a one-line LandscapeError naming the owner when another run holds the file.

@@ -4,7 +4,8 @@
 scripts/surface.py ...` (or the Python API under mpiexec) then runs through `MpiExecutor`.
 Rank 0 owns the sink (h5py from PyPI has no parallel driver: one writer); every rank, rank 0
 included, evaluates chunks. This module moves chunks of indices and result arrays; what they
-mean (grid points, a surface file) is the caller's (`landscape.jobs.runner`).
+mean (grid points, a surface file) is the caller's (`landscape.jobs.runner`); how they travel
+(tags, polled sends and receives, Ctrl-C, the abort) is `landscape.jobs.mpi_channel`'s.
 
 The protocol is point-to-point only; nothing travels per grid point:
 
@@ -37,8 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LandscapeError, describe_error
+from ..system.messages import note
 from ..system.mpi_env import (
     MPI_INSTALL_HINT,
     Layout,
@@ -59,6 +59,23 @@ from ..system.mpi_env import (
     want_mpi,
 )
 from .executor import ChunkQueue, Evaluate, Executor, RunStats, SerialExecutor, Start, Work
+from .mpi_channel import (
+    BEAT,
+    BYE,
+    ERROR,
+    FINAL,
+    POLL,
+    PREFETCH,
+    REQUEST,
+    RESULT,
+    SETUP,
+    SETUP_POLL,
+    STOP,
+    WORK,
+    Channel,
+    Interrupts,
+    abort,
+)
 
 __all__ = [
     "MpiExecutor",
@@ -76,89 +93,8 @@ __all__ = [
     "want_mpi",
 ]
 
-# message tags
-_SETUP, _REQUEST, _RESULT, _WORK, _ERROR, _STOP, _BYE, _FINAL, _BEAT = range(1, 10)
-
-# Seconds between MPI polls of an idle main thread. Each rank holds its next chunk (~1.5 s of
-# work), so answers may take this long without idling anyone; results of the rank's own
-# evaluating thread wake it at once. Polling rarely keeps the GIL with the evaluating thread.
-_POLL = 0.02
-_SETUP_POLL = 0.05  # while rank 0 prepares (that can take minutes: PCA, Hessian directions)
-_PREFETCH = 2  # chunks a worker holds: the one it computes and the next (hides the round trip)
-
-
 # ---------------------------------------------------------------------------------------------
-# messages, Ctrl-C, the evaluating thread
-
-
-class _Channel:
-    """Point-to-point messages: non-blocking sends, polled receives (main thread only)."""
-
-    def __init__(self, comm: Any, MPI: Any) -> None:
-        self.comm, self.MPI = comm, MPI
-        self.status = MPI.Status()
-        self.sending: list[Any] = []
-        self.last_send = time.monotonic()
-
-    def send(self, obj: Any, dest: int, tag: int) -> None:
-        self.sending.append(self.comm.isend(obj, dest=dest, tag=tag))
-        self.last_send = time.monotonic()
-        self.progress()
-
-    def progress(self) -> None:
-        if self.sending:
-            self.sending = [r for r in self.sending if not r.Test()]
-
-    def poll(self, source: int | None = None) -> tuple[int, int, Any] | None:
-        """(source, tag, object) of one waiting message, or None."""
-        src = self.MPI.ANY_SOURCE if source is None else source
-        msg = self.comm.improbe(src, self.MPI.ANY_TAG, self.status)
-        if msg is None:
-            return None
-        source, tag = self.status.Get_source(), self.status.Get_tag()
-        return source, tag, msg.recv()
-
-    def flush(self, seconds: float) -> bool:
-        """Wait (bounded) until every send has been received; True when all were."""
-        end = time.monotonic() + seconds
-        while self.sending and time.monotonic() < end:
-            self.progress()
-            time.sleep(_POLL)
-        return not self.sending
-
-
-class _Interrupts:
-    """Ctrl-C as a flag while messages are in flight.
-
-    mpiexec forwards Ctrl-C to every rank. An exception in the middle of a transfer leaves MPI
-    unable to finalize, so the main loops check the flag and every rank then stops through the
-    same goodbye as after an error: rank 0 sends STOP, each worker flushes and answers BYE.
-    """
-
-    def __init__(self) -> None:
-        self.flag = False
-        self.old: Any = None
-
-    def _set(self, signum: int, frame: Any) -> None:
-        self.flag = True
-
-    def __enter__(self) -> _Interrupts:
-        try:
-            self.old = signal.signal(signal.SIGINT, self._set)
-        except ValueError:  # not the main thread: leave Ctrl-C as it is
-            self.old = None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
-
-
-def _abort(comm: Any, message: str) -> None:
-    """A rank is gone: say which, then end every rank (a clean exit would wait for it forever)."""
-    print(f"landscape: error: {message}", file=sys.stderr, flush=True)
-    time.sleep(0.5)  # the launcher forwards output asynchronously; Abort tears that down too
-    comm.Abort(2)
+# the evaluating thread
 
 
 class _Computer:
@@ -254,17 +190,17 @@ class MpiExecutor:
         self.comm.Barrier()
 
 
-def _start() -> tuple[Any, Layout, _Channel]:
+def _start() -> tuple[Any, Layout, Channel]:
     MPI = import_mpi()
     comm = MPI.COMM_WORLD
-    return comm, layout_of(comm, MPI), _Channel(comm, MPI)
+    return comm, layout_of(comm, MPI), Channel(comm, MPI)
 
 
-def _send_setup_error(chan: _Channel, layout: Layout, e: BaseException) -> None:
+def _send_setup_error(chan: Channel, layout: Layout, e: BaseException) -> None:
     """Rank 0 could not prepare: every worker exits with the same line (printed by rank 0)."""
     payload = {"ok": False, "message": describe_error(e)}
     for r in range(1, layout.size):
-        chan.send(payload, r, _SETUP)
+        chan.send(payload, r, SETUP)
     chan.flush(10.0)
 
 
@@ -272,28 +208,28 @@ def _send_setup_error(chan: _Channel, layout: Layout, e: BaseException) -> None:
 # rank 0
 
 
-def _lead(chan: _Channel, layout: Layout, work: Work) -> RunStats:
+def _lead(chan: Channel, layout: Layout, work: Work) -> RunStats:
     """Rank 0: prepare, send every worker its message, hand out chunks, compute some, store all."""
     try:
         start = work.prepare()
     except BaseException as e:
         _send_setup_error(chan, layout, e)
         raise
-    with _Interrupts() as interrupts:
+    with Interrupts() as interrupts:
         payload = {
             "ok": True,
             "message": start.message() if layout.size > 1 else None,
             "n_pending": len(start.pending),
         }
         for r in range(1, layout.size):
-            chan.send(payload, r, _SETUP)
+            chan.send(payload, r, SETUP)
         if not start.quiet:
-            print(layout.describe(start.label), file=sys.stderr, flush=True)
+            note(layout.describe(start.label))
         return _serve_and_store(chan, layout, work, start, interrupts)
 
 
 def _serve_and_store(
-    chan: _Channel, layout: Layout, work: Work, start: Start, interrupts: _Interrupts
+    chan: Channel, layout: Layout, work: Work, start: Start, interrupts: Interrupts
 ) -> RunStats:
     """Rank 0's loop: its own evaluating thread, the workers' requests and results, the sink."""
     pending = np.asarray(start.pending, dtype=np.int64)
@@ -356,37 +292,37 @@ def _serve_and_store(
                 busy = True
                 src, tag, obj = msg
                 heard[src] = time.monotonic()
-                if tag == _REQUEST:
+                if tag == REQUEST:
                     asked[src] += int(obj)
-                elif tag == _RESULT:
+                elif tag == RESULT:
                     asked[src] += 1
                     store(obj[0], obj[1], obj[2], src)
-                elif tag == _ERROR and obj == "interrupted":  # Ctrl-C reached that rank only
+                elif tag == ERROR and obj == "interrupted":  # Ctrl-C reached that rank only
                     raise KeyboardInterrupt
-                elif tag == _ERROR:
+                elif tag == ERROR:
                     raise LandscapeError(f"rank {src} ({layout.ranks[src][0]}) failed: {obj}")
             if chunks is not None:
                 if not computer.held and chunks.left:  # rank 0's own thread: no round trip to hide
                     computer.give(chunks.next(0))
                 for r in workers:
                     while asked[r]:
-                        chan.send(chunks.next(r), r, _WORK)
+                        chan.send(chunks.next(r), r, WORK)
                         asked[r] -= 1
             now = time.monotonic()
             if now - last_beat > beat_every:
                 last_beat = now
                 for r in workers:
-                    chan.send(None, r, _BEAT)
+                    chan.send(None, r, BEAT)
             chan.progress()
             silent = [r for r in workers if now - heard[r] > timeout]
             if silent:
                 close_bar()
-                _abort(chan.comm, _silent_message(
+                abort(chan.comm, _silent_message(
                     layout, silent[0], timeout,
                     "Every point written so far is kept: rerun the same command to resume",
                 ))
             if not busy:
-                computer.wait(_POLL)
+                computer.wait(POLL)
     except BaseException as e:  # an error, or Ctrl-C (which mpiexec sends every rank)
         close_bar()
         computer.close()
@@ -398,7 +334,7 @@ def _serve_and_store(
     seconds = time.perf_counter() - t_start
     close_bar()
     for r in workers:
-        chan.send(None, r, _FINAL)
+        chan.send(None, r, FINAL)
     stats = RunStats(n, seconds, layout.size, {
         "comm": "mpi",
         "nodes": layout.nodes,
@@ -413,7 +349,7 @@ def _serve_and_store(
     return stats
 
 
-def _await_goodbyes(chan: _Channel, layout: Layout, heard: dict[int, float], timeout: float) -> None:
+def _await_goodbyes(chan: Channel, layout: Layout, heard: dict[int, float], timeout: float) -> None:
     """Every worker answers FINAL at once; one that stays silent (hung, stopped) would keep the
     launcher waiting forever after rank 0 exits, so it is named and the job aborted."""
     waiting = set(heard)
@@ -421,15 +357,15 @@ def _await_goodbyes(chan: _Channel, layout: Layout, heard: dict[int, float], tim
         msg = chan.poll()
         if msg is not None:
             heard[msg[0]] = time.monotonic()
-            if msg[1] == _BYE:
+            if msg[1] == BYE:
                 waiting.discard(msg[0])
             continue
         now = time.monotonic()
         silent = sorted(r for r in waiting if now - heard[r] > timeout)
         if silent:
-            _abort(chan.comm, _silent_message(layout, silent[0], timeout, "The surface is complete."))
+            abort(chan.comm, _silent_message(layout, silent[0], timeout, "The surface is complete."))
         chan.progress()
-        time.sleep(_POLL)
+        time.sleep(POLL)
 
 
 def _silent_message(layout: Layout, rank: int, timeout: float, state: str) -> str:
@@ -440,20 +376,20 @@ def _silent_message(layout: Layout, rank: int, timeout: float, state: str) -> st
     )
 
 
-def _stop_workers(chan: _Channel, workers: list[int], message: str) -> None:
+def _stop_workers(chan: Channel, workers: list[int], message: str) -> None:
     """Tell every worker to stop and wait (bounded) until each has said goodbye."""
     for r in workers:
-        chan.send(message, r, _STOP)
+        chan.send(message, r, STOP)
     waiting, end = set(workers), time.monotonic() + 10.0
     while waiting and time.monotonic() < end:
         msg = chan.poll()
         if msg is None:
             chan.progress()
-            time.sleep(_POLL)
-        elif msg[1] == _BYE:
+            time.sleep(POLL)
+        elif msg[1] == BYE:
             waiting.discard(msg[0])
     if waiting:
-        _abort(chan.comm, f"{message} (and rank(s) {sorted(waiting)} did not stop)")
+        abort(chan.comm, f"{message} (and rank(s) {sorted(waiting)} did not stop)")
     chan.flush(5.0)
 
 
@@ -461,12 +397,12 @@ def _stop_workers(chan: _Channel, workers: list[int], message: str) -> None:
 # workers
 
 
-def _wait_setup(chan: _Channel, interrupts: _Interrupts) -> Mapping[str, Any]:
+def _wait_setup(chan: Channel, interrupts: Interrupts) -> Mapping[str, Any]:
     """Rank 0's job, or its error; after Ctrl-C, rank 0 (interrupted too) answers at once."""
     since = None
     while True:
         msg = chan.poll(0)
-        if msg is not None and msg[1] == _SETUP:
+        if msg is not None and msg[1] == SETUP:
             payload = msg[2]
             if not payload["ok"]:
                 if interrupts.flag:
@@ -477,10 +413,10 @@ def _wait_setup(chan: _Channel, interrupts: _Interrupts) -> Mapping[str, Any]:
             since = since or time.monotonic()
             if time.monotonic() - since > 10.0:  # only this rank was interrupted
                 raise KeyboardInterrupt
-        time.sleep(_SETUP_POLL)
+        time.sleep(SETUP_POLL)
 
 
-def _follow(chan: _Channel, layout: Layout, work: Work) -> None:
+def _follow(chan: Channel, layout: Layout, work: Work) -> None:
     """A worker: evaluate the chunks rank 0 hands out, send back the results.
 
     `work.preload` (its own model and data) runs in the evaluating thread while rank 0
@@ -498,7 +434,7 @@ def _follow(chan: _Channel, layout: Layout, work: Work) -> None:
         evaluate, _ = work.setup(payload["n_pending"], payload["message"], preloaded)
         return evaluate
 
-    with _Interrupts() as interrupts:
+    with Interrupts() as interrupts:
         computer = _Computer(setup)
         try:
             box.put(_wait_setup(chan, interrupts))
@@ -512,7 +448,7 @@ def _follow(chan: _Channel, layout: Layout, work: Work) -> None:
             computer.close()
 
 
-def _serve(chan: _Channel, layout: Layout, computer: _Computer, interrupts: _Interrupts) -> None:
+def _serve(chan: Channel, layout: Layout, computer: _Computer, interrupts: Interrupts) -> None:
     """A worker's loop: pass chunks to the evaluating thread and its results to rank 0."""
     reported = False
     timeout = mpi_timeout()
@@ -521,39 +457,39 @@ def _serve(chan: _Channel, layout: Layout, computer: _Computer, interrupts: _Int
     while True:
         busy = False
         if interrupts.flag and not reported:  # rank 0 stops everyone (it may not know yet)
-            chan.send("interrupted", 0, _ERROR)
+            chan.send("interrupted", 0, ERROR)
             reported = True
         for item in computer.drain():
             busy = True
             if item[0] == "ready":
-                chan.send(_PREFETCH, 0, _REQUEST)
+                chan.send(PREFETCH, 0, REQUEST)
             elif item[0] == "done":
-                chan.send(item[1:], 0, _RESULT)
+                chan.send(item[1:], 0, RESULT)
             else:  # rank 0 names us and stops everyone; wait for its STOP
-                chan.send(item[1], 0, _ERROR)
+                chan.send(item[1], 0, ERROR)
         while (msg := chan.poll(0)) is not None:
             busy = True
             heard = time.monotonic()
             _, tag, obj = msg
-            if tag == _WORK and len(obj):
+            if tag == WORK and len(obj):
                 computer.give(obj)
-            elif tag in (_STOP, _FINAL):  # goodbye first: our thread may still be loading data
-                chan.send(None, 0, _BYE)
+            elif tag in (STOP, FINAL):  # goodbye first: our thread may still be loading data
+                chan.send(None, 0, BYE)
                 chan.flush(5.0)
                 computer.close()
-                if tag == _STOP and interrupts.flag:
+                if tag == STOP and interrupts.flag:
                     raise KeyboardInterrupt
-                if tag == _STOP:
+                if tag == STOP:
                     raise RankStopped(obj)
                 return
         chan.progress()
         now = time.monotonic()
         if now - chan.last_send > beat_every:
-            chan.send(None, 0, _BEAT)
+            chan.send(None, 0, BEAT)
         if now - heard > timeout:
-            _abort(chan.comm, (
+            abort(chan.comm, (
                 f"rank {layout.rank} on {layout.host}: rank 0 sent nothing for {timeout:g} s "
                 "(killed, out of memory or hung); stopping. Rerun the same command to resume"
             ))
         if not busy:
-            computer.wait(_POLL)
+            computer.wait(POLL)

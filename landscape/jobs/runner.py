@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -43,6 +42,7 @@ from ..io.storage import (
     update_attrs,
 )
 from ..system.cpu import cpu_info, time_call
+from ..system.messages import say, warn
 from ..system.progress import Progress, format_seconds
 from .executor import Evaluate, Executor, RunStats, SerialExecutor, Start, Work
 from .job import SurfaceJob, legacy_settings, pack_directions, unpack_directions
@@ -93,7 +93,7 @@ class FileSink:
         if self.chunks == self.ranks + 1 and not self.quiet:  # each rank's first chunk is warm-up
             left, per_point = self.left - self.written, seconds / len(idx) / self.ranks
             if left * per_point > LONG_RUN_SECONDS:
-                print(estimate_line(left, per_point), flush=True)
+                say(estimate_line(left, per_point))
 
 
 class MemorySink:
@@ -129,7 +129,7 @@ def announce_plan(job: SurfaceJob) -> None:
     """Print `plan_line` before a long run (a grid of `LONG_RUN_POINTS` or more), unless quiet."""
     if not job.engine.quiet and job.grid.num_points >= LONG_RUN_POINTS:
         size = planned_size(job.grid, len(job.array_names), job.directions, job.directions.trajectory)
-        print(plan_line(job.grid, size), flush=True)
+        say(plan_line(job.grid, size))
 
 
 def estimate_line(points_left: int, seconds_per_point: float) -> str:
@@ -306,10 +306,9 @@ def precision_check(job: SurfaceJob, ev: PointEvaluator | LoaderEvaluator) -> di
             slowdown = round(time_call(lambda: ev(c)) / max(time_call(lambda: ref(c)), 1e-9), 3)
             found["bf16_slowdown"] = slowdown  # the warning prints the recorded value
             if slowdown > 1.0:
-                print(
+                warn(
                     f"warning: bf16 measured {slowdown:.1f}x slower than fp32 at the first point on "
-                    f"this CPU ({info.describe()}); --precision fp32 is faster here and exact",
-                    file=sys.stderr, flush=True,
+                    f"this CPU ({info.describe()}); --precision fp32 is faster here and exact"
                 )
     return found
 
@@ -387,11 +386,11 @@ def _record_run(job: SurfaceJob, found: _Found, stats: RunStats) -> None:
             run["restored_metadata"] = True
         update_attrs(job.out, attrs, append_run=run)
         if restore and not job.engine.quiet:
-            print(f"note: {job.out} lacked its final metrics and run record; restored them", flush=True)
+            say(f"note: {job.out} lacked its final metrics and run record; restored them")
     if not job.engine.quiet:
         rate = f"{points / seconds:.3g} points/s" if seconds > 0 and points else "nothing to do"
         on = f" on {stats.ranks} ranks" if stats.ranks > 1 else ""
-        print(f"wrote {job.out}: {points} points in {format_seconds(seconds)}{on} ({rate})", flush=True)
+        say(f"wrote {job.out}: {points} points in {format_seconds(seconds)}{on} ({rate})")
 
 
 def _lacks_final_metadata(surface: Surface) -> bool:

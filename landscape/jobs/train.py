@@ -36,6 +36,7 @@ from ..io.checkpoint import Checkpoint, save_checkpoint
 from ..io.outputs import check_output
 from ..system.cpu import guard_onednn, standard_layout
 from ..system.device import resolve_device
+from ..system.messages import say
 from ..system.progress import Progress
 from ..system.seeds import check_seed
 
@@ -277,11 +278,10 @@ def train(
                 else ""
             )
             full = f"  (eval {metrics['train_loss']:.4f})" if "train_loss" in metrics else ""
-            print(
+            say(
                 f"epoch {epoch:3d}/{config.epochs}  train loss {metrics['train_loss_running']:.4f}{full} "
                 f"acc {metrics['train_acc_running']:.2f}%{test}  lr {metrics['lr']:.4g}  "
-                f"{time.perf_counter() - start:.1f}s",
-                flush=True,
+                f"{time.perf_counter() - start:.1f}s"
             )
         if on_epoch is not None:
             on_epoch(epoch, metrics)
@@ -289,12 +289,12 @@ def train(
             save_checkpoint(_checkpoint(config, model, ds, epoch, metrics), snaps / f"epoch_{epoch:04d}.pt")
         if met:
             if not config.quiet:
-                print(f"criterion met: train loss {metrics['train_loss']:.4g} <= {config.target_loss:g} "
-                      f"after {epoch} of at most {config.epochs} epochs", flush=True)
+                say(f"criterion met: train loss {metrics['train_loss']:.4g} <= {config.target_loss:g} "
+                      f"after {epoch} of at most {config.epochs} epochs")
             break
     if config.target_loss is not None and not met and not config.quiet:
-        print(f"criterion not met: train loss {metrics['train_loss']:.4g} > {config.target_loss:g} "
-              f"after the cap of {config.epochs} epochs", flush=True)
+        say(f"criterion not met: train loss {metrics['train_loss']:.4g} > {config.target_loss:g} "
+              f"after the cap of {config.epochs} epochs")
     final: dict[str, float] = {}
     if "train_loss" in metrics:  # measured after the last epoch, on the same weights
         final["train_loss"], final["train_acc"] = metrics["train_loss"], metrics["train_acc"]

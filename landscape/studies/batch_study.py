@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LandscapeError
+from ..system.messages import say
 from .steps import format_table, store_centre_hessian, train_or_reuse
 
 __all__ = [
@@ -120,7 +121,7 @@ def batch_runs(cfg: BatchStudyConfig) -> list[BatchRun]:
 
 def _say(cfg: BatchStudyConfig, text: str) -> None:
     if not cfg.quiet:
-        print(text, flush=True)
+        say(text)
 
 
 def _train(cfg: BatchStudyConfig, run: BatchRun) -> tuple[Path, float]:
@@ -330,10 +331,10 @@ def run_batch_study(cfg: BatchStudyConfig) -> dict[str, Any]:
     timings["render_s"] = time.perf_counter() - t0
     rows = batch_table_rows(cfg)
     if not cfg.quiet:
-        print(f"\nbatch study: widths are where the train loss first rises {cfg.margin:g} above the "
+        say(f"\nbatch study: widths are where the train loss first rises {cfg.margin:g} above the "
               f"minimum's (filter-normalized direction in [-1, 1]; raw interpolation in alpha)")
-        print(format_table(BATCH_COLUMNS, rows), flush=True)
-        print("\nseconds: " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in timings.items())
-              + f"; total {time.perf_counter() - start:.0f}", flush=True)
+        say(format_table(BATCH_COLUMNS, rows))
+        say("\nseconds: " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in timings.items())
+              + f"; total {time.perf_counter() - start:.0f}")
     return {"rows": rows, "surfaces": surfaces, "figures": figures, "checkpoints": list(ckpts.values()),
             "timings": timings, "total_s": time.perf_counter() - start}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LandscapeError
+from ..system.messages import say
 from .batch_study import BatchStudyConfig, run_batch_study
 from .steps import format_table, store_centre_hessian, train_or_reuse
 
@@ -120,7 +121,7 @@ def quick_config(cfg: DemoConfig) -> DemoConfig:
 
 def _say(cfg: DemoConfig, text: str) -> None:
     if not cfg.quiet:
-        print(text, flush=True)
+        say(text)
 
 
 def _stage(cfg: DemoConfig, text: str) -> None:
@@ -290,7 +291,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         result["figures"] = list(result["figures"]) + list(result["batch"]["figures"])
     result["total_s"] = time.perf_counter() - start
     if not cfg.quiet:
-        print(f"\ndemo total {result['total_s']:.0f}s", flush=True)
+        say(f"\ndemo total {result['total_s']:.0f}s")
     return result
 
 
@@ -312,7 +313,7 @@ def _say_estimate(cfg: DemoConfig, ds: Any) -> None:
     if cfg.quiet or cfg.data not in ("cifar10", "cifar100") or device.type == "cuda":
         return
     nets = tuple(n for n in cfg.nets if n not in dict(cfg.given))
-    print(cpu_estimate(nets or cfg.nets, ds, cfg.resolution or 51, 0 if not nets else cfg.epochs, device.type), flush=True)
+    say(cpu_estimate(nets or cfg.nets, ds, cfg.resolution or 51, 0 if not nets else cfg.epochs, device.type))
 
 
 def _skip_study(cfg: DemoConfig) -> dict[str, Any]:
@@ -339,13 +340,13 @@ def _skip_study(cfg: DemoConfig) -> dict[str, Any]:
     t_render = time.perf_counter() - t0
     rows = table_rows(surfaces)
     if not cfg.quiet:
-        print("\n" + criterion_text(cfg) + "\n" + format_table(COLUMNS, rows), flush=True)
-        print("\nseconds per stage: " + ", ".join(
+        say("\n" + criterion_text(cfg) + "\n" + format_table(COLUMNS, rows))
+        say("\nseconds per stage: " + ", ".join(
             f"{net} train {t['train_s']:.0f} surface {t['surface_s']:.0f} hessian {t['hessian_s']:.0f}"
             for net, t in timings.items()
-        ) + f"; render {t_render:.0f}; total {time.perf_counter() - start:.0f}", flush=True)
-        print(f"wrote {len(surfaces)} surfaces in {cfg.surface_dir}/, {len(figures)} figures in "
-              f"{cfg.plot_dir}/, and {report}", flush=True)
+        ) + f"; render {t_render:.0f}; total {time.perf_counter() - start:.0f}")
+        say(f"wrote {len(surfaces)} surfaces in {cfg.surface_dir}/, {len(figures)} figures in "
+              f"{cfg.plot_dir}/, and {report}")
     return {
         "rows": rows, "surfaces": surfaces, "figures": figures, "report": report,
         "timings": timings, "render_s": t_render, "total_s": time.perf_counter() - start,
