@@ -390,8 +390,7 @@ class PointEvaluator(_GridEvaluator):
         except LandscapeError:
             raise
         except Exception as error:
-            text = str(error).lower()
-            if not any(w in text for w in ("vmap", "batching rule", "batched tensor", "data-dependent")):
+            if not any(w in str(error).lower() for w in ("vmap", "batching rule", "batched tensor", "data-dependent")):
                 raise  # the model's own error, not one of running it under vmap
             raise LandscapeError(
                 f"the vmap strategy cannot run model {model_name(self.model)} "
@@ -399,7 +398,6 @@ class PointEvaluator(_GridEvaluator):
                 "be tensors (a cache object is not: use_cache=False) and its forward free of "
                 "data-dependent branches; use --strategy sequential"
             ) from None
-
 
 
 class LoaderEvaluator(_GridEvaluator):
