@@ -210,6 +210,15 @@ def test_curve_figures(run_cli, profile: Path, plane: Path, tmp_path: Path) -> N
     np.testing.assert_allclose(path[[0, 50, -1]], [[0, 0], [0.25 + 0.5 * nodes[1][0], 0.5], [1, 0]], atol=1e-9)
     with pytest.raises(LandscapeError, match="not the plane of a curve"):
         plot_curve_nodes(s, Figure().add_subplot())
+    from landscape.render.report import report_figures  # the report's contour marks them too
+
+    contour = {i: f for _, i, f in report_figures([p])}["s0-contour"]
+    traces = {t.get("name"): t for t in contour["data"][1:]}
+    assert {"curve", "line", "ends and bend"} <= set(traces) and contour["layout"]["showlegend"]
+    np.testing.assert_allclose(np.column_stack([traces["ends and bend"]["x"], traces["ends and bend"]["y"]]),
+                               nodes, atol=1e-5)
+    np.testing.assert_allclose([traces["curve"]["x"][50], traces["curve"]["y"][50]],
+                               [0.25 + 0.5 * nodes[1][0], 0.5], atol=1e-5)
     code, out, err = run_cli("plot", profile, "--out", tmp_path)
     assert code == 0, err
     assert (tmp_path / "profile_curve.png").stat().st_size > 0

@@ -90,7 +90,7 @@ def test_two_runs_projected_on_one_pooled_plane(two_runs, tmp_path: Path) -> Non
     legend = [txt.get_text() for txt in ax.get_legend().get_texts()]
     assert len(legend) == 2 and legend[0].startswith("sgd: ") and legend[1].startswith("adam: ")
     contour = next(f for _, fid, f in report_figures([s]) if fid.endswith("-contour"))
-    paths = [tr for tr in contour["data"] if tr["type"] == "scatter"]
+    paths = [tr for tr in contour["data"] if tr["type"] == "scatter" and "minim" not in tr["name"]]
     assert [tr["name"].split(":")[0] for tr in paths] == ["sgd", "adam"]
     assert contour["layout"]["showlegend"] is True and len(paths[1]["x"]) == len(adam)
 

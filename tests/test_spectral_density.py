@@ -197,6 +197,13 @@ def test_hessian_density_command_stores_plots_and_summarises(run_cli: RunCli, ti
     code, out, err = run_cli("plot", "s.h5", "--kind", "heatmap")
     assert code == 0, err
     assert "s_hessian_density.png" in out and (tmp_path / "plots" / "s_hessian_density.png").stat().st_size > 0
+    from landscape.render.report import report_figures
+
+    figs = {fig_id: fig for _, fig_id, fig in report_figures([read_surface(tmp_path / "s.h5")])}
+    density = figs["s0-density"]  # the report shows the stored density, as `plot` does
+    assert density["layout"]["yaxis"]["type"] == "log"
+    np.testing.assert_allclose(density["data"][0]["x"], stored["grid"], rtol=1e-5)
+    assert [m["x0"] for m in density["layout"]["shapes"]] == pytest.approx(stored["support"], rel=1e-5)
     code, _, err = run_cli("hessian", "--ckpt", tiny_ckpt, "--density", "--density-sigma", "0")
     assert code != 0 and "positive" in err and "Traceback" not in err
 

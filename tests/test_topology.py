@@ -161,6 +161,13 @@ def test_plot_minima_marks_every_minimum_where_it_is() -> None:
     one_d = Surface("line.h5", s.x, None, {"train_loss": s.arrays["train_loss"][:, 10]}, np.ones(21, bool))
     with pytest.raises(LandscapeError, match="1D curve"):
         plot_minima(one_d, "train_loss", ax)
+    from landscape.render.plotly_specs import minima_traces  # the report's contour marks them alike
+
+    marks = {t["name"]: t for t in minima_traces(s, "train_loss", s.arrays["train_loss"])}
+    assert (marks["deepest minimum (1)"]["x"], marks["deepest minimum (1)"]["y"]) == ([-1.0], [0.0])
+    assert (marks["local minima (1)"]["x"], marks["local minima (1)"]["y"]) == ([1.0], [0.0])
+    assert marks["local minima (1)"]["text"] == [f"depth {depth:.3g}"]
+    assert minima_traces(one_d, "train_loss", one_d.arrays["train_loss"]) == []
 
 
 def test_surface_info_and_plot_minima_end_to_end(run_cli: RunCli, tiny_ckpt: Path, tmp_path: Path) -> None:

@@ -29,11 +29,12 @@ from .views import (
 
 if TYPE_CHECKING:
     from ..core.loss_surface import Surface
+    from ..core.spectrum import SpectralDensity
 
 __all__ = [
     "REPORT_MAX_AXIS", "REPORT_MAX_CURVE", "MAX_TEXT", "esc", "as_list", "title_spec", "shared_scale",
     "axis_title", "values_or_none", "fig_3d", "fig_contour", "fig_slices", "fig_curve", "fig_train_test",
-    "fig_eig_ratio",
+    "fig_eig_ratio", "fig_density", "curve_node_traces", "minima_traces",
 ]
 
 # A report draws at most this many points per axis (2D; 1D: curves), and this many characters of
@@ -182,8 +183,8 @@ def fig_contour(s: Surface, surf: str, z: np.ndarray, levels: dict[str, float],
               "xaxis": {"title": {"text": axis_title(s, "x")}, "range": _range(s.x), "zeroline": False},
               "yaxis": {"title": {"text": axis_title(s, "y")}, "range": _range(s.y), "zeroline": False},
               "margin": {"t": 60}, "showlegend": False}
-    paths = _trajectory_trace(s)
-    if any(p.get("showlegend") for p in paths):  # several runs: a legend names them
+    paths = _trajectory_trace(s) + curve_node_traces(s) + minima_traces(s, surf, z)
+    if any(p.get("showlegend") for p in paths):  # several runs, or a curve's nodes: a legend names them
         layout.update(showlegend=True, legend={"orientation": "h", "y": -0.18})
     return {"data": [trace, *paths], "layout": layout}
 
@@ -297,3 +298,63 @@ def fig_eig_ratio(s: Surface) -> dict[str, Any]:
     layout.update({"title": title_spec("curvature: |λmin / λmax| (paper's 0 to 0.5 scale; near 0: the convexity is real)"),
                    "height": 440})
     return {"data": [trace], "layout": layout}
+
+
+def fig_density(density: SpectralDensity, floor: float) -> dict[str, Any]:
+    """The Hessian's eigenvalue density on a log axis (values under `floor` drawn at it), with
+    the extreme nodes marked, as `landscape.render.density_plot` draws it."""
+    lo, hi = density.support
+    y = np.maximum(density.density, floor)
+    marks = [{"type": "line", "x0": v, "x1": v, "yref": "paper", "y0": 0, "y1": 1,
+              "line": {"dash": "dot", "color": "#888", "width": 1}} for v in (lo, hi)]
+    title = (f"Hessian eigenvalue density: {density.probes} probes x {density.steps} Lanczos steps, "
+             f"sigma = {density.sigma:.2g}")
+    return {"data": [{"type": "scatter", "mode": "lines", "name": "density", "x": as_list(density.grid),
+                      "y": as_list(y), "line": {"color": "#1f77b4"}}],
+            "layout": {"title": title_spec(title, f"extreme nodes {lo:.4g} .. {hi:.4g}"), "height": 380,
+                       "xaxis": {"title": {"text": "eigenvalue"}},
+                       "yaxis": {"title": {"text": "density (log scale)"}, "type": "log"},
+                       "shapes": marks, "margin": {"t": 60}, "showlegend": False}}
+
+
+def curve_node_traces(s: Surface) -> list[dict[str, Any]]:
+    """On the plane of a mode-connecting curve (`surface --curve` with --y): the curve, the line
+    and the ends and bend(s), as the matplotlib figure marks them; [] for any other surface."""
+    from .curve_plot import bezier_path, is_curve_surface
+
+    info = s.attrs.get("curve") or {}
+    nodes = info.get("nodes") if is_curve_surface(s) and s.ndim == 2 else None
+    if not isinstance(nodes, list) or len(nodes) < 3:
+        return []
+    pts = np.asarray(nodes, dtype=float)
+    path = bezier_path(nodes) if info.get("kind") == "bezier" else pts
+    line = {"type": "scatter", "mode": "lines", "showlegend": True}
+    return [
+        {**line, "name": "curve", "x": as_list(path[:, 0]), "y": as_list(path[:, 1]), "line": {"color": "#d62728"}},
+        {**line, "name": "line", "x": as_list(pts[[0, -1], 0]), "y": as_list(pts[[0, -1], 1]),
+         "line": {"color": "#444", "dash": "dash"}},
+        {"type": "scatter", "mode": "markers", "name": "ends and bend", "showlegend": True,
+         "x": as_list(pts[:, 0]), "y": as_list(pts[:, 1]), "marker": {"size": 9, "color": "#000"}},
+    ]
+
+
+def minima_traces(s: Surface, surf: str, z: np.ndarray) -> list[dict[str, Any]]:
+    """The local minima of a 2D loss (`landscape.core.topology`), as `plot --minima` marks them: a
+    star for the deepest, triangles for the rest, each with its depth on hover; [] otherwise."""
+    from ..core.topology import sublevel_topology
+
+    if s.y is None or not surf.endswith("_loss"):
+        return []
+    t = sublevel_topology(np.asarray(z, dtype=np.float64))
+    x, y = np.asarray(s.x, dtype=np.float64), np.asarray(s.y, dtype=np.float64)
+    out = []
+    for name, basins, marker in (("deepest minimum", [b for b in t.basins if b.death is None], "star"),
+                                 ("local minima", [b for b in t.basins if b.death is not None], "triangle-down")):
+        if basins:
+            out.append({"type": "scatter", "mode": "markers", "name": f"{name} ({len(basins)})", "showlegend": True,
+                        "x": as_list(x[[b.index[0] for b in basins]]), "y": as_list(y[[b.index[1] for b in basins]]),
+                        "text": [f"depth {b.depth:.3g}" if b.death is not None else "never merges" for b in basins],
+                        "marker": {"symbol": marker, "size": 11 if marker == "star" else 8,
+                                   "color": "#d62728" if marker == "star" else "#ff7f0e",
+                                   "line": {"color": "#fff", "width": 0.6}}})
+    return out

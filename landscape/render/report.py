@@ -31,6 +31,8 @@ from ..core.preview import preview, preview_note, thin, thinned_note
 from ..errors import LandscapeError
 from ..io.outputs import atomic_write, check_output
 from ..system.text import printable
+from .density_plot import FLOOR as DENSITY_FLOOR
+from .density_plot import stored_density
 from .labels import file_metrics, metric_summary, partial_note, surf_label, surface_title
 from .plotly_specs import (
     MAX_TEXT,
@@ -42,6 +44,7 @@ from .plotly_specs import (
     fig_3d,
     fig_contour,
     fig_curve,
+    fig_density,
     fig_eig_ratio,
     fig_slices,
     fig_train_test,
@@ -267,6 +270,9 @@ def _surface_figures(
             figs.append((sec, f"s{k}-traintest", fig_train_test(s)))
     if "eig_ratio" in available_surfs(s) and values_or_none(s, "eig_ratio") is not None:
         figs.append((sec, f"s{k}-eigratio", fig_eig_ratio(s)))
+    density = stored_density(s)  # `landscape hessian --density --store`
+    if density is not None:
+        figs.append((sec, f"s{k}-density", fig_density(density, DENSITY_FLOOR)))
     return figs
 
 
