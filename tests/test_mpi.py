@@ -396,10 +396,12 @@ def test_exception_on_a_worker_names_the_rank(failing_model: tuple[Path, dict[st
 @pytest.mark.mpi
 def test_bad_input_gives_one_line_from_all_ranks(tiny_ckpt: Path, tmp_path: Path) -> None:
     code, _, err, seconds = _run(3, "--ckpt", "missing.pt", "--x=-1:1:5", cwd=tmp_path, script=True)
-    assert code == 2 and seconds < 60
+    # every rank fails alike; rank 0 speaks and leaves, and the launcher ends the others (its exit
+    # status is rank 0's 2, or 9 for the signal that ended a rank, whichever it reports)
+    assert code in (2, 9) and seconds < 60
     assert _one_line(err) == "surface.py: error: checkpoint missing.pt does not exist"
     code, _, err, _ = _run(2, "--ckpt", str(tiny_ckpt), "--x=1:-1:5", cwd=tmp_path)
-    assert code == 2 and "--x='1:-1:5': MIN must be below MAX" in _one_line(err)
+    assert code in (2, 9) and "--x='1:-1:5': MIN must be below MAX" in _one_line(err)
     assert not list(tmp_path.glob("**/*.h5"))
 
 
