@@ -30,7 +30,11 @@ The paper's algorithm runs in a fresh Python process, as its users run it; it is
 the benchmark's own process, which has the allocator setting every `landscape` command applies
 (`landscape.system.device.tune_host_allocator`), so that the ratios against both are printed.
 
-Usage: python scripts/bench.py [--quick] [--plans-only] [--busy-only] [--preview-only] [--json results.json]
+7. bf16 against fp32 (`--bf16-only`): the engine's bf16 plan against its fp32 plan on resnet20 at
+   32x32, interleaved, warm-up apart, the ratio printed, and whether the CPU has native bf16
+   (`scripts/bench_bf16.py`, which also runs alone).
+
+Usage: python scripts/bench.py [--quick] [--plans-only] [--busy-only] [--preview-only] [--bf16-only] [--json results.json]
 (the --*-only flags combine; without any, every section runs)
 """
 
@@ -64,6 +68,10 @@ from landscape.jobs.runner import run_job
 from landscape.models import create_model
 from landscape.system.cpu import cpu_info
 from landscape.system.device import tune_host_allocator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_bf16 import bench_bf16  # noqa: E402
+from bench_bf16 import report as bf16_report  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -546,6 +554,8 @@ def main() -> int:
     ap.add_argument("--plans-only", action="store_true",
                     help="only the plans section (the default's trial against each plan forced)")
     ap.add_argument("--busy-only", action="store_true", help="only the busy-machine comparison")
+    ap.add_argument("--bf16-only", action="store_true",
+                    help="only the bf16 plan against the fp32 plan (scripts/bench_bf16.py)")
     ap.add_argument("--preview-only", action="store_true",
                     help="only the time until the first full-range preview of a coarse-to-fine surface")
     args = ap.parse_args()
@@ -555,14 +565,17 @@ def main() -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores", flush=True)
     print(f"cpu: {cpu_info().describe()}", flush=True)
     only = [name for name, on in (("plans", args.plans_only), ("busy", args.busy_only),
-                                  ("preview", args.preview_only)) if on]
-    sections = only or ["paper", "plans", "busy", "preview"]
+                                  ("preview", args.preview_only), ("bf16", args.bf16_only)) if on]
+    sections = only or ["paper", "bf16", "plans", "busy", "preview"]
     results: dict = {}
     q = args.quick
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         if "paper" in sections:
             paper_section(q, tmp, results)
+        if "bf16" in sections:
+            results["bf16"] = bench_bf16(256 if q else 2048, 2 if q else 4, 2 if q else 3)
+            print("\n" + bf16_report(results["bf16"]), flush=True)
         if "plans" in sections:
             # --quick: a smoke run, too short for the trial's "auto" bounds: the trial is forced on
             results["plans"] = bench_plans(128 if q else 1024, 8 if q else 9, tmp, trial="on" if q else "auto")
