@@ -56,8 +56,9 @@ def bench_bf16(n_images: int = 2048, n_points: int = 4, repeats: int = 3) -> dic
     evals = _evaluators(n_images, n_points)
     rng = np.random.default_rng(0)
     coords = rng.uniform(-1, 1, size=(n_points, 2))
+    cpu = cpu_info()
     res: dict = {"model": "resnet20", "images": n_images, "points": n_points, "repeats": repeats,
-                 "cpu": cpu_info().describe(), "native_bf16": cpu_info().native_bf16, "threads": torch.get_num_threads()}
+                 "cpu": cpu.describe(), "native_bf16": cpu.native_bf16, "threads": torch.get_num_threads()}
     for p, ev in evals.items():
         start = time.perf_counter()
         ev(coords[:1])
