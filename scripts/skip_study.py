@@ -2,8 +2,8 @@
 """The paper's skip-connection study at full scale: CIFAR-10, 300 epochs, 51x51 surfaces.
 
 For users with GPUs. It trains ResNet-20/56/110 with and without skip connections and
-DenseNet-121 with the paper's recipe (SGD, Nesterov, batch 128, lr 0.1, weight decay 5e-4, x0.1 at
-epochs 150/225/275, plus our one-epoch warm-up), computes filter-normalized 51x51 surfaces over
+DenseNet-121 with the paper's recipe (SGD, Nesterov, batch 128, lr 0.1, or 0.01 for the deep nets
+without skips, weight decay 5e-4, x0.1 at epochs 150/225/275, plus our one-epoch warm-up), computes filter-normalized 51x51 surfaces over
 [-1, 1]^2 with train and test loss, the Hessian's extreme eigenvalues at each centre, the
 comparison figure, the interactive report and the metrics table: the same pipeline as
 `landscape demo`, with the paper's settings.
@@ -53,7 +53,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--nets", nargs="+", default=list(PAPER_NETS), help="models (default: the paper's)")
     p.add_argument("--epochs", type=positive_int, default=300, help="training epochs (default 300)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="training batch size (default 128)")
-    p.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate (default 0.1)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="peak learning rate for every net (default: the paper's, 0.1, or 0.01 for "
+                        "resnet56/110_noshort; landscape.studies.recipes)")
     p.add_argument("--resolution", type=positive_int, default=51, help="grid points per axis (default 51)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (each rank: local rank %% GPUs)")
     p.add_argument("--curvature", action="store_true", help="also map |lambda_min/lambda_max| (slow)")

@@ -128,6 +128,8 @@ def test_quick_demo_states_the_criterion_and_whether_each_net_met_it(quick_run: 
         assert met == (ckpt.metrics["train_loss"] <= QUICK_TARGET_LOSS)
         assert 1 <= used <= 3 and (met or used == 3) and ckpt.epoch == used
         assert row[column] == f"{'yes' if met else 'no'} ({used})"
+        # the recipe column is read back from the surface file: the peak lr and the cap it trained with
+        assert row[header.index("recipe")] == f"lr {record['lr']:g}, cap {record['epochs']}"
 
 
 def test_cached_checkpoint_is_reused_only_with_the_same_criterion(tmp_path: Path) -> None:
@@ -141,6 +143,35 @@ def test_cached_checkpoint_is_reused_only_with_the_same_criterion(tmp_path: Path
     again = load_checkpoint(path)
     assert seconds > 0 and again.train["target_loss"] == 1e-6
     assert not again.train["criterion_met"] and again.train["epochs_used"] == 2
+
+
+def test_each_net_trains_with_its_recipe_unless_lr_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from landscape.studies.recipes import RECIPES, Recipe, recipe_for
+
+    # the paper's recipes: lr 0.01 for the deep nets without skips, 0.1 for the rest
+    assert recipe_for("resnet110_noshort").lr == recipe_for("resnet56_noshort").lr == 0.01
+    assert recipe_for("resnet110").lr == recipe_for("densenet_bc40").lr == 0.1
+    monkeypatch.setitem(RECIPES, "resnet8", Recipe(lr=0.02, epochs=1, warmup_epochs=0.5))
+    cfg = DemoConfig(nets=("resnet8",), target_loss=5.0, ckpt_dir=str(tmp_path / "a"), quiet=True)
+    record = load_checkpoint(train_net(cfg, "resnet8")[0]).train
+    assert (record["lr"], record["epochs"], record["warmup_epochs"]) == (0.02, 1, 0.5)
+    given = DemoConfig(nets=("resnet8",), lr=0.05, epochs=2, target_loss=5.0, ckpt_dir=str(tmp_path / "b"), quiet=True)
+    ckpt = load_checkpoint(train_net(given, "resnet8")[0])
+    assert (ckpt.train["lr"], ckpt.train["epochs"]) == (0.05, 2)  # --lr / --epochs: for every net
+    assert (ckpt.metrics["peak_lr"], ckpt.metrics["epoch_cap"]) == (0.05, 2.0)
+
+
+def test_the_batch_study_of_another_net_keeps_its_own_files() -> None:
+    from landscape.studies.demo import batch_config
+
+    default, other = batch_config(DemoConfig()), batch_config(DemoConfig(batch_net="resnet20"))
+    assert (default.net, other.net) == ("vgg9", "resnet20")  # the paper's net by default
+    assert default.ckpt_dir == "ckpts/demo/batch" and other.ckpt_dir == "ckpts/demo/batch-resnet20"
+    assert other.surface_dir == "surfaces/demo/batch-resnet20" and (default.tag, other.tag) == ("", "resnet20")
+    with pytest.raises(LandscapeError):  # a bad name fails before anything is trained
+        from landscape.studies.demo import run_demo
+
+        run_demo(DemoConfig(batch_net="no_such_net", quiet=True))
 
 
 def _quick_batch(work: Path) -> BatchStudyConfig:

@@ -211,6 +211,19 @@ def test_one_diverged_net_does_not_flatten_the_shared_log_scale(tmp_path: Path) 
     assert "clipped" in comp.figure._suptitle.get_text()
 
 
+def test_a_net_that_missed_its_criterion_is_marked_in_its_panel(tmp_path: Path) -> None:
+    met = loss_surface(tmp_path / "met.h5", 9, "resnet56")
+    unmet = tmp_path / "unmet.h5"
+    loss_surface(unmet, 9, "resnet56_noshort")
+    trained = {"train_loss": 0.191, "target_loss": 0.03, "epochs_used": 100.0, "criterion_met": 0.0}
+    update_attrs(unmet, {"checkpoint_metrics": trained})
+    update_attrs(tmp_path / "met.h5", {"checkpoint_metrics": {**trained, "criterion_met": 1.0}})
+    comp = plot_comparison([read_surface(tmp_path / "met.h5"), read_surface(unmet)], "train_loss")
+    titles = [ax.get_title() for ax in comp.figure.axes if ax.get_title()]
+    assert len(titles) == 2 and "NOT CONVERGED" not in titles[0] and met.attrs["model"] in titles[0]
+    assert "NOT CONVERGED: train loss 0.191 > 0.03 after 100 epochs" in titles[1].replace("\n", " ")
+
+
 def test_a_capped_3d_view_draws_the_clipped_faces_grey(tmp_path: Path) -> None:
     s = loss_surface(tmp_path / "resnet56.h5", 9)
     fig = view_figure(s, "train_loss", "surface", zscale="linear", zmax=5.0)

@@ -23,8 +23,11 @@ from landscape.system.threads import (
     CpuLimits,
     cgroup_quota,
     default_threads,
+    machine_busy,
+    others_running,
     parse_cfs_quota,
     parse_cpu_max,
+    sample_others,
     thread_environment,
 )
 
@@ -96,16 +99,30 @@ def test_thread_environment_keeps_the_users_settings() -> None:
     }
 
 
+def test_the_machine_is_busy_when_other_tasks_hold_half_its_cores() -> None:
+    samples = sample_others(samples=3, interval_s=0.0)
+    assert len(samples) == 3 and all(s is None or s >= 0 for s in samples)
+    if Path("/proc/loadavg").exists():  # Linux: the real file parses
+        assert all(isinstance(s, int) for s in samples)
+    assert others_running("1.00 0.50 0.25 1/90 4242") == 0 and others_running("garbled") is None
+    assert not machine_busy([0, 0, 0], usable=2) and machine_busy([1, 1, 0], usable=2)
+    assert not machine_busy([7, 6, 7], usable=16) and machine_busy([8, 9, 8], usable=16)
+    assert machine_busy([], usable=4)  # cannot tell: the safe side
+    assert thread_environment({}, busy=False) == {} and thread_environment({}, busy=True) == {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def test_thread_settings_apply_and_restore(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     before = torch.get_num_threads()
-    with thread_settings(3) as n:
+    with thread_settings(3, busy=True) as n:
         assert n == torch.get_num_threads() == 3
         assert os.environ["OMP_NUM_THREADS"] == "3" and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     assert torch.get_num_threads() == before
     assert os.environ["OMP_NUM_THREADS"] == "1" and "OMP_WAIT_POLICY" not in os.environ
+    with thread_settings(3, busy=False):  # an idle machine: GNU OpenMP's own spinning is kept
+        assert os.environ["OMP_NUM_THREADS"] == "3" and "OMP_WAIT_POLICY" not in os.environ
     with thread_settings(None) as n:  # the user's OMP_NUM_THREADS: torch's count is kept
         assert n == before
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_threads, nonneg_float, positive_int, seed_int
+from .options import add_threads, nonneg_float, positive_float, positive_int, seed_int
 
 HELP = """reproduce the paper's comparison: ResNets with and without skips, and a DenseNet
 
 Trains (or reuses cached checkpoints of) each net on the built-in digits data to one
 convergence criterion (train loss on the whole train split, eval mode, <= --target-loss,
-checked after each epoch, at most --epochs; the table says whether each net met it), computes
-filter-normalized 2D surfaces over [-1, 1]^2 with train and test loss, the Hessian's extreme
-eigenvalues at each centre, a comparison figure and an interactive report, then prints a table
-of metrics read back from the surface files. Then the paper's second experiment: ResNet-20
-trained with a small and a large batch, with and without weight decay; the raw interpolation
-between the two minima and a filter-normalized 1D surface around each, with a table of
-sharpness numbers (surfaces/demo/batch/, plots/batch_*.png). The defaults take about 15
-minutes on 2 CPU cores.
+checked after each epoch, at most each net's epoch cap) with each net's recipe (the paper's
+lr 0.1, or its lr 0.01 for the deep nets without skips; the table says which, and whether each
+net met the criterion), computes filter-normalized 2D surfaces over [-1, 1]^2 with train and
+test loss, the Hessian's extreme eigenvalues at each centre, a comparison figure and an
+interactive report, then prints a table of metrics read back from the surface files. Then the
+paper's second experiment: VGG-9 (--batch-net) trained with a small and a large batch, with and
+without weight decay; the raw interpolation between the two minima and a filter-normalized 1D
+surface around each, with a table of sharpness numbers (surfaces/demo/batch/,
+plots/batch_*.png). The defaults took 17 minutes on a 2-core AMD EPYC (docs/demo.md).
 
 examples:
   landscape demo
@@ -40,10 +41,16 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"models to compare (default: {' '.join(DEFAULT_NETS)})")
     p.add_argument("--study", choices=STUDIES, default="all",
                    help="skips: the skip-connection comparison; batch: small against large batch; all (default)")
+    p.add_argument("--batch-net", default="vgg9", metavar="MODEL",
+                   help="the batch study's net (default: the paper's vgg9; resnet20 takes half the time)")
     p.add_argument("--resolution", type=positive_int, default=None,
                    help="grid points per axis (odd; default 27, on CIFAR the paper's 51)")
-    p.add_argument("--epochs", type=positive_int, default=40,
-                   help="cap on training epochs (default 40; the learning-rate schedule spans it)")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="cap on training epochs for every net (default: each net's recipe: 40, or 100 for "
+                        "resnet56_noshort; the learning-rate schedule spans it)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="peak learning rate for every net (default: each net's recipe, the paper's: 0.1, or "
+                        "0.01 for the deep nets without skips; see landscape.studies.recipes)")
     p.add_argument("--target-loss", type=nonneg_float, default=0.03,
                    help="convergence criterion: stop once the train loss (whole train split, eval mode) "
                         "is at most this (default 0.03; 0: train the full --epochs, no criterion)")
@@ -72,8 +79,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from ..studies.study_inputs import parse_given
 
     cfg = DemoConfig(
-        nets=tuple(args.nets), resolution=args.resolution, epochs=args.epochs, quick=args.quick,
-        target_loss=args.target_loss or None, study=args.study,
+        nets=tuple(args.nets), resolution=args.resolution, epochs=args.epochs, lr=args.lr, quick=args.quick,
+        target_loss=args.target_loss or None, study=args.study, batch_net=args.batch_net,
         data=args.data, data_root=args.data_root, device=args.device, seed=args.seed,
         curvature=args.curvature, hessian_samples=args.hessian_samples, quiet=args.quiet,
         max_samples=args.max_samples, normalization=args.normalization, given=parse_given(args.ckpt),

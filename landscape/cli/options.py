@@ -118,12 +118,14 @@ def add_threads(group: argparse._ActionsContainer) -> None:
 
 
 @contextlib.contextmanager
-def thread_settings(threads: int | None, warn: Callable[[str], None] | None = None) -> Iterator[int]:
+def thread_settings(
+    threads: int | None, warn: Callable[[str], None] | None = None, busy: bool | None = None
+) -> Iterator[int]:
     """The threads of one command that computes; the process-wide edge (`run_parsed`) enters it
     before torch is imported.
 
-    1. The environment: OMP_WAIT_POLICY=PASSIVE unless the user set it or GOMP_SPINCOUNT (GNU
-       OpenMP reads it once, when torch loads it), and `threads` as OMP_NUM_THREADS (so it also
+    1. The environment: OMP_WAIT_POLICY=PASSIVE on a busy machine (`machine_busy`), unless the
+       user set it or GOMP_SPINCOUNT (GNU OpenMP reads it once, when torch loads it), and `threads` as OMP_NUM_THREADS (so it also
        holds for MPI ranks and child processes); see `landscape.system.threads.thread_environment`.
     2. torch's intra-op threads: `threads` (--threads), else OMP_NUM_THREADS when set, else the
        cores this process may use (`landscape.system.threads.default_threads`). Under MPI, `layout_of`
@@ -131,7 +133,7 @@ def thread_settings(threads: int | None, warn: Callable[[str], None] | None = No
 
     `threads` above `landscape.system.threads.max_threads` is refused in one line (far too many crash
     the OpenMP runtime); an OMP_NUM_THREADS that is not a sane count is dropped for the command,
-    and `warn` is told why. Yields the thread count. Both are restored afterwards, as the
+    and `warn` is told why; `busy` (None: measure) decides the waiting. Yields the thread count. Both are restored afterwards, as the
     command may run inside a longer-lived process (a test).
     """
     import os
@@ -139,8 +141,10 @@ def thread_settings(threads: int | None, warn: Callable[[str], None] | None = No
     from ..system.threads import (
         check_threads,
         default_threads,
+        machine_busy,
         machine_cpus,
         omp_threads,
+        sample_others,
         thread_environment,
     )
 
@@ -153,7 +157,9 @@ def thread_settings(threads: int | None, warn: Callable[[str], None] | None = No
         os.environ.pop("OMP_NUM_THREADS")
         if warn is not None and threads is None:
             warn(note)
-    added = thread_environment(os.environ, threads)
+    if busy is None:  # measured: tasks running now besides this one
+        busy = machine_busy(sample_others(), limits.usable)
+    added = thread_environment(os.environ, threads, busy=busy)
     saved.update({k: os.environ.get(k) for k in added if k not in saved})
     os.environ.update(added)
     try:

@@ -303,11 +303,13 @@ def train(
     if x_test is not None and y_test is not None:
         final["test_loss"], final["test_acc"] = evaluate_model(model, x_test, y_test)
     final["train_seconds"] = time.perf_counter() - start
+    final["peak_lr"] = config.lr  # the recipe, beside what it reached (surface files keep these metrics)
     outcome: dict[str, Any] = {"epochs_used": epoch}
     if config.target_loss is not None:
         outcome["criterion_met"] = bool(met)
         final["epochs_used"], final["criterion_met"] = float(epoch), float(met)
         final["target_loss"] = config.target_loss
+        final["epoch_cap"] = float(config.epochs)
     ckpt = _checkpoint(config, model, ds, epoch, final, outcome)
     if config.out:
         save_checkpoint(ckpt, config.out)

@@ -85,6 +85,17 @@ def _grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
     return cols, rows
 
 
+def unmet_criterion_note(trained: Any) -> str | None:
+    """"not converged: ..." for a net trained to a criterion it missed (its panel is no fair peer)."""
+    if not isinstance(trained, dict) or trained.get("criterion_met") != 0.0:
+        return None
+    try:
+        return (f"NOT CONVERGED: train loss {float(trained['train_loss']):.3g} > {float(trained['target_loss']):g} "
+                f"after {int(trained['epochs_used'])} epochs")
+    except (KeyError, TypeError, ValueError):
+        return "NOT CONVERGED (missed its training criterion)"
+
+
 def _panel_title(surface: Surface, surf: str) -> str:
     a = surface.attrs
     ds = a.get("dataset")
@@ -97,6 +108,9 @@ def _panel_title(surface: Surface, surf: str) -> str:
     note = partial_note(surface)
     if note:
         lines.append(note)
+    unmet = unmet_criterion_note(a.get("checkpoint_metrics"))
+    if unmet:
+        lines.append(unmet)
     return wrap_text("\n".join(printable(line) for line in lines), PANEL_WIDTH)
 
 

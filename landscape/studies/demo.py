@@ -26,6 +26,7 @@ from typing import Any
 from ..errors import LandscapeError
 from ..system.messages import say
 from .batch_study import BatchStudyConfig, run_batch_study
+from .recipes import recipe_for
 from .steps import format_table, store_centre_hessian, train_or_reuse
 
 __all__ = [
@@ -44,26 +45,24 @@ QUICK_TARGET_LOSS = 0.5
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Settings of `landscape demo` (the defaults take about 15 minutes on 2 CPU cores).
+    """Settings of `landscape demo` (the defaults took 17 minutes on 2 CPU cores, docs/demo.md).
 
-    Why train loss <= 0.03 with a 40-epoch cap: measured, ResNet-20/56/110 reach it after 18 /
-    19 / 27 epochs and DenseNet-BC-40 after 10 (each ends at 0.017-0.030; the fixed 20 epochs
-    left ResNet-20/56/110 at 0.008 / 0.028 / 0.134), ResNet-56 without skips does not (1.3 at
-    the cap), and ResNet-110 stays at 0.023-0.03 once its learning rate drops, so 0.01 would
-    leave it "not met". Why 27x27: from the stage costs measured alone on 2 cores (a 25x25 surface takes
-    20 / 61 / 119 s for ResNet-20/56/110, 20 / 58 / 118 s without skips, 81 s for DenseNet),
-    training at the criterion ~160 s, Hessians ~140 s, the batch study ~60 s and figures ~5 s
-    leave ~540 s for surfaces: 27x27 (729 points) costs 477 s x 729/625 = 556 s, ~15 min in
-    all; 29x29 would cost 642 s (~17 min).
+    Why train loss <= 0.03: measured, ResNet-20/56/110 reach it after 18 / 21 / 21 epochs and
+    DenseNet-BC-40 after 10 (each ends at 0.021-0.027); ResNet-110 stays at 0.023-0.03 once its
+    learning rate drops, so 0.01 would leave it "not met". Each net's peak lr and epoch cap are
+    its recipe (`landscape.studies.recipes`); `lr` / `epochs` set one for every net. Why 27x27:
+    on `AMD EPYC: AVX-512 ..., bf16 native` (2 cores) the seven 27x27 surfaces take 522 s of the
+    924 s skip comparison (training 218 s, Hessians 176 s); 29x29 would add ~80 s.
     """
 
     nets: tuple[str, ...] = DEFAULT_NETS  # on CIFAR: the paper's (`study_inputs.CIFAR_NETS`)
     resolution: int | None = None  # 27 on digits, the paper's 51 on CIFAR
-    epochs: int = 40  # the cap when `target_loss` is set (the learning-rate schedule spans it)
+    epochs: int | None = None  # the cap (the schedule spans it); None: each net's recipe (`recipes`)
     target_loss: float | None = 0.03  # convergence criterion: eval-mode train loss, checked each epoch
     study: str = "all"  # skips (the skip-connection comparison), batch (small vs large batch), all
     batch_size: int = 64
-    lr: float = 0.1
+    batch_net: str = "vgg9"  # the batch study's net (the paper's; resnet20 is the other one we ran)
+    lr: float | None = None  # peak learning rate for every net; None: each net's recipe
     quick: bool = False
     data: str = "digits"
     data_root: str | None = None
@@ -140,10 +139,11 @@ def train_net(cfg: DemoConfig, net: str, ds: Any = None) -> tuple[Path, float]:
 
         _say(cfg, f"using {given} for {net} (given with --ckpt; not trained here)")
         return import_checkpoint(given, net, ds if ds is not None else _dataset(cfg), path), 0.0
+    recipe = recipe_for(net, cfg.lr, cfg.epochs)
     tcfg = TrainConfig(
-        model=net, data=cfg.data, data_root=cfg.data_root, epochs=cfg.epochs, seed=cfg.seed,
-        batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device, out=str(path), quiet=cfg.quiet,
-        target_loss=cfg.target_loss,
+        model=net, data=cfg.data, data_root=cfg.data_root, epochs=recipe.epochs, seed=cfg.seed,
+        batch_size=cfg.batch_size, lr=recipe.lr, warmup_epochs=recipe.warmup_epochs, device=cfg.device,
+        out=str(path), quiet=cfg.quiet, target_loss=cfg.target_loss,
     )
 
     def same_samples(ckpt: Any) -> bool:
@@ -206,6 +206,7 @@ def _hessian_n(cfg: DemoConfig, ckpt: Path) -> int:
 COLUMNS = (
     ("net", "net", "{}"),
     ("converged", "converged (epochs)", "{}"),
+    ("recipe", "recipe", "{}"),
     ("test_err", "test err %", "{:.2f}"),
     ("center_train_loss", "centre train loss", "{:.4f}"),
     ("center_test_loss", "centre test loss", "{:.4f}"),
@@ -234,9 +235,12 @@ def table_rows(surfaces: Sequence[str | Path]) -> list[dict[str, Any]]:
         if isinstance(trained, dict) and "criterion_met" in trained:
             met = "yes" if trained["criterion_met"] else "no"
             row["converged"] = f"{met} ({int(trained['epochs_used'])})"
+        if isinstance(trained, dict) and "peak_lr" in trained:
+            cap = f", cap {int(trained['epoch_cap'])}" if "epoch_cap" in trained else ""
+            row["recipe"] = f"lr {trained['peak_lr']:g}{cap}"
         if "center_test_acc" in m:
             row["test_err"] = 100.0 - m["center_test_acc"]
-        for key, *_ in COLUMNS[3:]:
+        for key, *_ in COLUMNS[4:]:
             if key in m and m[key] is not None:
                 row[key] = m[key]
         if isinstance(hess, dict) and hess.get("eig_ratio") is not None:
@@ -246,12 +250,15 @@ def table_rows(surfaces: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def criterion_text(cfg: DemoConfig) -> str:
-    """The convergence criterion in words (printed above the table)."""
+    """The convergence criterion and the recipes in words (printed above the table)."""
+    caps = f"at most {cfg.epochs} epochs" if cfg.epochs is not None else "at most each net's cap"
     if cfg.target_loss is None:
-        return f"training: a fixed {cfg.epochs} epochs (no convergence criterion)"
+        fixed = f"a fixed {cfg.epochs} epochs" if cfg.epochs is not None else "each net's epoch cap"
+        return f"training: {fixed} (no convergence criterion)"
     return (
         f"convergence criterion: train loss (whole train split, eval mode, checked after each epoch) "
-        f"<= {cfg.target_loss:g}, at most {cfg.epochs} epochs (the learning-rate schedule spans the cap)"
+        f"<= {cfg.target_loss:g}, {caps} (the learning-rate schedule spans the cap); SGD + Nesterov, "
+        f"batch {cfg.batch_size}, each net's peak lr and cap in the recipe column"
     )
 
 
@@ -279,7 +286,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         cfg = quick_config(cfg)
     from ..models import create_model
 
-    for net in cfg.nets:  # fail on a bad name before training anything
+    for net in (*cfg.nets, cfg.batch_net):  # fail on a bad name before training anything
         create_model(net)
     result: dict[str, Any] = {"rows": [], "surfaces": [], "figures": [], "report": None, "timings": {}}
     start = time.perf_counter()
@@ -296,11 +303,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
 
 def batch_config(cfg: DemoConfig) -> BatchStudyConfig:
-    """The batch study's settings under the demo's (its files beside the demo's, in batch/)."""
+    """The batch study's settings under the demo's (its files beside the demo's, in batch/, or in
+    batch-<net>/ for a net other than the default VGG-9)."""
+    sub = "batch" if cfg.batch_net == BatchStudyConfig.net else f"batch-{cfg.batch_net}"
     return BatchStudyConfig(
-        data=cfg.data, data_root=cfg.data_root, device=cfg.device, seed=cfg.seed, quick=cfg.quick,
-        ckpt_dir=f"{cfg.ckpt_dir}/batch", surface_dir=f"{cfg.surface_dir}/batch", plot_dir=cfg.plot_dir,
-        quiet=cfg.quiet,
+        net=cfg.batch_net, data=cfg.data, data_root=cfg.data_root, device=cfg.device, seed=cfg.seed,
+        quick=cfg.quick, ckpt_dir=f"{cfg.ckpt_dir}/{sub}", surface_dir=f"{cfg.surface_dir}/{sub}", plot_dir=cfg.plot_dir,
+        quiet=cfg.quiet, tag="" if sub == "batch" else cfg.batch_net,
     )
 
 
@@ -313,7 +322,8 @@ def _say_estimate(cfg: DemoConfig, ds: Any) -> None:
     if cfg.quiet or cfg.data not in ("cifar10", "cifar100") or device.type == "cuda":
         return
     nets = tuple(n for n in cfg.nets if n not in dict(cfg.given))
-    say(cpu_estimate(nets or cfg.nets, ds, cfg.resolution or 51, 0 if not nets else cfg.epochs, device.type))
+    epochs = max(recipe_for(n, cfg.lr, cfg.epochs).epochs for n in nets or cfg.nets)
+    say(cpu_estimate(nets or cfg.nets, ds, cfg.resolution or 51, 0 if not nets else epochs, device.type))
 
 
 def _skip_study(cfg: DemoConfig) -> dict[str, Any]:
@@ -326,7 +336,9 @@ def _skip_study(cfg: DemoConfig) -> dict[str, Any]:
     _say_estimate(cfg, ds)
     for i, net in enumerate(cfg.nets, 1):
         until = f"until train loss <= {cfg.target_loss:g}, at most " if cfg.target_loss is not None else ""
-        _stage(cfg, f"[{i}/{total}] {net}: training ({until}{cfg.epochs} epochs on {cfg.data})")
+        recipe = recipe_for(net, cfg.lr, cfg.epochs)
+        how = f"lr {recipe.lr:g}: {recipe.why}" if net not in dict(cfg.given) else "given with --ckpt"
+        _stage(cfg, f"[{i}/{total}] {net}: training ({until}{recipe.epochs} epochs on {cfg.data}, {how})")
         ckpt, t_train = train_net(cfg, net, ds)
         _stage(cfg, f"[{i}/{total}] {net}: surface {cfg.resolution}x{cfg.resolution} over [-1, 1]^2")
         surf, t_surf = net_surface(cfg, net, ckpt)
